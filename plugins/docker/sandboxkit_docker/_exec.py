@@ -1,0 +1,164 @@
+"""Exec engine: one docker exec, its output read off the hijacked socket on the event loop.
+
+Per-call timeouts kill the whole process tree: every exec carries a unique marker in its
+environment, inherited by all its descendants (``setsid`` ones too), and a second exec kills
+every process whose environment holds it. Docker's exec has no kill of its own.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from sandboxkit_docker._errors import translate
+
+from sandboxkit.spi import ExecExit, ExecRequest, OutputCallback
+
+MARKER = "SANDBOXKIT_EXEC_ID"
+_KILL = (
+    "for p in /proc/[0-9]*; do "
+    "grep -qxz '" + MARKER + "={token}' $p/environ 2>/dev/null && kill -9 ${{p#/proc/}} 2>/dev/null; "
+    "done; true"
+)
+_STREAMS = {1: "stdout", 2: "stderr"}
+_HEADER = struct.Struct(">BxxxI")
+#: After a kill, how long to keep reading what the dying processes still write.
+DRAIN_SECONDS = 5.0
+_RECV = 1 << 20
+
+
+class ExecEngine:
+    """Runs commands in one container through a docker-py APIClient."""
+
+    def __init__(self, api: Any, container_id: str, base_env: Callable[[], Mapping[str, str]]) -> None:
+        self.api = api
+        self.container_id = container_id
+        self.base_env = base_env
+
+    async def _call(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        def run() -> Any:
+            with translate(sandbox_id=self.container_id):
+                return func(*args, **kwargs)
+
+        return await anyio.to_thread.run_sync(run)
+
+    async def run(self, request: ExecRequest, on_output: OutputCallback) -> ExecExit:
+        token = uuid.uuid4().hex
+        env = {**self.base_env(), **request.env, MARKER: token}
+        created = await self._call(
+            self.api.exec_create,
+            self.container_id,
+            list(request.argv),
+            stdin=request.stdin is not None,
+            environment=env,
+            workdir=request.cwd,
+            user=request.user or "",
+        )
+        exec_id = created["Id"]
+        sock = await self._call(self.api.exec_start, exec_id, socket=True)
+        raw: socket.socket = getattr(sock, "_sock", sock)
+        finished = False
+        timed_out = False
+        try:
+            raw.setblocking(False)
+            async with anyio.create_task_group() as tg:
+                if request.stdin is not None:
+                    tg.start_soon(_feed, raw, request.stdin)
+                with anyio.move_on_after(request.timeout) as deadline:
+                    await _pump(raw, on_output)
+                    finished = True
+                if deadline.cancelled_caught:
+                    timed_out = True
+                    await self.kill(token, request.user)
+                    with anyio.move_on_after(DRAIN_SECONDS):
+                        await _pump(raw, on_output)
+                    finished = True
+                tg.cancel_scope.cancel()
+        finally:
+            if not finished:  # cancelled, or the consumer raised: the command must not outlive us
+                with anyio.CancelScope(shield=True):
+                    await self.kill(token, request.user)
+            _close(sock, raw)
+        code = await self.exit_code(exec_id)
+        return ExecExit(
+            exit_code=137 if timed_out and code is None else (code if code is not None else -1), timed_out=timed_out
+        )
+
+    async def exit_code(self, exec_id: str) -> int | None:
+        """The exec's exit code; waits briefly for the engine to record it."""
+        for _ in range(50):
+            info = await self._call(self.api.exec_inspect, exec_id)
+            if not info.get("Running") and info.get("ExitCode") is not None:
+                return int(info["ExitCode"])
+            await anyio.sleep(0.02)
+        return None
+
+    async def kill(self, token: str, user: str | None) -> None:
+        """Kill every process that carries ``token`` in its environment, as the same user."""
+        script = _KILL.format(token=token)
+        for _ in range(3):
+            try:
+                created = await self._call(
+                    self.api.exec_create, self.container_id, ["sh", "-c", script], user=user or ""
+                )
+                await self._call(self.api.exec_start, created["Id"])
+                return
+            except Exception:  # pids exhausted or the sandbox is gone: try again, then give up
+                await anyio.sleep(0.1)
+
+
+async def _pump(raw: socket.socket, on_output: OutputCallback) -> None:
+    """Read multiplexed frames until EOF and hand each payload on in order."""
+    buf = bytearray()
+    while True:
+        try:
+            data = raw.recv(_RECV)
+        except (BlockingIOError, InterruptedError):
+            await anyio.wait_readable(raw)
+            continue
+        except (ConnectionResetError, OSError):
+            return
+        if not data:
+            return
+        buf += data
+        pos = 0
+        while len(buf) - pos >= _HEADER.size:
+            kind, length = _HEADER.unpack_from(buf, pos)
+            end = pos + _HEADER.size + length
+            if end > len(buf):
+                break
+            stream = _STREAMS.get(kind)
+            if stream is not None and length:
+                await on_output(stream, bytes(buf[pos + _HEADER.size : end]))  # type: ignore[arg-type]
+            pos = end
+        del buf[:pos]
+
+
+async def _feed(raw: socket.socket, data: bytes) -> None:
+    """Write stdin without blocking the loop, then half-close so the command sees EOF."""
+    view = memoryview(data)
+    try:
+        while view:
+            try:
+                sent = raw.send(view[:_RECV])
+            except (BlockingIOError, InterruptedError):
+                await anyio.wait_writable(raw)
+                continue
+            view = view[sent:]
+        raw.shutdown(socket.SHUT_WR)
+    except OSError:  # the command exited without reading all of its stdin
+        return
+
+
+def _close(sock: Any, raw: socket.socket) -> None:
+    for closer in (getattr(sock, "close", None), raw.close):
+        try:
+            if closer is not None:
+                closer()
+        except OSError:
+            pass

@@ -1,0 +1,72 @@
+"""sandboxkit: one API for isolated sandboxes on Docker, Modal or any registered provider."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from sandboxkit._async_sandbox import AsyncExecStream, AsyncSandbox
+from sandboxkit._capabilities import Capability
+from sandboxkit._errors import (
+    CapabilityNotSupportedError,
+    CommandFailedError,
+    CommandTimeoutError,
+    ErrorCode,
+    FileOperationError,
+    InvalidArgumentError,
+    ProviderNotFoundError,
+    SandboxError,
+    SandboxNotFoundError,
+)
+from sandboxkit._factory import create_sandbox_factory, create_sandbox_factory_from_sandbox
+from sandboxkit._registry import ProviderStatus, providers
+from sandboxkit._spec import SandboxSpec
+from sandboxkit._sync_sandbox import ExecStream, Sandbox
+from sandboxkit._types import (
+    ExecResult,
+    FileDownloadResult,
+    FileUploadResult,
+    OutputChunk,
+    SandboxInfo,
+    SandboxState,
+)
+
+try:
+    __version__ = version("sandboxkit")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "AsyncExecStream",
+    "AsyncSandbox",
+    "Capability",
+    "CapabilityNotSupportedError",
+    "CommandFailedError",
+    "CommandTimeoutError",
+    "ErrorCode",
+    "ExecResult",
+    "ExecStream",
+    "FileDownloadResult",
+    "FileOperationError",
+    "FileUploadResult",
+    "InvalidArgumentError",
+    "OutputChunk",
+    "ProviderNotFoundError",
+    "ProviderStatus",
+    "Sandbox",
+    "SandboxError",
+    "SandboxInfo",
+    "SandboxNotFoundError",
+    "SandboxSpec",
+    "SandboxState",
+    "create_sandbox_factory",
+    "create_sandbox_factory_from_sandbox",
+    "providers",
+]
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("sandboxkit._"):
+        try:
+            _obj.__module__ = "sandboxkit"
+        except (AttributeError, TypeError):
+            pass

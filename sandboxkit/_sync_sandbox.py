@@ -1,0 +1,213 @@
+"""Sandbox: the blocking facade; every call runs the async core on a shared background loop."""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import functools
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, final
+
+import anyio
+
+from sandboxkit import _portal
+from sandboxkit._async_sandbox import DEFAULT_MAX_OUTPUT, AsyncExecStream, AsyncSandbox, Command
+from sandboxkit._capabilities import Capability
+from sandboxkit._provider import SandboxHandle
+from sandboxkit._types import ExecResult, FileDownloadResult, FileUploadResult, OutputChunk, SandboxInfo
+
+
+@final
+class Sandbox:
+    """One sandbox on any provider: ``Sandbox.create(...)``, ``execute``, files, ``close``.
+
+    Every method mirrors :class:`AsyncSandbox`; see there for details.
+    """
+
+    def __init__(self, provider: str | None = None, **options: Any) -> None:
+        """Two-step form: hold the options; ``initialize()`` creates the sandbox."""
+        self._async = AsyncSandbox(provider, **options)
+
+    @classmethod
+    def _wrap(cls, inner: AsyncSandbox) -> Sandbox:
+        sandbox = cls.__new__(cls)
+        sandbox._async = inner
+        _portal.track(sandbox)
+        return sandbox
+
+    @classmethod
+    def create(cls, provider: str | None = None, **options: Any) -> Sandbox:
+        """Create and start a sandbox; see the README for every option."""
+        return cls(provider, **options).initialize()
+
+    def initialize(self) -> Sandbox:
+        """Create the sandbox held by the two-step form; ALREADY_INITIALIZED on a second call."""
+        _portal.call(self._async.initialize)
+        _portal.track(self)
+        return self
+
+    @classmethod
+    def from_id(cls, sandbox_id: str, provider: str | None = None, **auth: Any) -> Sandbox:
+        """Reconnect to a live sandbox by id; SANDBOX_NOT_FOUND when it is gone."""
+        return cls._wrap(_portal.call(functools.partial(AsyncSandbox.from_id, sandbox_id, provider, **auth)))
+
+    @classmethod
+    def from_name(cls, app: str, name: str, provider: str | None = None, **auth: Any) -> Sandbox:
+        """Find a live sandbox by app and name; SANDBOX_NOT_FOUND when none is running."""
+        return cls._wrap(_portal.call(functools.partial(AsyncSandbox.from_name, app, name, provider, **auth)))
+
+    @staticmethod
+    def list(
+        provider: str | None = None,
+        *,
+        app: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
+        **auth: Any,
+    ) -> builtins.list[SandboxInfo]:
+        """Live sandboxes of a provider, filtered by app and tags."""
+        return _portal.call(functools.partial(AsyncSandbox.list, provider, app=app, tags=tags, labels=labels, **auth))
+
+    def close(self) -> None:
+        """Terminate the sandbox. Idempotent."""
+        _portal.call(self._async.close)
+        _portal.untrack(self)
+
+    def __enter__(self) -> Sandbox:
+        if self._async._handle is None and not self._async._closed:
+            self.initialize()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # identity ------------------------------------------------------------
+    id = property(lambda self: self._async.id, doc="The provider's id for this sandbox.")
+    name = property(lambda self: self._async.name, doc="The sandbox's name, or None.")
+    app = property(lambda self: self._async.app, doc="The app the sandbox belongs to.")
+    provider = property(lambda self: self._async.provider, doc="The provider's registry name.")
+    instance = property(lambda self: self._async.instance, doc="The provider's native sandbox object.")
+    client = property(lambda self: self._async.client, doc="The provider SDK's client.")
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        """What this sandbox's provider declares."""
+        return self._async.capabilities
+
+    @property
+    def handle(self) -> SandboxHandle:
+        """The provider SPI handle."""
+        return self._async.handle
+
+    @property
+    def aio(self) -> AsyncSandbox:
+        """The async twin of this sandbox (use it on the loop that ``sandboxkit`` runs, or your own)."""
+        return self._async
+
+    def __repr__(self) -> str:
+        return repr(self._async).replace("<AsyncSandbox", "<Sandbox", 1)
+
+    # commands ------------------------------------------------------------
+    def execute(
+        self,
+        command: Command,
+        *,
+        timeout: float | None = None,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        stdin: str | bytes | None = None,
+        user: str | int | None = None,
+        check: bool = False,
+        max_output: int = DEFAULT_MAX_OUTPUT,
+    ) -> ExecResult:
+        """Run a command to its end; a string runs under ``sh -c``, a list as argv."""
+        return _portal.call(
+            functools.partial(
+                self._async.execute,
+                command,
+                timeout=timeout,
+                cwd=cwd,
+                env=env,
+                stdin=stdin,
+                user=user,
+                check=check,
+                max_output=max_output,
+            )
+        )
+
+    def stream(
+        self,
+        command: Command,
+        *,
+        timeout: float | None = None,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        stdin: str | bytes | None = None,
+        user: str | int | None = None,
+        check: bool = False,
+        max_output: int = DEFAULT_MAX_OUTPUT,
+    ) -> ExecStream:
+        """Run a command and iterate its output live; ``.result`` is set when the loop ends."""
+        inner = self._async.stream(
+            command, timeout=timeout, cwd=cwd, env=env, stdin=stdin, user=user, check=check, max_output=max_output
+        )
+        return ExecStream(inner)
+
+    # files ---------------------------------------------------------------
+    def write_file(self, path: str, content: str | bytes) -> None:
+        """Create or replace a file (parents are created)."""
+        _portal.call(self._async.write_file, path, content)
+
+    def read_file(self, path: str) -> bytes:
+        """A file's bytes."""
+        return _portal.call(self._async.read_file, path)
+
+    def upload_files(self, files: Sequence[tuple[str, str | bytes]]) -> builtins.list[FileUploadResult]:
+        """Write many files; one result per file."""
+        return _portal.call(self._async.upload_files, files)
+
+    def download_files(self, paths: Sequence[str]) -> builtins.list[FileDownloadResult]:
+        """Read many files; one result per path."""
+        return _portal.call(self._async.download_files, paths)
+
+
+class ExecStream:
+    """Blocking iterator over a command's live output; ``result`` is set when it ends."""
+
+    def __init__(self, inner: AsyncExecStream) -> None:
+        self._inner = inner
+
+    @property
+    def result(self) -> ExecResult | None:
+        """The ExecResult, once the output is exhausted."""
+        return self._inner.result
+
+    def __iter__(self) -> Iterator[OutputChunk]:
+        portal = _portal.portal()
+        send, recv = anyio.create_memory_object_stream[OutputChunk](64)
+        failure: builtins.list[BaseException] = []
+
+        async def pump() -> None:
+            async with send:
+                try:
+                    chunks = aiter(self._inner)
+                    async with contextlib.aclosing(chunks):  # type: ignore[type-var]
+                        async for chunk in chunks:
+                            await send.send(chunk)
+                except anyio.BrokenResourceError:
+                    pass
+                except Exception as exc:
+                    failure.append(exc)
+
+        future = portal.start_task_soon(pump)
+        try:
+            while True:
+                try:
+                    yield portal.call(recv.receive)
+                except anyio.EndOfStream:
+                    break
+        finally:
+            portal.call(recv.aclose)
+            future.result()
+        if failure:
+            raise failure[0]

@@ -1,0 +1,5 @@
+import sys
+
+from sandboxkit.cli import main
+
+sys.exit(main())
