@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sandboxkit_docker import _archive
 from sandboxkit_docker._errors import PROVIDER, map_error, translate
 from sandboxkit_docker._exec import ExecEngine
+from sandboxkit_docker._fastexec import FastExec
 from sandboxkit_docker.images import DEFAULT_IMAGE
 
 from sandboxkit import Capability
@@ -322,6 +323,7 @@ class DockerSandbox(SandboxHandle):
         self.app = labels.get(f"{LABEL}.app", "")
         self.labels = dict(labels)
         self.engine = ExecEngine(provider.client().api, container.id, self.exec_env)
+        self.fast = FastExec(self.engine, container)  # the agent path, falling back to the engine
 
     @property
     def native_instance(self) -> Any:
@@ -339,7 +341,7 @@ class DockerSandbox(SandboxHandle):
         return self.provider.client().api
 
     async def exec(self, request: ExecRequest, on_output: OutputCallback) -> ExecExit:
-        outcome = await self.engine.run(request, on_output)
+        outcome = await self.fast.run(request, on_output)
         # exec in a container that died or was removed mid-command ends like this, without an error
         if outcome.exit_code in (126, 137, -1) and not outcome.timed_out and not await self._alive():
             raise SandboxError(
@@ -363,6 +365,7 @@ class DockerSandbox(SandboxHandle):
         return _STATES.get(str(info.get("State", {}).get("Status", "")), SandboxState.UNKNOWN)
 
     async def terminate(self) -> None:
+        self.fast.close()
         try:
             await self.provider.call(self._api().remove_container, self.id, force=True, sandbox_id=self.id)
         except SandboxError as exc:
