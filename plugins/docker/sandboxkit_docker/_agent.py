@@ -59,7 +59,11 @@ _F_SETPIPE_SZ = 1031
 
 
 def resolve_user(spec: str) -> tuple[int, int, list[int], str]:
-    """``name``, ``uid``, ``name:group`` or ``uid:gid`` -> (uid, gid, supplementary gids, home), as runc does."""
+    """``name``, ``uid``, ``name:group`` or ``uid:gid`` -> (uid, gid, supplementary gids, home), as Docker does.
+
+    Like ``docker exec``: the supplementary groups are the primary group plus the user's
+    memberships in /etc/group, or just the given group; an unknown numeric uid gets gid 0, HOME /.
+    """
     name, _, group = spec.partition(":")
     try:
         entry: Any = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
@@ -82,7 +86,7 @@ def resolve_user(spec: str) -> tuple[int, int, list[int], str]:
                 raise LookupError(f"unable to find group {group}: no matching entries in group file") from None
     elif login:
         extra = [g.gr_gid for g in grp.getgrall() if login in g.gr_mem]
-    return uid, gid, extra, home
+    return uid, gid, sorted({gid, *extra}), home
 
 
 def start_error(argv0: str, cwd: str | None, exc: BaseException) -> str:
@@ -178,7 +182,7 @@ class Command:
         env.update(sent)
         return subprocess.Popen(
             argv,
-            stdin=subprocess.PIPE if spec.get("stdin") else subprocess.DEVNULL,
+            stdin=subprocess.PIPE if spec.get("stdin") else self.agent.devnull,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
@@ -309,6 +313,7 @@ class Agent:
         self.poller = select.poll()
         self.registered: dict[int, int] = {}
         self.owner: dict[int, Command] = {}
+        self.devnull = os.open(os.devnull, os.O_RDONLY)  # what docker exec gives a command without stdin
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
