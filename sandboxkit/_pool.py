@@ -28,6 +28,8 @@ from sandboxkit._types import SandboxState
 
 #: Most sandboxes a pool creates at once (Docker tops out near 10 starts/s on 2 cores).
 MAX_PARALLEL_CREATES = 4
+#: Commands run in each new sandbox before it is handed out, so lazy set-up happens in the background.
+WARM_UP_COMMANDS = 2
 #: Longest pause between failed creations.
 MAX_BACKOFF = 30.0
 
@@ -201,8 +203,9 @@ class AsyncPool:
         try:
             async with self._limiter:
                 sandbox = await AsyncSandbox.create(self._provider, **self._options)
-            try:
-                await sandbox.execute(["true"])  # warm-up: e.g. the Docker provider starts its exec agent
+            try:  # warm-up: a provider may prepare for commands lazily (Docker starts its exec agent)
+                for _ in range(WARM_UP_COMMANDS):
+                    await sandbox.execute(["true"])
             except SandboxError as exc:
                 if exc.code == ErrorCode.SANDBOX_NOT_FOUND:
                     await _close_quietly(sandbox)

@@ -5,8 +5,8 @@ agent (:mod:`sandboxkit_docker._agent`) is started once per sandbox by a single 
 with stdin attached; after that a command is one frame in and a few frames out on the same
 hijacked socket, multiplexed by channel id, so many commands run at once on one sandbox.
 
-The agent is started lazily: the first command of a sandbox runs through ``docker exec`` while
-the agent starts beside it; later commands use the agent. Everything the agent cannot do goes
+The agent is started lazily: the first command of a sandbox runs through ``docker exec``; the
+second too, while the agent starts beside it; later commands use the agent. Everything the agent cannot do goes
 through :class:`~sandboxkit_docker._exec.ExecEngine` (plain ``docker exec``): images without
 ``python3`` >= 3.9 (busybox), ``user=`` when the agent is not root, transports that are not
 plain sockets, sandboxes with less than :data:`MIN_MEMORY` of memory (the agent's ~10 MiB
@@ -44,6 +44,9 @@ ENV_SWITCH = "SANDBOXKIT_DOCKER_FAST_EXEC"
 MIN_MEMORY = 256 << 20
 #: How often an agent may die in one sandbox before the sandbox stays on ``docker exec``.
 MAX_RESTARTS = 3
+#: The command (1-based) beside which the agent starts: a sandbox that runs a single command
+#: never pays for it; one that runs more pays once, beside its second command.
+LAUNCH_AT = 2
 #: How long to wait for a starting agent's HELLO.
 START_TIMEOUT = 10.0
 #: How long past a command's timeout the client waits for the agent to report the kill itself.
@@ -252,6 +255,7 @@ class FastExec:
         self.engine = engine
         self.mux: Mux | None = None
         self.restarts = 0
+        self.commands = 0
         self.disabled: str | None = None if enabled_by_env() else f"{ENV_SWITCH} is off"
         attrs: dict[str, Any] = getattr(container, "attrs", None) or {}
         memory = int((attrs.get("HostConfig") or {}).get("Memory") or 0)
@@ -268,7 +272,8 @@ class FastExec:
         if mux is None or mux.dead is not None:
             if mux is not None:
                 self._retire(mux, restart=True)
-            if self.disabled is not None:
+            self.commands += 1
+            if self.disabled is not None or self.commands < LAUNCH_AT:
                 return await self.engine.run(request, on_output)
             async with anyio.create_task_group() as tg:  # start the agent beside this command
                 tg.start_soon(self._launch)
