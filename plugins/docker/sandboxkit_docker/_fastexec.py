@@ -34,7 +34,7 @@ import anyio.to_thread
 from sandboxkit_docker import _agent
 from sandboxkit_docker._agent import COUNT, HEADER
 from sandboxkit_docker._errors import translate
-from sandboxkit_docker._exec import MARKER, ExecEngine
+from sandboxkit_docker._exec import _KILL, MARKER, ExecEngine
 
 from sandboxkit.spi import ExecExit, ExecRequest, OutputCallback, StreamName
 
@@ -51,6 +51,8 @@ LAUNCH_AT = 2
 START_TIMEOUT = 10.0
 #: How long past a command's timeout the client waits for the agent to report the kill itself.
 CLIENT_GRACE = 5.0
+#: Longest wait to write one frame to the agent before its stream counts as wedged.
+SEND_TIMEOUT = 30.0
 #: Stdin bytes in flight per command before the client waits for the agent's acknowledgement.
 STDIN_WINDOW = 1 << 20
 _STDIN_CHUNK = 256 << 10
@@ -106,8 +108,10 @@ class Channel:
 class Mux:
     """The attached stream to one agent: frames out under a lock, frames in by whoever waits."""
 
-    def __init__(self, sock: Any, raw: socket.socket, exec_id: str) -> None:
+    def __init__(self, sock: Any, raw: socket.socket, exec_id: str, token: str) -> None:
         self.sock, self.raw, self.exec_id = sock, raw, exec_id
+        #: the agent's own marker (commands get theirs), so a lost agent can be killed like a command
+        self.token = token
         self.thread = threading.get_ident()
         self.control = Channel(0)
         self.channels: dict[int, Channel] = {0: self.control}
@@ -138,17 +142,23 @@ class Mux:
         if self.dead is not None:
             raise AgentLost(self.dead)
         async with self._write:
-            view = memoryview(data)
-            while view:
-                try:
-                    sent = self.raw.send(view)
-                except (BlockingIOError, InterruptedError):
-                    await anyio.wait_writable(self.raw)
-                    continue
-                except OSError as exc:
-                    self.lose(f"the agent's stream failed ({exc})")
-                    raise AgentLost(self.dead) from None
-                view = view[sent:]
+            # a frame cut short by a cancellation would corrupt the stream for every command:
+            # once started, it is written whole (or the stream is given up)
+            with anyio.CancelScope(shield=True), anyio.move_on_after(SEND_TIMEOUT) as limit:
+                view = memoryview(data)
+                while view:
+                    try:
+                        sent = self.raw.send(view)
+                    except (BlockingIOError, InterruptedError):
+                        await anyio.wait_writable(self.raw)
+                        continue
+                    except OSError as exc:
+                        self.lose(f"the agent's stream failed ({exc})")
+                        raise AgentLost(self.dead) from None
+                    view = view[sent:]
+            if limit.cancelled_caught:
+                self.lose(f"the agent took no input for {SEND_TIMEOUT:g}s")
+                raise AgentLost(self.dead)
 
     # ------------------------------------------------------------ reading
     async def wait(self, channel: Channel) -> None:
@@ -256,6 +266,8 @@ class FastExec:
         self.mux: Mux | None = None
         self.restarts = 0
         self.commands = 0
+        #: (marker token, user) of processes a lost stream left running, killed once docker answers again
+        self.pending_kills: list[tuple[str, str | None]] = []
         self.disabled: str | None = None if enabled_by_env() else f"{ENV_SWITCH} is off"
         attrs: dict[str, Any] = getattr(container, "attrs", None) or {}
         memory = int((attrs.get("HostConfig") or {}).get("Memory") or 0)
@@ -266,6 +278,8 @@ class FastExec:
 
     async def run(self, request: ExecRequest, on_output: OutputCallback) -> ExecExit:
         """Run one command, through the agent when it can take it."""
+        if self.pending_kills:
+            await self._kill_pending()
         if self.disabled is not None:
             return await self.engine.run(request, on_output)
         mux = self.mux
@@ -299,9 +313,13 @@ class FastExec:
             api, container_id = self.engine.api, self.engine.container_id
             argv = ["python3", "-I", "-S", "-c", LOADER, str(len(source)), json.dumps(self.config)]
 
+            token = "agent-" + uuid.uuid4().hex
+
             def start() -> tuple[Any, str]:
                 with translate(sandbox_id=container_id):
-                    exec_id = api.exec_create(container_id, argv, stdin=True, user="")["Id"]
+                    exec_id = api.exec_create(container_id, argv, stdin=True, user="", environment={MARKER: token})[
+                        "Id"
+                    ]
                     return api.exec_start(exec_id, socket=True), exec_id
 
             try:
@@ -314,7 +332,7 @@ class FastExec:
                 _close_quietly(sock)
                 return
             raw.setblocking(False)
-            mux = Mux(sock, raw, exec_id)
+            mux = Mux(sock, raw, exec_id, token)
             try:
                 await mux.send_raw(source)
             except AgentLost:
@@ -336,6 +354,24 @@ class FastExec:
                 self._retire(mux, restart=False)
                 return False
         return mux.dead is None
+
+    async def _kill_pending(self) -> None:
+        """Kill, through docker exec, what lost streams left behind; keep what docker could not reach."""
+        api, container_id = self.engine.api, self.engine.container_id
+
+        def kill(token: str, user: str | None) -> bool:
+            try:
+                created = api.exec_create(container_id, ["sh", "-c", _KILL.format(token=token)], user=user or "")
+                api.exec_start(created["Id"])
+                return bool(api.exec_inspect(created["Id"]).get("ExitCode") == 0)
+            except Exception as exc:  # a gone sandbox has nothing left to kill
+                return "no such container" in str(exc).lower() or "is not running" in str(exc).lower()
+
+        left = []
+        for token, user in self.pending_kills:
+            if not await anyio.to_thread.run_sync(kill, token, user):
+                left.append((token, user))
+        self.pending_kills = left
 
     def _retire(self, mux: Mux, *, restart: bool) -> None:
         mux.lose(mux.dead or "retired")
@@ -377,8 +413,9 @@ class FastExec:
             # through docker exec and report it killed; the next command starts a new agent
             done = True
             self._retire(mux, restart=True)
+            self.pending_kills += [(token, request.user), (mux.token, None)]
             with anyio.CancelScope(shield=True):
-                await self.engine.kill(token, request.user)
+                await self._kill_pending()
             return ExecExit(exit_code=137, timed_out=wedged)
         finally:
             mux.discard(channel)
