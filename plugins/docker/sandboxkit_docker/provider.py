@@ -343,7 +343,7 @@ class DockerSandbox(SandboxHandle):
     async def exec(self, request: ExecRequest, on_output: OutputCallback) -> ExecExit:
         outcome = await self.fast.run(request, on_output)
         # exec in a container that died or was removed mid-command ends like this, without an error
-        if outcome.exit_code in (126, 137, -1) and not outcome.timed_out and not await self._alive():
+        if outcome.exit_code in (126, 137, -1) and not outcome.timed_out and await self._gone(outcome.exit_code):
             raise SandboxError(
                 ErrorCode.SANDBOX_NOT_FOUND,
                 "the sandbox stopped while the command ran (closed, expired, or killed from outside)",
@@ -351,6 +351,15 @@ class DockerSandbox(SandboxHandle):
                 sandbox_id=self.id,
             )
         return outcome
+
+    async def _gone(self, exit_code: int) -> bool:
+        """True when the sandbox stopped. Killed from outside, it still looks alive for ~0.1 s after its
+        commands died with 137, so that code gets two more looks."""
+        for pause in (0.0, 0.1, 0.2) if exit_code == 137 else (0.0,):
+            await anyio.sleep(pause)
+            if not await self._alive():
+                return True
+        return False
 
     async def _alive(self) -> bool:
         return await self.status() in (SandboxState.RUNNING, SandboxState.PENDING)
@@ -432,6 +441,8 @@ class DockerSandbox(SandboxHandle):
                 member = await anyio.to_thread.run_sync(_archive.unpack_one, stream)
             except SandboxError as exc:
                 if exc.code == ErrorCode.SANDBOX_NOT_FOUND and "no such container" not in exc.message.lower():
+                    if not await self._alive():  # a container being removed has no files either
+                        raise
                     raise file_error("file_not_found", path, provider=PROVIDER, sandbox_id=self.id) from None
                 raise
             if isinstance(member, bytes):
