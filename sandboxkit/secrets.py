@@ -67,13 +67,12 @@ def _check_values(name: str, values: Mapping[str, str]) -> None:
             )
 
 
+_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r"})
+
+
 def _dotenv(values: Mapping[str, str]) -> str:
-    # single quotes with \\ and \' escaped: the form python-dotenv reads back verbatim (newlines included)
-    lines = []
-    for key, value in values.items():
-        escaped = value.replace("\\", "\\\\").replace("'", "\\'")
-        lines.append(f"{key}='{escaped}'\n")
-    return "".join(lines)
+    # double quotes, with \\ " \n \r escaped: one line per key, read back verbatim by python-dotenv
+    return "".join(f'{key}="{value.translate(_ESCAPES)}"\n' for key, value in values.items())
 
 
 def create_secret(name: str, values: Mapping[str, str], *, overwrite: bool = False) -> Path:

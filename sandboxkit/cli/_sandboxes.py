@@ -100,7 +100,11 @@ def collect(args: argparse.Namespace) -> int:
     labels = _pairs(args.label, "--label")
     stale = _portal.call(lambda: provider.gc(dry_run=args.dry_run, labels=labels))
     if args.json:
-        print(json.dumps([{**_record(s), "reason": s.reason, "removed": s.removed} for s in stale], indent=2))
+        rows = [
+            {"id": s.id, "name": s.name, "app": s.app, "state": s.state.value, "reason": s.reason, "removed": s.removed}
+            for s in stale
+        ]
+        print(json.dumps(rows, indent=2))
     else:
         for s in stale:
             verb = "would remove" if args.dry_run else ("removed" if s.removed else "FAILED to remove")

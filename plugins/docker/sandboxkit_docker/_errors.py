@@ -39,6 +39,7 @@ NATIVE_ERRORS: dict[type[BaseException], ErrorCode] = {
     requests.exceptions.RequestException: ErrorCode.PROVIDER_UNAVAILABLE,
     # docker-py reads raw streams (archives, exec sockets) through urllib3, unwrapped by requests
     urllib3.exceptions.HTTPError: ErrorCode.PROVIDER_UNAVAILABLE,
+    urllib3.exceptions.ProxySchemeUnsupported: ErrorCode.PROVIDER_UNAVAILABLE,  # a ValueError, not an HTTPError
     ConnectionError: ErrorCode.PROVIDER_UNAVAILABLE,
     TimeoutError: ErrorCode.PROVIDER_UNAVAILABLE,
 }
@@ -148,7 +149,10 @@ def _explain(exc: BaseException) -> str:
     if isinstance(exc, docker.errors.APIError) and exc.explanation:
         text = exc.explanation
         return text.decode(errors="replace") if isinstance(text, bytes) else str(text)
-    return str(exc) or type(exc).__name__
+    try:
+        return str(exc) or type(exc).__name__
+    except Exception:  # a native __str__ that breaks must not escape the choke point
+        return type(exc).__name__
 
 
 @contextlib.contextmanager
