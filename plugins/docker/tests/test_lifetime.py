@@ -47,8 +47,9 @@ def _wait_for(check: Callable[[], bool], seconds: float) -> bool:
     return check()
 
 
-def test_the_container_ends_by_itself_at_its_timeout(docker_engine: Any) -> None:
-    sb = Sandbox.create(timeout=2)
+@pytest.mark.parametrize("idle_timeout", [None, 60], ids=["pid1-sleep", "pid1-watchdog"])
+def test_the_container_ends_by_itself_at_its_timeout(docker_engine: Any, idle_timeout: float | None) -> None:
+    sb = Sandbox.create(timeout=2, idle_timeout=idle_timeout)
     assert sb.execute("echo up").stdout == "up\n"
     assert _wait_for(lambda: not _running(docker_engine, sb.id), 12), "still running long after its timeout"
     with pytest.raises(SandboxError) as err:
