@@ -9,6 +9,8 @@ import os
 import socket
 from collections.abc import Iterable, Mapping
 
+from sandboxkit.spi import SandboxSpec
+
 PREFIX = "sandboxkit"
 MANAGED = f"{PREFIX}.managed"
 PROVIDER = f"{PREFIX}.provider"
@@ -35,6 +37,34 @@ USER = f"{PREFIX}.label."
 #: a spec label with this key names the sandbox's owner itself (e.g. the CLI's ``create``), so the
 #: creating process's death does not make it an orphan
 OWNER_KEY = "owner"
+
+
+def for_sandbox(spec: SandboxSpec, now: float, *, cpuset: str | None, gpu: tuple[str, bool] | None) -> dict[str, str]:
+    """Every label of a new sandbox: identity, lifetime, owner, and what a reconnecting client must know."""
+    labels = {
+        MANAGED: "1",
+        PROVIDER: "docker",
+        APP: spec.app,
+        CREATED_AT: f"{now:.3f}",
+        EXPIRES_AT: f"{now + spec.timeout:.3f}",
+        **{f"{TAG}{k}": v for k, v in spec.tags.items()},
+        **{f"{USER}{k}": v for k, v in spec.labels.items()},
+    }
+    optional = {
+        NAME: spec.name,
+        # a spec label "owner" names the owner itself: the creating process may exit on purpose
+        OWNER: None if OWNER_KEY in spec.labels else owner_here(),
+        IDLE_TIMEOUT: None if spec.idle_timeout is None else f"{spec.idle_timeout:g}",
+        SECRETS: join(spec.secrets) or None,
+        ENV_KEYS: join(spec.env) or None,
+        CPU: None if spec.cpu is None else f"{spec.cpu:g}",
+        CPUSET: cpuset,
+        MEMORY_MIB: None if spec.memory_mib is None else str(spec.memory_mib),
+        GPU: None if gpu is None else gpu[0],
+        GPU_MODE: None if gpu is None else ("simulate" if gpu[1] else "real"),
+    }
+    labels.update({k: v for k, v in optional.items() if v is not None})
+    return labels
 
 
 def join(names: Iterable[str]) -> str:

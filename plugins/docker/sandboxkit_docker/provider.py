@@ -20,11 +20,6 @@ import anyio.to_thread
 import docker
 import docker.errors
 from pydantic import BaseModel, ConfigDict, Field
-from sandboxkit_docker import _archive, _gc, _gpu, _labels, _lifetime, _limits
-from sandboxkit_docker._errors import PROVIDER, map_error, translate
-from sandboxkit_docker._exec import ExecEngine
-from sandboxkit_docker._oom import OomCounter
-from sandboxkit_docker.images import DEFAULT_IMAGE
 
 from sandboxkit import Capability
 from sandboxkit.secrets import resolve_secrets
@@ -43,6 +38,11 @@ from sandboxkit.spi import (
     VolumeInfo,
     file_error,
 )
+from sandboxkit_docker import _archive, _gc, _gpu, _labels, _lifetime, _limits
+from sandboxkit_docker._errors import PROVIDER, map_error, translate
+from sandboxkit_docker._exec import ExecEngine
+from sandboxkit_docker._oom import OomCounter
+from sandboxkit_docker.images import DEFAULT_IMAGE
 
 T = TypeVar("T")
 
@@ -184,31 +184,8 @@ class DockerProvider(Provider):
         await self._check_volumes(client, spec.volumes)
         cpuset = await self._cpuset(spec.cpu) if spec.cpu is not None and options.pin_cpus else None
 
-        now = time.time()
-        labels = {
-            _labels.MANAGED: "1",
-            _labels.PROVIDER: PROVIDER,
-            _labels.APP: spec.app,
-            _labels.CREATED_AT: f"{now:.3f}",
-            _labels.EXPIRES_AT: f"{now + spec.timeout:.3f}",
-            **{f"{_labels.TAG}{k}": v for k, v in spec.tags.items()},
-            **{f"{_labels.USER}{k}": v for k, v in spec.labels.items()},
-        }
-        optional = {
-            _labels.NAME: spec.name,
-            # a spec label "owner" names the owner itself: the creating process may exit on purpose
-            _labels.OWNER: None if _labels.OWNER_KEY in spec.labels else _labels.owner_here(),
-            _labels.IDLE_TIMEOUT: None if spec.idle_timeout is None else f"{spec.idle_timeout:g}",
-            _labels.SECRETS: _labels.join(spec.secrets) or None,
-            _labels.ENV_KEYS: _labels.join(spec.env) or None,
-            _labels.CPU: None if spec.cpu is None else f"{spec.cpu:g}",
-            _labels.CPUSET: cpuset,
-            _labels.MEMORY_MIB: None if spec.memory_mib is None else str(spec.memory_mib),
-            _labels.GPU: None if gpu is None else gpu.spec,
-            _labels.GPU_MODE: None if gpu is None else ("simulate" if gpu.simulated else "real"),
-        }
-        labels.update({k: v for k, v in optional.items() if v is not None})
-
+        gpu_label = None if gpu is None else (gpu.spec, gpu.simulated)
+        labels = _labels.for_sandbox(spec, time.time(), cpuset=cpuset, gpu=gpu_label)
         env = _limits.limit_env(
             spec, pids_limit=options.pids_limit, disk_mib=options.disk_mib, max_file_mib=options.max_file_mib
         )

@@ -64,7 +64,7 @@ def test_idle_timeout_ends_an_idle_sandbox_and_spares_a_busy_one(docker_engine: 
         assert busy.execute("sleep 6; echo done", timeout=30).stdout == "done\n"  # busy for 3x the idle timeout
         assert time.monotonic() - started >= 6
         assert busy.execute("echo still here").stdout == "still here\n"
-        assert not _running(docker_engine, idle.id), "an idle sandbox outlived its idle_timeout by 4+ s"
+        assert _wait_for(lambda: not _running(docker_engine, idle.id), 6), "an idle sandbox outlived idle_timeout"
         with pytest.raises(SandboxError) as err:
             idle.execute("true")
         assert err.value.code == ErrorCode.SANDBOX_NOT_FOUND
