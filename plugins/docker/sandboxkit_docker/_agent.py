@@ -52,6 +52,8 @@ MAX_PENDING = 4 << 20
 #: After a command's main process exits, how long its background children may keep its
 #: output open before the agent stops reading (Docker's exec waits the same 2 s).
 EXIT_GRACE = 2.0
+#: The agent's process name (``/proc/<pid>/comm``), which the idle watchdog looks for.
+COMM = "sbk-exec-agent"
 #: Exit code when a command cannot be started (Docker's exec reports 126 too).
 CANNOT_RUN = 126
 _READ = 1 << 20
@@ -104,24 +106,28 @@ def start_error(argv0: str, cwd: str | None, exc: BaseException) -> str:
 
 
 def kill_marked(marker: bytes) -> None:
-    """SIGKILL every process whose environment holds ``marker``, until none is left."""
+    """Kill every process whose environment holds ``marker``, until none is left.
+
+    Each pass stops them all first (so nothing forks while the pass runs), then kills them.
+    """
     me = os.getpid()
     for _ in range(20):
-        found = 0
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit() or int(entry) == me:
-                continue
-            try:
-                with open(f"/proc/{entry}/environ", "rb") as f:
-                    env = f.read()
-            except OSError:
-                continue
-            if marker in env.split(b"\0"):
+        found = False
+        for sig in (signal.SIGSTOP, signal.SIGKILL):
+            for entry in os.listdir("/proc"):
+                if not entry.isdigit() or int(entry) == me:
+                    continue
                 try:
-                    os.kill(int(entry), signal.SIGKILL)
-                    found += 1
+                    with open(f"/proc/{entry}/environ", "rb") as f:
+                        env = f.read()
                 except OSError:
-                    pass
+                    continue
+                if marker in env.split(b"\0"):
+                    try:
+                        os.kill(int(entry), sig)
+                        found = True
+                    except OSError:
+                        pass
         if not found:
             return
 
@@ -305,6 +311,11 @@ class Agent:
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
+        try:  # the name the idle watchdog knows: the agent alone is not activity, its commands are
+            with open("/proc/self/comm", "w") as comm:
+                comm.write(COMM)
+        except OSError:
+            pass
         self.base_env = dict(os.environ)
         self.commands: dict[int, Command] = {}
         self.out = bytearray()

@@ -31,12 +31,12 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+
+from sandboxkit.spi import ExecExit, ExecRequest, OutputCallback, StreamName
 from sandboxkit_docker import _agent
 from sandboxkit_docker._agent import COUNT, HEADER
 from sandboxkit_docker._errors import translate
 from sandboxkit_docker._exec import _KILL, MARKER, ExecEngine
-
-from sandboxkit.spi import ExecExit, ExecRequest, OutputCallback, StreamName
 
 #: Set to 0/false/off to run every command through plain ``docker exec``.
 ENV_SWITCH = "SANDBOXKIT_DOCKER_FAST_EXEC"
@@ -289,9 +289,15 @@ class FastExec:
             self.commands += 1
             if self.disabled is not None or self.commands < LAUNCH_AT:
                 return await self.engine.run(request, on_output)
+            failure: Exception | None = None
             async with anyio.create_task_group() as tg:  # start the agent beside this command
                 tg.start_soon(self._launch)
-                outcome = await self.engine.run(request, on_output)
+                try:
+                    outcome = await self.engine.run(request, on_output)
+                except Exception as exc:  # raised after the group, so it is not wrapped in a group
+                    failure = exc
+            if failure is not None:
+                raise failure
             return outcome
         if mux.thread != threading.get_ident() or not await self._ready(mux):
             return await self.engine.run(request, on_output)
@@ -398,13 +404,19 @@ class FastExec:
         done = wedged = False
         try:
             await mux.send(_agent.OPEN, channel.id, json.dumps(spec).encode())
+            failure: Exception | None = None
             async with anyio.create_task_group() as tg:
                 if request.stdin is not None:
                     tg.start_soon(_feed, mux, channel, request.stdin)
                 limit = None if request.timeout is None else request.timeout + CLIENT_GRACE
                 with anyio.move_on_after(limit) as deadline:
-                    done = await _pump(mux, channel, on_output)
+                    try:
+                        done = await _pump(mux, channel, on_output)
+                    except Exception as exc:  # the consumer failed: raised after the group, unwrapped
+                        failure = exc
                 tg.cancel_scope.cancel()
+            if failure is not None:
+                raise failure
             if not done:
                 wedged = deadline.cancelled_caught
                 raise AgentLost(mux.dead or "the agent did not report a timed-out command")

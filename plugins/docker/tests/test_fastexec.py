@@ -247,3 +247,13 @@ def test_small_memory_limit_and_the_switch_keep_docker_exec(docker_engine: Any, 
     with sandboxkit.Sandbox.create(provider="docker", timeout=120) as sandbox:
         for _ in range(3):
             assert sandbox.execute("echo $PPID").stdout == "0\n"
+
+
+def test_idle_timeout_counts_the_agents_commands_not_the_agent(docker_engine: Any) -> None:
+    with sandboxkit.Sandbox.create(provider="docker", timeout=120, idle_timeout=3) as sandbox:
+        warm(sandbox)
+        assert sandbox.execute("sleep 7; echo done").stdout == "done\n"  # busy, through the agent, past 2x idle
+        deadline = time.monotonic() + 12
+        while docker_engine.api.containers(filters={"id": sandbox.id, "status": "running"}):
+            assert time.monotonic() < deadline, "an idle sandbox with a live agent outlived idle_timeout"
+            time.sleep(0.5)
