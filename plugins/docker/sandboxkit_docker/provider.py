@@ -627,6 +627,8 @@ class DockerSandbox(SandboxHandle):
             await self._put(list(files))
             return [None] * len(files)
         except SandboxError as exc:
+            if exc.code == ErrorCode.SANDBOX_NOT_FOUND and not await self._alive():  # gone, or being removed
+                raise
             if len(files) == 1:
                 return [self._file_error(files[0][0], exc)]
         results: builtins.list[SandboxError | None] = []
