@@ -23,9 +23,10 @@ SETTLE_SECONDS = 15.0
 def no_leftovers(docker_engine: Any, session_label: str) -> Iterator[None]:
     client = docker_engine
     volumes_before = {v.name for v in client.volumes.list(filters={"label": session_label})}
+    existing = {c["Id"] for c in client.api.containers(all=True, filters={"label": session_label})}
     start = time.time() - 1
     yield
-    ids = created_since(client, start, session_label)
+    ids = created_since(client, start, session_label) - existing  # not the module's shared sandboxes
     deadline = time.monotonic() + SETTLE_SECONDS
     while True:
         alive = {c["Id"] for c in client.api.containers(all=True, filters={"label": session_label}) if c["Id"] in ids}

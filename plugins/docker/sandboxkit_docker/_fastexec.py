@@ -150,7 +150,11 @@ class Mux:
                     try:
                         sent = self.raw.send(view)
                     except (BlockingIOError, InterruptedError):
-                        await anyio.wait_writable(self.raw)
+                        try:
+                            await anyio.wait_writable(self.raw)
+                        except (anyio.ClosedResourceError, OSError):
+                            self.lose("the agent's stream was closed")
+                            raise AgentLost(self.dead) from None
                         continue
                     except OSError as exc:
                         self.lose(f"the agent's stream failed ({exc})")
@@ -172,7 +176,10 @@ class Mux:
             try:
                 while not event.is_set() and self.dead is None:
                     if not self._receive():
-                        await anyio.wait_readable(self.raw)
+                        try:
+                            await anyio.wait_readable(self.raw)
+                        except (anyio.ClosedResourceError, OSError):
+                            self.lose("the agent's stream was closed")
             finally:
                 self.reading = False
                 self._wake_all()  # another waiter takes over reading
@@ -250,6 +257,11 @@ class Mux:
             self._wake_all()
 
     def close(self) -> None:
+        try:  # wake whoever waits on the socket (on this thread's loop) before it goes away
+            if threading.get_ident() == self.thread:
+                anyio.notify_closing(self.raw)
+        except RuntimeError:  # no event loop running here
+            pass
         for closer in (getattr(self.sock, "close", None), self.raw.close):
             try:
                 if closer is not None:
