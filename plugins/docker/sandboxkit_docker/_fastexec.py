@@ -194,51 +194,56 @@ class Mux:
         if not data:
             self.lose("the agent's stream closed" + self._stderr_note())
             return True
-        self._docker += data
-        pos = 0
-        while len(self._docker) - pos >= _DOCKER_FRAME.size:
-            stream, length = _DOCKER_FRAME.unpack_from(self._docker, pos)
-            end = pos + _DOCKER_FRAME.size + length
-            if end > len(self._docker):
-                break
-            payload = self._docker[pos + _DOCKER_FRAME.size : end]
-            if stream == 1:
-                self._frames += payload
-            elif stream == 2:
-                self._stderr = (self._stderr + payload)[-2000:]
-            pos = end
-        del self._docker[:pos]
+        if self._docker:
+            self._docker += data
+            source: bytes | bytearray = self._docker
+        else:
+            source = data
+        with memoryview(source) as view:  # docker's frames: [stream, 0, 0, 0, length] + payload
+            pos, size = 0, len(view)
+            while size - pos >= _DOCKER_FRAME.size:
+                stream, length = _DOCKER_FRAME.unpack_from(view, pos)
+                end = pos + _DOCKER_FRAME.size + length
+                if end > size:
+                    break
+                if stream == 1:
+                    self._frames += view[pos + _DOCKER_FRAME.size : end]
+                elif stream == 2:
+                    self._stderr = (self._stderr + view[pos + _DOCKER_FRAME.size : end])[-2000:]
+                pos = end
+            self._docker = bytearray(view[pos:])
         self._dispatch()
         return True
 
     def _dispatch(self) -> None:
         buf = self._frames
         pos = 0
-        while len(buf) - pos >= HEADER.size and self.dead is None:
-            kind, cid, length = HEADER.unpack_from(buf, pos)
-            if self.hello is None and (kind != _agent.HELLO or length > 4096):
-                text = bytes(buf[:200]).decode(errors="replace").strip()
-                self.lose(f"the agent did not start: {text}{self._stderr_note()}")
-                return
-            end = pos + HEADER.size + length
-            if end > len(buf):
-                break
-            payload = bytes(buf[pos + HEADER.size : end])
-            pos = end
-            if kind == _agent.HELLO:
-                self.hello = json.loads(payload)
-                self.control.notify()
-                continue
-            channel = self.channels.get(cid)
-            if channel is None:
-                continue
-            if kind in _STREAMS:
-                channel.chunks.append((_STREAMS[kind], payload))
-            elif kind == _agent.EXIT:
-                channel.exit = json.loads(payload)
-            elif kind == _agent.STDIN_ACK:
-                channel.stdin_acked += COUNT.unpack(payload)[0]
-            channel.notify()
+        with memoryview(buf) as view:
+            while len(buf) - pos >= HEADER.size and self.dead is None:
+                kind, cid, length = HEADER.unpack_from(view, pos)
+                if self.hello is None and (kind != _agent.HELLO or length > 4096):
+                    text = bytes(view[:200]).decode(errors="replace").strip()
+                    self.lose(f"the agent did not start: {text}{self._stderr_note()}")
+                    return
+                end = pos + HEADER.size + length
+                if end > len(buf):
+                    break
+                payload = bytes(view[pos + HEADER.size : end])
+                pos = end
+                if kind == _agent.HELLO:
+                    self.hello = json.loads(payload)
+                    self.control.notify()
+                    continue
+                channel = self.channels.get(cid)
+                if channel is None:
+                    continue
+                if kind in _STREAMS:
+                    channel.chunks.append((_STREAMS[kind], payload))
+                elif kind == _agent.EXIT:
+                    channel.exit = json.loads(payload)
+                elif kind == _agent.STDIN_ACK:
+                    channel.stdin_acked += COUNT.unpack(payload)[0]
+                channel.notify()
         del buf[:pos]
 
     def _stderr_note(self) -> str:
