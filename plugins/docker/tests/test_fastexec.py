@@ -257,3 +257,23 @@ def test_idle_timeout_counts_the_agents_commands_not_the_agent(docker_engine: An
         while docker_engine.api.containers(filters={"id": sandbox.id, "status": "running"}):
             assert time.monotonic() < deadline, "an idle sandbox with a live agent outlived idle_timeout"
             time.sleep(0.5)
+
+
+def test_secrets_reach_agent_commands_and_no_long_lived_process(
+    docker_engine: Any, tmp_path: Any, monkeypatch: Any
+) -> None:
+    from sandboxkit.secrets import create_secret
+
+    value = "sv-" + os.urandom(8).hex()
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    create_secret("fast-keys", {"FAST_TOKEN": value})
+    with sandboxkit.Sandbox.create(provider="docker", timeout=120, secrets=["fast-keys"]) as sandbox:
+        pid = agent_pid(warm(sandbox))
+        assert sandbox.execute("echo $FAST_TOKEN $PPID").stdout == f"{value} {pid}\n"  # through the agent
+        # scanned with a plain docker exec that carries no secret: no process holds the value now
+        head, tail = value[:5], value[5:]  # the scanner's own argv must not hold the value whole
+        scan = docker_engine.containers.get(sandbox.id).exec_run(
+            ["sh", "-c", f"printf %s%s {head} {tail} > /tmp/p; grep -lFf /tmp/p /proc/[0-9]*/environ "
+             "/proc/[0-9]*/cmdline 2>/dev/null; true"]
+        )  # fmt: skip
+        assert scan.output.decode().strip() == ""
