@@ -296,6 +296,18 @@ class DockerProvider(Provider):
         return [info for row in rows if (info := _info(row)).state in (SandboxState.RUNNING, SandboxState.PENDING)]
 
 
+def _put_archive(api: Any, container_id: str, data: bytes) -> bool:
+    """docker-py's ``put_archive`` at ``/``, but refusing to replace a directory with a file.
+
+    Without ``noOverwriteDirNonDir`` the engine deletes a directory tree that stands where the
+    archive has a file, so writing a file onto a directory would silently destroy the directory.
+    """
+    params = {"path": "/", "noOverwriteDirNonDir": "true"}
+    res = api._put(api._url("/containers/{0}/archive", container_id), params=params, data=data)
+    api._raise_for_status(res)
+    return bool(res.status_code == 200)
+
+
 def _info(row: Mapping[str, Any]) -> SandboxInfo:
     labels: Mapping[str, str] = row.get("Labels") or {}
     prefix = f"{LABEL}.tag."
@@ -394,7 +406,7 @@ class DockerSandbox(SandboxHandle):
         return results
 
     async def _put(self, files: builtins.list[tuple[str, bytes]]) -> None:
-        ok = await self.provider.call(self._api().put_archive, self.id, "/", _archive.pack(files), sandbox_id=self.id)
+        ok = await self.provider.call(_put_archive, self._api(), self.id, _archive.pack(files), sandbox_id=self.id)
         if not ok:
             raise SandboxError(
                 ErrorCode.FILE_OPERATION_FAILED, "docker refused the archive", provider=PROVIDER, sandbox_id=self.id
