@@ -1,0 +1,32 @@
+"""The runnable examples in examples/ complete their task offline."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_deep_agent_writes_and_runs_a_file_in_a_docker_sandbox(docker_engine: object) -> None:
+    # The chat model is a scripted stand-in (no LLM can be reached here): it only emits the tool
+    # calls. The file write, the run and the output below happen in a real Docker sandbox.
+    example = _load("deepagents_agent")
+    messages = example.run("docker")
+    tool_results = [m for m in messages if m.type == "tool"]
+    assert [m.name for m in tool_results] == ["write_file", "execute"]
+    assert tool_results[0].status == "success"
+    assert "0 1 1 2 3 5 8 13 21 34" in tool_results[1].content
+    assert "[Command succeeded with exit code 0]" in tool_results[1].content
+    assert messages[-1].type == "ai" and not messages[-1].tool_calls
