@@ -44,7 +44,9 @@ def scripted_replies() -> Iterator[AIMessage]:
     """What a model would answer for TASK: write the file, run it, then report."""
     yield AIMessage(
         content="",
-        tool_calls=[{"id": "call-1", "name": "write_file", "args": {"file_path": "/workspace/fib.py", "content": SCRIPT}}],
+        tool_calls=[
+            {"id": "call-1", "name": "write_file", "args": {"file_path": "/workspace/fib.py", "content": SCRIPT}}
+        ],
     )
     yield AIMessage(
         content="", tool_calls=[{"id": "call-2", "name": "execute", "args": {"command": "python3 /workspace/fib.py"}}]

@@ -174,7 +174,7 @@ class SandboxkitBackend(BaseSandbox):
             return _timed_out(exc, limit)
         return _response(result)
 
-    async def aexecute(self, command: str, *, timeout: int | None = None) -> ExecuteResponse:  # noqa: ASYNC109
+    async def aexecute(self, command: str, *, timeout: int | None = None) -> ExecuteResponse:
         """Async ``execute``: runs on sandboxkit's loop, cancellable from the caller's."""
         limit = self._limit(timeout)
         sandbox = await self._asandbox()
@@ -315,7 +315,9 @@ def _glob_argv(pattern: str, root: str) -> list[str]:
 
 
 def _glob_timeout() -> GlobResult:
-    return GlobResult(error=f"Error: glob timed out after {GLOB_TIMEOUT}s. Try a more specific pattern or a narrower path.")
+    return GlobResult(
+        error=f"Error: glob timed out after {GLOB_TIMEOUT}s. Try a more specific pattern or a narrower path."
+    )
 
 
 def _parse_glob(result: ExecResult, root: str) -> GlobResult:

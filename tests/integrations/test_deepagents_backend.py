@@ -151,7 +151,7 @@ def test_factory_gives_each_thread_its_own_sandbox_and_close_reaps_them(docker_e
 
 
 def test_bad_arguments_fail_at_construction(sandbox: Sandbox) -> None:
-    with pytest.raises(TypeError, match="sandboxkit.Sandbox"):
+    with pytest.raises(TypeError, match=r"sandboxkit\.Sandbox"):
         SandboxkitBackend("docker")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="glob_paths"):
         SandboxkitBackend(sandbox, glob_paths="both")  # type: ignore[arg-type]

@@ -20,6 +20,7 @@ from sandboxkit.integrations.deepagents import SandboxkitBackend
 
 class TestDockerStandard(SandboxIntegrationTests):
     @pytest.fixture(scope="class")
-    def sandbox(self, docker_engine: object) -> Iterator[SandboxkitBackend]:
+    @classmethod
+    def sandbox(cls, docker_engine: object) -> Iterator[SandboxkitBackend]:
         with Sandbox.create("docker", timeout=900) as sb:
             yield SandboxkitBackend(sb, overwrite=False, glob_paths="relative")

@@ -30,3 +30,20 @@ def test_deep_agent_writes_and_runs_a_file_in_a_docker_sandbox(docker_engine: ob
     assert "0 1 1 2 3 5 8 13 21 34" in tool_results[1].content
     assert "[Command succeeded with exit code 0]" in tool_results[1].content
     assert messages[-1].type == "ai" and not messages[-1].tool_calls
+
+
+def test_inspect_eval_runs_to_completion_offline(docker_engine: object, tmp_path: Path) -> None:
+    # inspect's mockllm model plays the model (no LLM can be reached here); the bash tool call, the
+    # program run in the sample's sandbox and the answer file the scorer reads back are real.
+    from sandboxkit import Sandbox
+
+    example = _load("inspect_eval")
+    log = example.run("docker", log_dir=str(tmp_path))
+    assert log.status == "success"
+    assert [(s.id, s.scores["answer_file"].value, s.scores["answer_file"].answer) for s in log.samples] == [
+        ("sum-10", "C", "45"),
+        ("sum-100", "C", "4950"),
+    ]
+    tool_outputs = [m.text for s in log.samples for m in s.messages if m.role == "tool"]
+    assert tool_outputs == ["45\n", "4950\n"]
+    assert Sandbox.list("docker", labels={"inspect": "1"}) == []  # every sample's sandbox was closed
