@@ -15,9 +15,9 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-from sandboxkit_docker._errors import translate
 
 from sandboxkit.spi import ErrorCode, ExecExit, ExecRequest, OutputCallback, SandboxError
+from sandboxkit_docker._errors import translate
 
 MARKER = "SANDBOXKIT_EXEC_ID"
 # Shell builtins only, so it works when a fork bomb holds every pid slot (``read`` drops the NULs
