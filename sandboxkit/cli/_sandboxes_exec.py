@@ -90,6 +90,8 @@ def run_create(args: argparse.Namespace) -> int:
         }
         if args.block_network:
             options["block_network"] = True
+        # owned by whoever runs the CLI, not by this process: `sandboxkit gc` must not reap it when we exit
+        options["labels"] = {"owner": "cli"}
         with progress(f"creating a sandbox on {args.provider or 'the default provider'}", quiet=args.json):
             sandbox = Sandbox.create(args.provider, **options)
     except SandboxError as exc:

@@ -36,6 +36,9 @@ def test_create_prints_the_id_of_a_sandbox_that_outlives_the_cli(sandbox_id: str
     assert len(sandbox_id) == 64 and sandbox_id.isalnum()
     reconnected = Sandbox.from_id(sandbox_id, "docker")
     assert reconnected.execute("echo $GREETING; pwd").stdout == "hi\n/srv\n"
+    # the CLI process that created it is gone, yet gc does not count it as an orphan
+    stale = json.loads(cli("gc", "--dry-run", "--json", "--provider", "docker").stdout)
+    assert sandbox_id not in [row["id"] for row in stale]
 
 
 def test_exec_streams_output_and_passes_the_exit_code_through(sandbox_id: str) -> None:
