@@ -105,7 +105,7 @@ async def test_timeout_raises_with_the_partial_output(env: SandboxkitSandboxEnvi
 
 
 async def test_network_is_blocked_by_default_and_on_request_only(docker_engine: object) -> None:
-    async def interfaces(config: SandboxkitConfig) -> set[str]:
+    async def interfaces(config: SandboxkitConfig | None) -> set[str]:
         envs = await ENV.sample_init("net", config, {})
         try:
             out = (await envs["default"].exec(["cat", "/proc/net/dev"])).stdout
@@ -113,7 +113,7 @@ async def test_network_is_blocked_by_default_and_on_request_only(docker_engine: 
             await ENV.sample_cleanup("net", config, envs, False)
         return {line.split(":")[0].strip() for line in out.splitlines()[2:]}
 
-    assert await interfaces(SandboxkitConfig(provider="docker")) == {"lo"}
+    assert await interfaces(None) == {"lo"}  # sandbox="sandboxkit": every default, provider docker
     assert await interfaces(SandboxkitConfig(provider="docker", block_network=False)) > {"lo"}
 
 

@@ -32,6 +32,24 @@ def test_deep_agent_writes_and_runs_a_file_in_a_docker_sandbox(docker_engine: ob
     assert messages[-1].type == "ai" and not messages[-1].tool_calls
 
 
+async def test_deep_agent_runs_async_too(docker_engine: object) -> None:
+    # ainvoke drives deepagents' async tool path (aexecute, aupload_files, ...); stand-in model as above
+    from deepagents import create_deep_agent
+
+    from sandboxkit import Sandbox
+    from sandboxkit.integrations.deepagents import SandboxkitBackend
+
+    example = _load("deepagents_agent")
+    with Sandbox.create("docker", workdir="/workspace", timeout=300) as sandbox:
+        agent = create_deep_agent(
+            model=example.ScriptedChatModel(messages=example.scripted_replies()), backend=SandboxkitBackend(sandbox)
+        )
+        state = await agent.ainvoke({"messages": [{"role": "user", "content": example.TASK}]})
+        assert sandbox.read_file("/workspace/fib.py").decode() == example.SCRIPT
+    tool_results = [m for m in state["messages"] if m.type == "tool"]
+    assert "0 1 1 2 3 5 8 13 21 34" in tool_results[-1].content
+
+
 def test_inspect_eval_runs_to_completion_offline(docker_engine: object, tmp_path: Path) -> None:
     # inspect's mockllm model plays the model (no LLM can be reached here); the bash tool call, the
     # program run in the sample's sandbox and the answer file the scorer reads back are real.
