@@ -120,14 +120,14 @@ class SandboxkitSandboxEnvironment(SandboxEnvironment):
     @classmethod
     async def task_init(cls, task_name: str, config: SandboxEnvironmentConfigType | None) -> None:
         # fail before any sample starts: bad options, unknown or broken provider
-        _provider_for(_config(config))
+        get_provider(_config(config).provider)
 
     @classmethod
     async def sample_init(
         cls, task_name: str, config: SandboxEnvironmentConfigType | None, metadata: dict[str, str]
     ) -> dict[str, SandboxEnvironment]:
         settings = _config(config)
-        provider = _provider_for(settings)
+        provider = get_provider(settings.provider)
         options = settings.create_options()
         if settings.block_network is not None:
             options["block_network"] = settings.block_network
@@ -154,8 +154,7 @@ class SandboxkitSandboxEnvironment(SandboxEnvironment):
     ) -> None:
         for environment in environments.values():
             if isinstance(environment, SandboxkitSandboxEnvironment):
-                with anyio.CancelScope(shield=True):
-                    await environment.sandbox.close()
+                await _close(environment.sandbox)
                 cls._open.get(task_name, set()).discard(environment.sandbox)
 
     @classmethod
@@ -169,9 +168,8 @@ class SandboxkitSandboxEnvironment(SandboxEnvironment):
                     file=sys.stderr,
                 )
             return
-        with anyio.CancelScope(shield=True):
-            for sandbox in left:
-                await sandbox.close()
+        for sandbox in left:
+            await _close(sandbox)
 
     @classmethod
     async def cli_cleanup(cls, id: str | None) -> None:
@@ -343,6 +341,16 @@ class _Tail:
         return bytes(self.data[-self.limit :] if len(self.data) > self.limit else self.data).decode(errors="replace")
 
 
+async def _close(sandbox: AsyncSandbox) -> None:
+    """Close, even while cancelled; a sandbox that is already gone is fine, other failures are reported."""
+    with anyio.CancelScope(shield=True):
+        try:
+            await sandbox.close()
+        except SandboxError as exc:
+            if exc.code != ErrorCode.SANDBOX_NOT_FOUND:
+                print(f"could not close sandbox {sandbox.provider}:{sandbox.id}: {exc.message}", file=sys.stderr)
+
+
 def _config(config: SandboxEnvironmentConfigType | None) -> SandboxkitConfig:
     if config is None:
         return SandboxkitConfig.model_validate({})
@@ -354,10 +362,6 @@ def _config(config: SandboxEnvironmentConfigType | None) -> SandboxkitConfig:
         f"the sandboxkit sandbox takes a config dict such as {{'provider': 'docker'}}, got {type(config).__name__}: "
         f"{config!r}"
     )
-
-
-def _provider_for(config: SandboxkitConfig) -> Any:
-    return get_provider(config.provider)
 
 
 def _label_value(text: str) -> str:
