@@ -20,11 +20,14 @@ from sandboxkit_docker._errors import translate
 from sandboxkit.spi import ExecExit, ExecRequest, OutputCallback
 
 MARKER = "SANDBOXKIT_EXEC_ID"
-_KILL = (
+# Stop every marked process first, then kill them: killed one by one, a parent shell would see its
+# child die and run on (`sleep 60; echo after` printed "after" and exited 0) before its own turn.
+_EACH = (
     "for p in /proc/[0-9]*; do "
-    "grep -qxz '" + MARKER + "={token}' $p/environ 2>/dev/null && kill -9 ${{p#/proc/}} 2>/dev/null; "
-    "done; true"
+    "grep -qxz '" + MARKER + "={token}' $p/environ 2>/dev/null && kill -{signal} ${{p#/proc/}} 2>/dev/null; "
+    "done; "
 )
+_KILL = _EACH.replace("{signal}", "STOP") + _EACH.replace("{signal}", "KILL") + "true"
 _STREAMS = {1: "stdout", 2: "stderr"}
 _HEADER = struct.Struct(">BxxxI")
 #: After a kill, how long to keep reading what the dying processes still write.

@@ -382,6 +382,9 @@ class DockerSandbox(SandboxHandle):
             await self._put(list(files))
             return [None] * len(files)
         except SandboxError as exc:
+            failure = await self._gone(exc)
+            if failure.code == ErrorCode.SANDBOX_NOT_FOUND:
+                raise failure from None
             if len(files) == 1:
                 return [self._file_error(files[0][0], exc)]
         results: builtins.list[SandboxError | None] = []
@@ -394,8 +397,13 @@ class DockerSandbox(SandboxHandle):
         return results
 
     async def _put(self, files: builtins.list[tuple[str, bytes]]) -> None:
-        ok = await self.provider.call(self._api().put_archive, self.id, "/", _archive.pack(files), sandbox_id=self.id)
-        if not ok:
+        api = self._api()
+        url = api._url("/containers/{0}/archive", self.id)
+        # noOverwriteDirNonDir: writing a file where a directory is fails instead of replacing the directory
+        params = {"path": "/", "noOverwriteDirNonDir": "1"}
+        res = await self.provider.call(api._put, url, params=params, data=_archive.pack(files), sandbox_id=self.id)
+        await self.provider.call(api._raise_for_status, res, sandbox_id=self.id)
+        if res.status_code != 200:
             raise SandboxError(
                 ErrorCode.FILE_OPERATION_FAILED, "docker refused the archive", provider=PROVIDER, sandbox_id=self.id
             )
@@ -416,21 +424,43 @@ class DockerSandbox(SandboxHandle):
             kind = "invalid_path"
         return file_error(kind, path, exc.message, provider=PROVIDER, sandbox_id=self.id)
 
+    def _get_archive(self, path: str) -> tuple[dict[str, Any], bytes | None]:
+        """GET the archive of ``path``: its stat and tar bytes (None for a directory). Never left half-read:
+        an unread archive stream holds the container, and every later exec hangs until it is closed."""
+        api = self._api()
+        res = api._get(api._url("/containers/{0}/archive", self.id), params={"path": path}, stream=True)
+        try:
+            api._raise_for_status(res)
+            stat: dict[str, Any] = docker.utils.decode_json_header(res.headers.get("X-Docker-Container-Path-Stat"))
+            if int(stat.get("mode", 0)) & _archive.MODE_DIR_BIT:
+                return stat, None
+            return stat, b"".join(res.iter_content(1 << 20, False))
+        finally:
+            res.close()
+
+    async def _gone(self, exc: SandboxError) -> SandboxError:
+        """``exc`` as a file error, or SANDBOX_NOT_FOUND when the container is no longer running."""
+        if exc.code != ErrorCode.SANDBOX_NOT_FOUND and not await self._alive():
+            return SandboxError(
+                ErrorCode.SANDBOX_NOT_FOUND,
+                "the sandbox is no longer running (closed or expired)",
+                provider=PROVIDER,
+                sandbox_id=self.id,
+            )
+        return exc
+
     async def read_file(self, path: str) -> bytes:
         current = path
         for _ in range(16):  # follow symlinks, as reading a path inside the sandbox would
             try:
-                stream, stat = await self.provider.call(
-                    self._api().get_archive, self.id, current, chunk_size=1 << 20, sandbox_id=self.id
-                )
-                mode = int(stat.get("mode", 0))
-                if mode & _archive.MODE_DIR_BIT:
+                _, data = await self.provider.call(self._get_archive, current, sandbox_id=self.id)
+                if data is None:
                     raise file_error("is_directory", path, provider=PROVIDER, sandbox_id=self.id)
-                member = await anyio.to_thread.run_sync(_archive.unpack_one, stream)
+                member = await anyio.to_thread.run_sync(_archive.unpack_one, [data])
             except SandboxError as exc:
                 if exc.code == ErrorCode.SANDBOX_NOT_FOUND and "no such container" not in exc.message.lower():
-                    raise file_error("file_not_found", path, provider=PROVIDER, sandbox_id=self.id) from None
-                raise
+                    exc = file_error("file_not_found", path, provider=PROVIDER, sandbox_id=self.id)
+                raise await self._gone(exc) from None
             if isinstance(member, bytes):
                 return member
             if member.issym():
