@@ -115,7 +115,13 @@ def _pool_acquire(client: clients.Client, ctx: Context) -> float:
 
 def figures() -> list[Figure]:
     return [
-        Figure("create_start", "create and start one sandbox", lambda c, x: c.create_start(), target=("<=", 1.15)),
+        Figure(
+            "create_start",
+            "create and start one sandbox",
+            lambda c, x: c.create_start(),
+            rounds=(15, 2),
+            target=("<=", 1.15),
+        ),
         Figure(
             "exec_true",
             "execute `true` on a warm sandbox (fast exec path)",
@@ -135,6 +141,7 @@ def figures() -> list[Figure]:
             "full_cycle",
             "create, execute, write 1 MiB, read it back, close",
             lambda c, x: c.full_cycle(x.data_1m, x.host_1m),
+            rounds=(15, 2),
         ),
         Figure(
             "upload_1mib",
@@ -145,21 +152,21 @@ def figures() -> list[Figure]:
         ),
         Figure("download_1mib", "read a 1 MiB file", lambda c, x: c.download(MIB), inner=3, target=("<=", 1.25)),
         Figure(
-            "upload_100mib", "write a 100 MiB file", lambda c, x: c.upload(x.data_100m, x.host_100m), rounds=(15, 2)
+            "upload_100mib", "write a 100 MiB file", lambda c, x: c.upload(x.data_100m, x.host_100m), rounds=(15, 1)
         ),
-        Figure("download_100mib", "read a 100 MiB file", lambda c, x: c.download(100 * MIB), rounds=(15, 2)),
+        Figure("download_100mib", "read a 100 MiB file", lambda c, x: c.download(100 * MIB), rounds=(15, 1)),
         Figure(
             "stream_100mib",
             "stream 100 MiB of command output",
             lambda c, x: c.stream(),
-            rounds=(15, 2),
+            rounds=(15, 1),
             target=("<", 2.0),
         ),
         Figure(
             "create_10_concurrent",
             "create 10 sandboxes at once (wall time)",
             lambda c, x: c.create_concurrent(10),
-            rounds=(15, 2),
+            rounds=(15, 1),
         ),
         Figure(
             "create_50_concurrent",
