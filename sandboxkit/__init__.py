@@ -18,6 +18,7 @@ from sandboxkit._errors import (
     SandboxNotFoundError,
 )
 from sandboxkit._factory import create_sandbox_factory, create_sandbox_factory_from_sandbox
+from sandboxkit._pool import AsyncPool, Pool
 from sandboxkit._registry import ProviderStatus, providers
 from sandboxkit._spec import SandboxSpec
 from sandboxkit._sync_sandbox import ExecStream, Sandbox
@@ -37,6 +38,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "AsyncExecStream",
+    "AsyncPool",
     "AsyncSandbox",
     "Capability",
     "CapabilityNotSupportedError",
@@ -50,6 +52,7 @@ __all__ = [
     "FileUploadResult",
     "InvalidArgumentError",
     "OutputChunk",
+    "Pool",
     "ProviderNotFoundError",
     "ProviderStatus",
     "Sandbox",

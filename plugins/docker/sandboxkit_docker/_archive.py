@@ -33,7 +33,12 @@ def fetch(api: Any, container_id: str, path: str) -> tarfile.TarInfo | bytes:
     docker-py's get_archive leaves the response open when its stream is not drained, and the
     engine then holds the container's archive lock; this always closes the response.
     """
-    response = api._get(api._url("/containers/{0}/archive", container_id), params={"path": path}, stream=True)
+    response = api._get(
+        api._url("/containers/{0}/archive", container_id),
+        params={"path": path},
+        stream=True,
+        headers={"Accept-Encoding": "identity"},  # else the engine gzips the archive: 4x slower for 100 MiB
+    )
     try:
         api._raise_for_status(response)
         stat = json.loads(base64.b64decode(response.headers.get("x-docker-container-path-stat", "") or b"e30="))
@@ -41,7 +46,7 @@ def fetch(api: Any, container_id: str, path: str) -> tarfile.TarInfo | bytes:
             info = tarfile.TarInfo(path)
             info.type = tarfile.DIRTYPE
             return info
-        return unpack_one(response.content)
+        return unpack_one(b"".join(response.iter_content(1 << 20)))
     finally:
         response.close()
 

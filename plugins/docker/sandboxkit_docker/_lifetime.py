@@ -4,7 +4,8 @@ Without ``idle_timeout`` PID 1 (under docker-init) is ``sleep <timeout>``. With 
 small sh watchdog that also ends the sandbox after ``idle_timeout`` seconds without a running
 command. A command is a process that ``docker exec`` started: inside the sandbox's pid namespace
 its parent is outside, so its ppid reads 0 (only docker-init, pid 1, shares that). The watchdog
-reads /proc with shell builtins only, once a second.
+reads /proc with shell builtins only, once a second. The fast exec path's agent is such a
+process too, but it is not activity by itself: its commands (its children) are.
 """
 
 from __future__ import annotations
@@ -16,12 +17,16 @@ read -r up _ < /proc/uptime; start=${up%.*}; now=$start; last=$start
 while [ $((now - start)) -lt "$life" ]; do
   sleep 1
   read -r up _ < /proc/uptime; now=${up%.*}
+  agents=" " parents=" "
   for s in /proc/[0-9]*/stat; do
     [ "$s" = /proc/1/stat ] && continue
     read -r l 2>/dev/null < "$s" || continue
+    case $l in *"(sbk-exec-agent) "*) agents="$agents${l%% *} "; continue;; esac
     set -- ${l##*) }
     if [ "$2" = 0 ]; then last=$now; break; fi
+    parents="$parents$2 "
   done
+  for a in $agents; do case $parents in *" $a "*) last=$now; break;; esac; done
   [ $((now - last)) -lt "$idle" ] || exit 0
 done
 """

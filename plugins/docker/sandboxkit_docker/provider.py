@@ -41,6 +41,7 @@ from sandboxkit.spi import (
 from sandboxkit_docker import _archive, _gc, _gpu, _labels, _lifetime, _limits
 from sandboxkit_docker._errors import PROVIDER, map_error, translate
 from sandboxkit_docker._exec import ExecEngine
+from sandboxkit_docker._fastexec import FastExec
 from sandboxkit_docker._oom import OomCounter
 from sandboxkit_docker.images import DEFAULT_IMAGE
 
@@ -524,6 +525,7 @@ class DockerSandbox(SandboxHandle):
             if fresh:
                 self.oom.baseline = 0
         self.engine = ExecEngine(provider.client().api, container.id, self.exec_env)
+        self.fast = FastExec(self.engine, container)  # the agent path, falling back to the engine
 
     def __repr__(self) -> str:
         return f"<DockerSandbox id={self.id[:12]!r} name={self.name!r} app={self.app!r}>"
@@ -569,9 +571,9 @@ class DockerSandbox(SandboxHandle):
 
     async def exec(self, request: ExecRequest, on_output: OutputCallback) -> ExecExit:
         before = None if self.oom is None else self.oom.before()
-        outcome = await self.engine.run(request, on_output)
+        outcome = await self.fast.run(request, on_output)
         # exec in a container that died or was removed mid-command ends like this, without an error
-        if outcome.exit_code in (126, 137, -1) and not outcome.timed_out and not await self._alive():
+        if outcome.exit_code in (126, 137, -1) and not outcome.timed_out and await self._stopped(outcome.exit_code):
             raise SandboxError(
                 ErrorCode.SANDBOX_NOT_FOUND,
                 "the sandbox stopped while the command ran (closed, expired, or killed from outside)",
@@ -582,6 +584,15 @@ class DockerSandbox(SandboxHandle):
         if self.oom is not None and not outcome.timed_out and await self.oom.killed_since(before, outcome.exit_code):
             return dataclasses.replace(outcome, oom_killed=True)
         return outcome
+
+    async def _stopped(self, exit_code: int) -> bool:
+        """True when the sandbox stopped. Killed from outside, it still looks alive for ~0.1 s after its
+        commands died with 137, so that code gets two more looks."""
+        for pause in (0.0, 0.1, 0.2) if exit_code == 137 else (0.0,):
+            await anyio.sleep(pause)
+            if not await self._alive():
+                return True
+        return False
 
     async def _alive(self) -> bool:
         return await self.status() in (SandboxState.RUNNING, SandboxState.PENDING)
@@ -596,6 +607,7 @@ class DockerSandbox(SandboxHandle):
         return _STATES.get(str(info.get("State", {}).get("Status", "")), SandboxState.UNKNOWN)
 
     async def terminate(self) -> None:
+        self.fast.close()
         try:
             await self.provider.call(self._api().remove_container, self.id, force=True, sandbox_id=self.id)
         except SandboxError as exc:

@@ -1,0 +1,391 @@
+"""sandboxkit benchmarks: every figure against raw docker-py (the floor) and llm-sandbox (the peer).
+
+    python benchmarks/run.py [--quick] [--json PATH]
+
+One line per figure, ``NAME sandboxkit=<median> baseline=<median> ratio=<r>`` with docker-py as
+the baseline, and ``NAME.vs_llm-sandbox ...`` with llm-sandbox as the baseline where it can do
+the same thing. Times are milliseconds, memory MiB. All contenders run in the same process (the
+live-sandbox figures in fresh child processes), against the same daemon and the same local image,
+in interleaved rounds with a shuffled order inside each round, so load from elsewhere on the
+machine falls on all of them alike; the ratios are what to compare across machines.
+``--quick`` takes fewer rounds (under 2 minutes); the full run takes the median of at least 15.
+
+The peer needs ``pip install -r benchmarks/requirements.txt``; without it, its lines are skipped
+with the reason printed. Every container the run creates carries ``sandboxkit.label.bench=<run
+id>`` and is removed at the end, whatever happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import clients
+
+BASELINE = "docker-py"
+PEER = "llm-sandbox"
+MIB = 1 << 20
+
+
+@dataclasses.dataclass
+class Figure:
+    """One measured quantity: how to take a sample per contender, and the target ratio to docker-py."""
+
+    name: str
+    what: str
+    run: Callable[[clients.Client, Context], float]
+    unit: str = "ms"
+    #: rounds in a full run / in --quick
+    rounds: tuple[int, int] = (15, 3)
+    #: samples per contender per round
+    inner: int = 1
+    #: (operator, ratio) the sandboxkit/docker-py ratio must meet, or None when only reported
+    target: tuple[str, float] | None = None
+    contenders: tuple[str, ...] = ("sandboxkit", BASELINE, PEER)
+    samples: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    errors: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class Context:
+    run_id: str
+    data_1m: bytes
+    data_100m: bytes
+    host_1m: Path
+    host_100m: Path
+    pool: Any = None
+    live: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------ the figures
+def _sk(client: clients.Client) -> clients.Sandboxkit:
+    assert isinstance(client, clients.Sandboxkit)
+    return client
+
+
+def _exec_docker(client: clients.Client, ctx: Context) -> float:
+    return _sk(client).exec_true_docker_exec() if client.name == "sandboxkit" else client.exec_true()
+
+
+def _live_50(client: clients.Client, ctx: Context) -> float:
+    """Create 50 at once in a fresh process; its RSS with them alive feeds memory_50_live."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", client.name, "--run-id", ctx.run_id, "--sandboxes", "50"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    ctx.live.setdefault(client.name, []).append(result["rss_mib"])
+    return float(result["create_s"])
+
+
+def _memory(client: clients.Client, ctx: Context) -> float:
+    """Reads what the same round's create_50_concurrent child measured (seconds-free figure)."""
+    return ctx.live[client.name][-1]
+
+
+def _pool_acquire(client: clients.Client, ctx: Context) -> float:
+    if client.name != "sandboxkit":
+        return client.exec_true()  # the baseline: one raw docker-py exec
+    pool = ctx.pool
+    while pool.ready < pool.size:  # a full pool, as a warm pool is between bursts
+        time.sleep(0.02)
+    start = time.perf_counter()
+    sandbox = pool.acquire()
+    seconds = time.perf_counter() - start
+    pool.release(sandbox)
+    return seconds
+
+
+def figures() -> list[Figure]:
+    return [
+        Figure("create_start", "create and start one sandbox", lambda c, x: c.create_start(), target=("<=", 1.15)),
+        Figure(
+            "exec_true",
+            "execute `true` on a warm sandbox (fast exec path)",
+            lambda c, x: c.exec_true(),
+            inner=5,
+            target=("<=", 0.25),
+        ),
+        Figure(
+            "exec_true_docker_exec",
+            "execute `true` with the fast path off (plain docker exec)",
+            _exec_docker,
+            inner=5,
+            target=("<=", 1.10),
+            contenders=("sandboxkit", BASELINE),
+        ),
+        Figure(
+            "full_cycle",
+            "create, execute, write 1 MiB, read it back, close",
+            lambda c, x: c.full_cycle(x.data_1m, x.host_1m),
+        ),
+        Figure(
+            "upload_1mib",
+            "write a 1 MiB file",
+            lambda c, x: c.upload(x.data_1m, x.host_1m),
+            inner=3,
+            target=("<=", 1.25),
+        ),
+        Figure("download_1mib", "read a 1 MiB file", lambda c, x: c.download(MIB), inner=3, target=("<=", 1.25)),
+        Figure(
+            "upload_100mib", "write a 100 MiB file", lambda c, x: c.upload(x.data_100m, x.host_100m), rounds=(15, 2)
+        ),
+        Figure("download_100mib", "read a 100 MiB file", lambda c, x: c.download(100 * MIB), rounds=(15, 2)),
+        Figure(
+            "stream_100mib",
+            "stream 100 MiB of command output",
+            lambda c, x: c.stream(),
+            rounds=(15, 2),
+            target=("<", 2.0),
+        ),
+        Figure(
+            "create_10_concurrent",
+            "create 10 sandboxes at once (wall time)",
+            lambda c, x: c.create_concurrent(10),
+            rounds=(15, 2),
+        ),
+        Figure(
+            "create_50_concurrent",
+            "create 50 sandboxes at once (wall time, fresh process)",
+            _live_50,
+            rounds=(15, 1),
+            target=("<=", 1.2),
+        ),
+        Figure(
+            "memory_50_live",
+            "client RSS with 50 live sandboxes, one command run in each",
+            _memory,
+            unit="MiB",
+            rounds=(15, 1),
+        ),
+        Figure(
+            "pool_acquire",
+            "acquire from a warm Pool (baseline: one raw docker-py exec)",
+            _pool_acquire,
+            inner=3,
+            target=("<=", 1.0),
+            contenders=("sandboxkit", BASELINE),
+        ),
+    ]
+
+
+# ------------------------------------------------------------------------------------ the run
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "loadavg_start": list(os.getloadavg()),
+    }
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+        info["cpu"] = next(ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name"))
+        meminfo = Path("/proc/meminfo").read_text().split()
+        info["memory_gib"] = round(int(meminfo[meminfo.index("MemTotal:") + 1]) / (1 << 20), 1)
+    except (OSError, StopIteration, ValueError):
+        pass
+    try:
+        import docker
+
+        version = docker.from_env().version()
+        info["docker_engine"] = version.get("Version")
+        info["docker_py"] = docker.__version__
+        info["cgroup"] = "v2" if Path("/sys/fs/cgroup/cgroup.controllers").exists() else "v1"
+    except Exception as exc:
+        info["docker_engine"] = f"unavailable: {exc}"
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("sandboxkit", "sandboxkit-docker", "llm-sandbox"):
+        try:
+            info[dist] = version(dist)
+        except PackageNotFoundError:
+            info[dist] = None
+    return info
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _median_ms(values: list[float], unit: str) -> float:
+    value = statistics.median(values)
+    return value * 1000 if unit == "ms" else value
+
+
+def _met(ratio: float, target: tuple[str, float]) -> bool:
+    op, bound = target
+    return ratio < bound if op == "<" else ratio <= bound
+
+
+def sweep(run_id: str) -> None:
+    """Remove every container this run labelled, and nothing else."""
+    try:
+        import docker
+
+        client = docker.from_env()
+        for row in client.api.containers(all=True, filters={"label": f"{clients.RUN_LABEL_KEY}={run_id}"}):
+            try:
+                client.api.remove_container(row["Id"], force=True)
+            except Exception:
+                pass
+    except Exception as exc:
+        _log(f"sweep failed: {exc}")
+
+
+def modal_figure() -> str | None:
+    """The reason the Modal-through-emulator figure cannot run here, or None when it can."""
+    import importlib.util
+
+    if importlib.util.find_spec("sandboxkit_modal") is None:
+        return "the Modal provider (sandboxkit_modal) is not installed on this branch yet"
+    return "the Modal figure is not wired into this script yet"
+
+
+def run(quick: bool, json_path: Path | None, seed: int | None) -> int:
+    run_id = uuid.uuid4().hex[:10]
+    rng = random.Random(seed)
+    info = machine()
+    _log(f"run {run_id}: {'quick' if quick else 'full'}, {info.get('cpus')} cpus, load {info['loadavg_start']}")
+    tmp = Path(tempfile.mkdtemp(prefix="sbk-bench-"))
+    data_1m, data_100m = os.urandom(MIB), os.urandom(100 * MIB)
+    (tmp / "f1m.bin").write_bytes(data_1m)
+    (tmp / "f100m.bin").write_bytes(data_100m)
+    ctx = Context(run_id, data_1m, data_100m, tmp / "f1m.bin", tmp / "f100m.bin")
+    skipped: dict[str, str] = {}
+    contenders: dict[str, clients.Client] = {}
+    figs = figures()
+    started = time.perf_counter()
+    try:
+        for name in ("sandboxkit", BASELINE, PEER):
+            try:
+                contenders[name] = clients.make(name, run_id)
+            except ImportError as exc:
+                skipped[f"*.vs_{name}"] = f"{name} is not installed ({exc}); pip install -r benchmarks/requirements.txt"
+                _log(f"skipping {name}: {exc}")
+        for client in contenders.values():
+            client.setup()
+        import sandboxkit
+
+        ctx.pool = sandboxkit.Pool(provider="docker", image=clients.IMAGE, timeout=clients.LIFETIME, size=2).start()
+        for client in contenders.values():  # warm-up, not measured
+            client.exec_true()
+            client.upload(data_1m, ctx.host_1m)
+            client.download(MIB)
+        most = max(f.rounds[1 if quick else 0] for f in figs)
+        for round_no in range(most):
+            _log(f"round {round_no + 1}/{most} ({time.perf_counter() - started:.0f}s)")
+            for fig in figs:
+                if round_no >= fig.rounds[1 if quick else 0]:
+                    continue
+                order = [c for c in fig.contenders if c in contenders and c not in fig.errors]
+                rng.shuffle(order)
+                for name in order:
+                    try:
+                        for _ in range(fig.inner):
+                            fig.samples.setdefault(name, []).append(fig.run(contenders[name], ctx))
+                    except Exception as exc:
+                        if name != PEER:
+                            raise
+                        fig.errors[name] = f"{type(exc).__name__}: {exc}"
+                        _log(f"{fig.name}: {name} failed: {fig.errors[name]}")
+    finally:
+        if ctx.pool is not None:
+            ctx.pool.close()
+        for client in contenders.values():
+            try:
+                client.teardown()
+            except Exception as exc:
+                _log(f"teardown of {client.name} failed: {exc}")
+        sweep(run_id)
+    reason = modal_figure()
+    if reason:
+        skipped["modal_overhead"] = reason
+    info["loadavg_end"] = list(os.getloadavg())
+    info["seconds"] = round(time.perf_counter() - started, 1)
+    return report(figs, skipped, info, quick, json_path)
+
+
+def report(figs: list[Figure], skipped: dict[str, str], info: dict[str, Any], quick: bool, path: Path | None) -> int:
+    rows: list[dict[str, Any]] = []
+    for fig in figs:
+        ours = fig.samples.get("sandboxkit")
+        if not ours:
+            continue
+        for other in (BASELINE, PEER):
+            theirs = fig.samples.get(other)
+            name = fig.name if other == BASELINE else f"{fig.name}.vs_{other}"
+            if other not in fig.contenders:
+                continue
+            if not theirs:
+                if other in fig.errors:
+                    skipped[name] = f"{other} failed: {fig.errors[other]}"
+                continue
+            mine, base = _median_ms(ours, fig.unit), _median_ms(theirs, fig.unit)
+            ratio = mine / base if base else float("inf")
+            target = fig.target if other == BASELINE else ("<", 1.0)
+            rows.append(
+                {
+                    "name": name,
+                    "what": fig.what,
+                    "unit": fig.unit,
+                    "sandboxkit": round(mine, 3),
+                    "baseline": round(base, 3),
+                    "baseline_name": other,
+                    "ratio": round(ratio, 3),
+                    "target": None if target is None else f"{target[0]}{target[1]}",
+                    "met": None if target is None else _met(ratio, target),
+                    "n": {"sandboxkit": len(ours), other: len(theirs)},
+                }
+            )
+    for row in rows:
+        print(
+            f"{row['name']} sandboxkit={row['sandboxkit']:.2f} baseline={row['baseline']:.2f} ratio={row['ratio']:.3f}"
+        )
+    for name, why in skipped.items():
+        print(f"# skipped {name}: {why}")
+    for row in rows:
+        if row["target"] is not None:
+            verdict = "met" if row["met"] else "MISSED"
+            print(f"# target {row['name']}: ratio {row['ratio']:.3f} {row['target']} {verdict}")
+    print(f"# machine: {json.dumps(info, sort_keys=True)}")
+    if path is not None:
+        document = {"mode": "quick" if quick else "full", "machine": info, "figures": rows, "skipped": skipped}
+        path.write_text(json.dumps(document, indent=2) + "\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds: under 2 minutes")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument("--seed", type=int, help="seed for the order inside each round")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--run-id", help=argparse.SUPPRESS)
+    parser.add_argument("--sandboxes", type=int, default=50, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(clients.live(args.child, args.run_id, args.sandboxes)))
+        return 0
+    return run(args.quick, args.json, args.seed)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,515 @@
+"""The in-sandbox side of the fast exec path: one process per sandbox that runs many commands.
+
+The client starts it with one ``docker exec`` of ``python3 -I -S -c LOADER N`` with stdin
+attached; the loader reads this file's source (N bytes) from stdin and runs it. From then on
+the agent speaks framed messages on its stdin and stdout (see :data:`HEADER`): the client opens
+a channel per command, the agent spawns it, streams its stdout and stderr back in arrival order
+and reports its exit. It needs no network and nothing but the image's own ``python3`` (standard
+library only, Python 3.9 or newer), and holds no secret: each command's environment arrives with
+its OPEN message and goes to that command alone.
+
+Guarantees it keeps, the same as the ``docker exec`` path:
+
+* per-call timeout: the command's process group is killed, and so is every process whose
+  environment carries the command's marker (also ``setsid`` descendants), scanned as the
+  command's own user;
+* stdin (exact bytes, then EOF), env, cwd, user (name, uid, ``user:group``, with Docker's
+  group and HOME rules), exit code (``128 + signal`` when killed), output order;
+* flow control both ways: the agent reads a command's output only while the client has
+  acknowledged enough of it, and acknowledges stdin as the command consumes it, so neither
+  side buffers more than a window per command;
+* when the client goes away (stdin EOF), every command still running is killed.
+
+This module is also imported by the client for its protocol constants; it does nothing on import.
+"""
+
+from __future__ import annotations
+
+import collections
+import fcntl
+import grp
+import json
+import os
+import pwd
+import select
+import signal
+import struct
+import subprocess
+import time
+from typing import Any
+
+#: Frame header: message kind, channel id, payload length.
+HEADER = struct.Struct(">BII")
+#: client -> agent. OPEN carries a JSON command spec; ACK and STDIN_ACK carry a ">Q" byte count.
+OPEN, STDIN, STDIN_EOF, KILL, ACK = 1, 2, 3, 4, 5
+#: agent -> client. HELLO (channel 0) and EXIT carry JSON.
+HELLO, STDOUT, STDERR, EXIT, STDIN_ACK = 16, 17, 18, 19, 20
+COUNT = struct.Struct(">Q")
+PROTOCOL = 1
+#: Output bytes of one command the agent sends before the client must acknowledge some.
+WINDOW = 8 << 20
+#: The agent stops reading commands' output while this much waits to be written to the client.
+MAX_PENDING = 4 << 20
+#: After a command's main process exits, how long its background children may keep its
+#: output open before the agent stops reading (Docker's exec waits the same 2 s).
+EXIT_GRACE = 2.0
+#: The agent's process name (``/proc/<pid>/comm``), which the idle watchdog looks for.
+COMM = "sbk-exec-agent"
+#: Exit code when a command cannot be started (Docker's exec reports 126 too).
+CANNOT_RUN = 126
+_READ = 1 << 20
+_F_SETPIPE_SZ = 1031
+
+
+def resolve_user(spec: str) -> tuple[int, int, list[int], str]:
+    """``name``, ``uid``, ``name:group`` or ``uid:gid`` -> (uid, gid, supplementary gids, home), as Docker does.
+
+    Like ``docker exec``: the supplementary groups are the primary group plus the user's
+    memberships in /etc/group, or just the given group; an unknown numeric uid gets gid 0, HOME /.
+    """
+    name, _, group = spec.partition(":")
+    try:
+        entry: Any = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
+    except KeyError:
+        entry = None
+    if entry is None:
+        if not name.isdigit():
+            raise LookupError(f"unable to find user {name}: no matching entries in passwd file")
+        uid, gid, home, login = int(name), 0, "/", ""
+    else:
+        uid, gid, home, login = entry.pw_uid, entry.pw_gid, entry.pw_dir, entry.pw_name
+    extra: list[int] = []
+    if group:
+        if group.isdigit():
+            gid = int(group)
+        else:
+            try:
+                gid = grp.getgrnam(group).gr_gid
+            except KeyError:
+                raise LookupError(f"unable to find group {group}: no matching entries in group file") from None
+    elif login:
+        extra = [g.gr_gid for g in grp.getgrall() if login in g.gr_mem]
+    return uid, gid, sorted({gid, *extra}), home
+
+
+def start_error(argv0: str, cwd: str | None, exc: BaseException) -> str:
+    """What ``docker exec`` would say when a command cannot start."""
+    if isinstance(exc, LookupError):
+        return f"exec failed: {exc}"
+    if isinstance(exc, OSError):
+        if cwd is not None and exc.filename == cwd:
+            return f'exec failed: chdir to cwd ("{cwd}") failed: {(exc.strerror or "error").lower()}'
+        if isinstance(exc, FileNotFoundError) and "/" not in argv0:
+            return f'exec failed: exec: "{argv0}": executable file not found in $PATH'
+        reason = (exc.strerror or str(exc)).lower()
+        return f'exec failed: exec: "{argv0}": {reason}'
+    return f"exec failed: {type(exc).__name__}: {exc}"
+
+
+def kill_marked(marker: bytes) -> None:
+    """Kill every process whose environment holds ``marker``, until none is left.
+
+    Each pass stops them all first (so nothing forks while the pass runs), then kills them.
+    """
+    me = os.getpid()
+    for _ in range(20):
+        found = False
+        for sig in (signal.SIGSTOP, signal.SIGKILL):
+            for entry in os.listdir("/proc"):
+                if not entry.isdigit() or int(entry) == me:
+                    continue
+                try:
+                    with open(f"/proc/{entry}/environ", "rb") as f:
+                        env = f.read()
+                except OSError:
+                    continue
+                if marker in env.split(b"\0"):
+                    try:
+                        os.kill(int(entry), sig)
+                        found = True
+                    except OSError:
+                        pass
+        if not found:
+            return
+
+
+class Command:
+    """One running command and its pipes."""
+
+    def __init__(self, agent: Agent, cid: int, spec: dict[str, Any]) -> None:
+        self.agent, self.cid = agent, cid
+        self.marker = str(spec.get("marker", "")).encode("utf-8", "surrogateescape")
+        self.timed_out = False
+        self.killed = False
+        self.exited_at: float | None = None
+        self.credit = WINDOW
+        self.stdin_buf = bytearray()
+        self.stdin_eof = False
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.outputs: dict[int, int] = {}
+        self.files: dict[int, Any] = {}
+        self.stdin_fd: int | None = None
+        self.ids: tuple[int, int, list[int]] | None = None
+        self.returncode: int | None = None
+        timeout = spec.get("timeout")
+        self.deadline = None if timeout is None else time.monotonic() + float(timeout)
+        argv = [str(a) for a in spec["argv"]]
+        cwd = spec.get("cwd")
+        try:
+            self.proc = self._spawn(argv, cwd, spec)
+        except Exception as exc:  # the command could not start: report it as docker exec does
+            agent.send(STDOUT, cid, (start_error(argv[0], cwd, exc) + "\r\n").encode())
+            self.returncode = CANNOT_RUN
+            return
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        self.outputs = {self.proc.stdout.fileno(): STDOUT, self.proc.stderr.fileno(): STDERR}
+        self.files = {self.proc.stdout.fileno(): self.proc.stdout, self.proc.stderr.fileno(): self.proc.stderr}
+        for fd in self.outputs:
+            os.set_blocking(fd, False)
+            try:
+                fcntl.fcntl(fd, _F_SETPIPE_SZ, _READ)
+            except OSError:
+                pass
+        if self.proc.stdin is not None:
+            self.stdin_fd = self.proc.stdin.fileno()
+            self.files[self.stdin_fd] = self.proc.stdin
+            os.set_blocking(self.stdin_fd, False)
+
+    def _spawn(self, argv: list[str], cwd: str | None, spec: dict[str, Any]) -> subprocess.Popen[bytes]:
+        env = dict(self.agent.base_env)
+        sent: dict[str, str] = spec.get("env") or {}
+        extra: dict[str, Any] = {}
+        user = spec.get("user")
+        if user:
+            uid, gid, groups, home = resolve_user(str(user))
+            self.ids = (uid, gid, groups)
+            extra = {"user": uid, "group": gid, "extra_groups": groups}
+            if not self.agent.config.get("home_in_config") and "HOME" not in sent:
+                env["HOME"] = home
+        env.update(sent)
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE if spec.get("stdin") else self.agent.devnull,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+            bufsize=0,
+            **extra,
+        )
+
+    # ------------------------------------------------------------ output
+    def read(self, fd: int, limit: int) -> None:
+        try:
+            data = os.read(fd, limit)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.close_output(fd)
+            return
+        self.credit -= len(data)
+        self.agent.send(self.outputs[fd], self.cid, data)
+
+    def close_output(self, fd: int) -> None:
+        if self.outputs.pop(fd, None) is not None:
+            self.agent.forget(fd)
+            self.files.pop(fd).close()
+
+    def drain(self) -> None:
+        """Send whatever is already in the pipes, ignoring the window (at most a pipe's worth)."""
+        for fd in list(self.outputs):
+            while fd in self.outputs:
+                try:
+                    data = os.read(fd, _READ)
+                except (BlockingIOError, OSError):
+                    break
+                if not data:
+                    self.close_output(fd)
+                    break
+                self.agent.send(self.outputs[fd], self.cid, data)
+
+    # ------------------------------------------------------------ stdin
+    def feed(self, data: bytes) -> None:
+        if self.stdin_fd is None:
+            self.agent.send(STDIN_ACK, self.cid, COUNT.pack(len(data)))
+            return
+        self.stdin_buf += data
+        self.write_stdin()
+
+    def write_stdin(self) -> None:
+        fd = self.stdin_fd
+        if fd is None:
+            return
+        written = 0
+        while self.stdin_buf:
+            try:
+                n = os.write(fd, self.stdin_buf[:_READ])
+            except BlockingIOError:
+                break
+            except OSError:  # the command closed its stdin: drop the rest
+                n = len(self.stdin_buf)
+                self.close_stdin()
+            written += n
+            del self.stdin_buf[:n]
+        if written:
+            self.agent.send(STDIN_ACK, self.cid, COUNT.pack(written))
+        if self.stdin_eof and not self.stdin_buf:
+            self.close_stdin()
+
+    def end_stdin(self) -> None:
+        self.stdin_eof = True
+        if not self.stdin_buf:
+            self.close_stdin()
+
+    def close_stdin(self) -> None:
+        fd, self.stdin_fd = self.stdin_fd, None
+        if fd is not None:
+            self.agent.forget(fd)
+            try:
+                self.files.pop(fd).close()
+            except OSError:  # unflushed data to a command that exited: nothing to flush it to
+                pass
+
+    # ------------------------------------------------------------ ending
+    def kill(self, timed_out: bool) -> None:
+        """Kill the command's whole tree: its process group, then everything carrying its marker."""
+        if self.killed or self.proc is None:
+            return
+        self.killed, self.timed_out = True, timed_out
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        if self.marker:
+            self.agent.kill_marked_as(self.marker, self.ids)
+
+    def poll(self) -> None:
+        if self.proc is not None and self.returncode is None:
+            code = self.proc.poll()
+            if code is not None:
+                self.returncode = 128 - code if code < 0 else code
+                self.exited_at = time.monotonic()
+
+    def finished(self, now: float) -> bool:
+        if self.returncode is None:
+            return False
+        return not (self.outputs and self.exited_at is not None and now - self.exited_at < EXIT_GRACE)
+
+    def finish(self) -> None:
+        self.drain()
+        for fd in list(self.outputs):
+            self.close_output(fd)
+        self.close_stdin()
+        code = 137 if self.timed_out else self.returncode
+        self.agent.send(EXIT, self.cid, json.dumps({"code": code, "timed_out": self.timed_out}).encode())
+
+
+class Agent:
+    """The event loop: frames in on fd 0, frames out on fd 1, one poll() over every pipe."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        try:  # the name the idle watchdog knows: the agent alone is not activity, its commands are
+            with open("/proc/self/comm", "w") as comm:
+                comm.write(COMM)
+        except OSError:
+            pass
+        self.base_env = dict(os.environ)
+        self.commands: dict[int, Command] = {}
+        self.out: collections.deque[bytes] = collections.deque()  # frames to write, the first partly sent
+        self.sent = 0
+        self.pending = 0
+        self.inbuf = bytearray()
+        self.stdin_open = True
+        self.poller = select.poll()
+        self.registered: dict[int, int] = {}
+        self.owner: dict[int, Command] = {}
+        self.devnull = os.open(os.devnull, os.O_RDONLY)  # what docker exec gives a command without stdin
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        for fd in (0, 1):
+            os.set_blocking(fd, False)
+            try:  # bigger pipes to and from the client: fewer wake-ups per MiB
+                fcntl.fcntl(fd, _F_SETPIPE_SZ, _READ)
+            except OSError:
+                pass
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+
+    def send(self, kind: int, cid: int, payload: bytes = b"") -> None:
+        self.out.append(HEADER.pack(kind, cid, len(payload)) + payload)
+        self.pending += HEADER.size + len(payload)
+
+    def forget(self, fd: int) -> None:
+        if self.registered.pop(fd, None) is not None:
+            self.poller.unregister(fd)
+        self.owner.pop(fd, None)
+
+    def kill_marked_as(self, marker: bytes, ids: tuple[int, int, list[int]] | None) -> None:
+        """Scan for the marker as the command's user: reading another user's environ needs CAP_SYS_PTRACE."""
+        if ids is None or ids[0] == os.geteuid():
+            kill_marked(marker)
+            return
+        try:
+            pid = os.fork()
+        except OSError:  # no pid left (fork bomb): the process group kill is all we can do
+            return
+        if pid == 0:
+            try:
+                os.setgroups(ids[2])
+                os.setgid(ids[1])
+                os.setuid(ids[0])
+                kill_marked(marker)
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+
+    # ------------------------------------------------------------ messages in
+    def handle(self, kind: int, cid: int, payload: bytes) -> None:
+        if kind == OPEN:
+            if cid not in self.commands:
+                self.commands[cid] = Command(self, cid, json.loads(payload))
+            return
+        cmd = self.commands.get(cid)
+        if kind == STDIN:
+            if cmd is None:
+                self.send(STDIN_ACK, cid, COUNT.pack(len(payload)))
+            else:
+                cmd.feed(payload)
+        elif cmd is None:
+            return
+        elif kind == STDIN_EOF:
+            cmd.end_stdin()
+        elif kind == KILL:
+            cmd.kill(timed_out=False)
+        elif kind == ACK:
+            cmd.credit += COUNT.unpack(payload)[0]
+
+    def read_input(self) -> None:
+        try:
+            data = os.read(0, _READ)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.stdin_open = False
+            self.forget(0)
+            return
+        self.inbuf += data
+        pos = 0
+        while len(self.inbuf) - pos >= HEADER.size:
+            kind, cid, length = HEADER.unpack_from(self.inbuf, pos)
+            end = pos + HEADER.size + length
+            if end > len(self.inbuf):
+                break
+            self.handle(kind, cid, bytes(self.inbuf[pos + HEADER.size : end]))
+            pos = end
+        del self.inbuf[:pos]
+
+    def flush(self) -> None:
+        while self.out:
+            head = self.out[0]
+            try:
+                n = os.write(1, memoryview(head)[self.sent :])
+            except BlockingIOError:
+                return
+            except OSError:  # the client is gone
+                self.out.clear()
+                self.pending = 0
+                self.stdin_open = False
+                return
+            self.sent += n
+            self.pending -= n
+            if self.sent == len(head):
+                self.out.popleft()
+                self.sent = 0
+
+    # ------------------------------------------------------------ the loop
+    def interest(self) -> None:
+        wanted: dict[int, int] = {self.wake_r: select.POLLIN}
+        self.owner = {}
+        if self.stdin_open:
+            wanted[0] = select.POLLIN
+        if self.out:
+            wanted[1] = select.POLLOUT
+        room = self.pending < MAX_PENDING
+        for cmd in self.commands.values():
+            if room and cmd.credit > 0:
+                for fd in cmd.outputs:
+                    wanted[fd] = select.POLLIN
+                    self.owner[fd] = cmd
+            if cmd.stdin_fd is not None and cmd.stdin_buf:
+                wanted[cmd.stdin_fd] = select.POLLOUT
+                self.owner[cmd.stdin_fd] = cmd
+        for fd in [fd for fd in self.registered if fd not in wanted]:
+            self.poller.unregister(fd)
+            del self.registered[fd]
+        for fd, mask in wanted.items():
+            if self.registered.get(fd) != mask:
+                self.poller.register(fd, mask)
+                self.registered[fd] = mask
+
+    def timeout_ms(self) -> int | None:
+        now = time.monotonic()
+        times = [c.deadline for c in self.commands.values() if c.deadline is not None and not c.killed]
+        times += [c.exited_at + EXIT_GRACE for c in self.commands.values() if c.exited_at is not None]
+        if not times:
+            return None
+        return max(0, int((min(times) - now) * 1000) + 1)
+
+    def run(self) -> None:
+        self.send(
+            HELLO,
+            0,
+            json.dumps({"protocol": PROTOCOL, "uid": os.geteuid(), "pid": os.getpid()}).encode(),
+        )
+        while self.stdin_open or self.out:
+            self.interest()
+            for fd, _ in self.poller.poll(self.timeout_ms()):
+                if fd == 0:
+                    self.read_input()
+                elif fd == 1:
+                    self.flush()
+                elif fd == self.wake_r:
+                    try:
+                        while os.read(self.wake_r, 512):
+                            pass
+                    except OSError:
+                        pass
+                else:
+                    cmd = self.owner.get(fd)
+                    if cmd is None:
+                        continue
+                    if fd == cmd.stdin_fd:
+                        cmd.write_stdin()
+                    elif fd in cmd.outputs:
+                        cmd.read(fd, min(_READ, max(cmd.credit, 0)))
+            self.settle()
+            self.flush()
+        for cmd in self.commands.values():  # the client went away: nothing may outlive it
+            cmd.kill(timed_out=False)
+
+    def settle(self) -> None:
+        """Enforce deadlines, reap exits and report finished commands."""
+        now = time.monotonic()
+        for cid, cmd in list(self.commands.items()):
+            if cmd.deadline is not None and now >= cmd.deadline and cmd.returncode is None:
+                cmd.kill(timed_out=True)
+            cmd.poll()
+            if cmd.finished(now):
+                cmd.finish()
+                del self.commands[cid]
+
+
+def main() -> None:
+    """Run the agent; the loader passes its settings as JSON in ``CONFIG_JSON``."""
+    Agent(json.loads(globals().get("CONFIG_JSON") or "{}")).run()
+
+
+if __name__ == "__main__":
+    main()

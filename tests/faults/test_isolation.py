@@ -1,0 +1,48 @@
+"""An OOM and a fork bomb in one sandbox leave its neighbour untouched (and the sandbox usable)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+import sandboxkit
+from sandboxkit import ErrorCode, SandboxError
+
+pytestmark = pytest.mark.docker
+
+
+def test_oom_and_fork_bomb_stay_in_their_sandbox(docker_engine: Any) -> None:
+    with (
+        sandboxkit.Sandbox.create(
+            provider="docker", timeout=300, memory_mib=300, provider_options={"pids_limit": 64}
+        ) as noisy,
+        sandboxkit.Sandbox.create(provider="docker", timeout=300) as neighbour,
+    ):
+        for sb in (noisy, neighbour):
+            for _ in range(3):
+                sb.execute(["true"])  # both on the fast path: the agents must survive too
+        seen: list[Any] = []
+        steady = threading.Thread(
+            target=lambda: seen.append(neighbour.execute("for i in $(seq 1 20); do echo $i; sleep 0.4; done"))
+        )
+        steady.start()
+
+        with pytest.raises(SandboxError) as err:  # the memory limit kills the hog, not the sandbox
+            noisy.execute("python3 -c 'b = bytearray(1 << 30); print(len(b))'", timeout=60)
+        assert err.value.code == ErrorCode.RESOURCE_LIMIT_EXCEEDED
+        assert noisy.execute("echo still here").stdout == "still here\n"
+
+        with pytest.raises(SandboxError) as err:  # the pids limit holds the bomb; the timeout ends it
+            noisy.execute("f() { f | f & }; f; sleep 30", timeout=5)
+        assert err.value.code == ErrorCode.COMMAND_TIMEOUT
+        assert noisy.execute("echo still here").stdout == "still here\n"
+        left = noisy.execute("ps -e --no-headers | wc -l").stdout.strip()
+        assert int(left) < 10, f"{left} processes left in the sandbox after the bomb was killed"
+
+        steady.join(30)
+        (result,) = seen
+        assert result.exit_code == 0
+        assert result.stdout.split() == [str(i) for i in range(1, 21)]
+        assert neighbour.execute("echo fine").stdout == "fine\n"
