@@ -33,11 +33,6 @@ from sandboxkit_modal import _tags
 from sandboxkit_modal._client import ClientCache, check_auth
 from sandboxkit_modal._errors import PROVIDER, Op, map_error, translate
 
-# sandboxkit lists across apps on purpose when no app is given; Modal warns about that scan each time.
-warnings.filterwarnings(
-    "ignore", message=".*Listing Sandboxes without an `app_id`", category=modal.exception.DeprecationError
-)
-
 #: Largest stdin chunk sent in one message (Modal buffers at most 16 MiB per drain).
 STDIN_CHUNK = 16 * 1024 * 1024
 #: Exit codes that mean "killed"; one right at the deadline counts as the timeout firing.
@@ -278,7 +273,11 @@ class ModalProvider(Provider):
                 raise
         wanted = {**(tags or {}), **_tags.label_filter(labels or {})}
         sandboxes: builtins.list[modal.Sandbox] = []
-        with translate():
+        with translate(), warnings.catch_warnings():
+            # without an app, sandboxkit scans every app on purpose; Modal warns about that scan each time
+            warnings.filterwarnings(
+                "ignore", ".*Listing Sandboxes without an `app_id`", modal.exception.DeprecationError
+            )
             async for sandbox in modal.Sandbox.list.aio(app_id=app_id, tags=wanted or None, client=client):
                 sandboxes.append(sandbox)
         infos: builtins.list[SandboxInfo | None] = [None] * len(sandboxes)

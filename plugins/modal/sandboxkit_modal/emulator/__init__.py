@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from sandboxkit_modal.emulator._options import EmulatorConfig, add_arguments, config_from
+from sandboxkit_modal.emulator._spawn import EmulatorProcess
 
 if TYPE_CHECKING:
     from sandboxkit_modal.emulator._server import Emulator
@@ -50,4 +51,4 @@ def __getattr__(name: str) -> object:
     raise AttributeError(name)
 
 
-__all__ = ["Emulator", "EmulatorConfig", "main", "run"]
+__all__ = ["Emulator", "EmulatorConfig", "EmulatorProcess", "main", "run"]

@@ -2,8 +2,8 @@
 
 The modal SDK implements ``sandbox.filesystem.*`` as an exec of that binary with one JSON command;
 it prints results on stdout and, on failure, exits 1 with ``{"error_kind", "message"}`` on stderr.
-Here each command runs emulator-side through the Docker sandbox: reads and writes through its file
-API, listings and metadata through one small POSIX shell script (works on busybox images too).
+Here each command runs emulator-side through the Docker sandbox: reads through its file API, writes,
+listings and metadata through one small POSIX shell script (works on busybox images too).
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ ListFiles)
   [ -d "$p" ] || { stat -c '%F' -- "$p" >/dev/null || exit 1; echo "$p: Not a directory" >&2; exit 1; }
   d=${p%/}
   for f in "$d"/* "$d"/.[!.]* "$d"/..?*; do [ -e "$f" ] || [ -L "$f" ] || continue; rec "$f"; done ;;
+WriteFile)
+  [ -d "$p" ] && { echo "$p: Is a directory" >&2; exit 1; }
+  mkdir -p -- "$(dirname -- "$p")" && cat >"$p" ;;
 MakeDirectory) if [ "$flag" = 1 ]; then mkdir -p -- "$p"; else mkdir -- "$p"; fi ;;
 Remove)
   [ -e "$p" ] || [ -L "$p" ] || { echo "$p: No such file or directory" >&2; exit 1; }
@@ -122,8 +125,8 @@ class FsTool(Process):
             raise FsError("InvalidPath", f"not a valid absolute path: {self.path!r}")
         if self.op == "ReadFile":
             return await self._files(self.box.read_file(self.path))
-        if self.op == "WriteFile":
-            await self._files(self.box.write_file(self.path, bytes(self._data)))
+        if self.op == "WriteFile":  # a shell write, so a directory in the way fails as on Modal
+            await self._shell("WriteFile", stdin=bytes(self._data))
             return b""
         if self.op == "Stat":
             (info,) = _records(await self._shell("Stat"))
@@ -147,9 +150,10 @@ class FsTool(Process):
         except SandboxError as exc:
             raise FsError("Other", exc.message) from None
 
-    async def _shell(self, op: str, flag: str = "") -> bytes:
+    async def _shell(self, op: str, flag: str = "", stdin: bytes | None = None) -> bytes:
+        argv = ["sh", "-c", _SCRIPT, "sh", op, self.path, flag]
         try:
-            result = await self.box.execute(["sh", "-c", _SCRIPT, "sh", op, self.path, flag], timeout=OP_TIMEOUT)
+            result = await self.box.execute(argv, stdin=stdin, timeout=OP_TIMEOUT)
         except SandboxError as exc:
             if exc.code == ErrorCode.SANDBOX_NOT_FOUND:
                 self.sandbox.lost(exc.message)

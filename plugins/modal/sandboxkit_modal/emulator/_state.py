@@ -110,7 +110,8 @@ class EmuSandbox:
         self.busy = 0
         self.last_active = time.monotonic()
         self._timers: list[asyncio.TimerHandle] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._watchers: list[asyncio.Task[None]] = []
+        self._closing: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ life
     def touch(self) -> None:
@@ -124,8 +125,8 @@ class EmuSandbox:
         lifetime = self.definition.timeout_secs or 300
         self._timers.append(loop.call_later(lifetime, self.finish, GS.GENERIC_STATUS_TIMEOUT, "Sandbox timed out"))
         if self.definition.idle_timeout_secs:
-            self._spawn(self._idle_watch(self.definition.idle_timeout_secs))
-        self._spawn(self._container_watch())
+            self._watchers.append(asyncio.ensure_future(self._idle_watch(self.definition.idle_timeout_secs)))
+        self._watchers.append(asyncio.ensure_future(self._container_watch()))
 
     async def _idle_watch(self, idle: int) -> None:
         while self.running():
@@ -156,8 +157,11 @@ class EmuSandbox:
         self.changed.set()
         for timer in self._timers:
             timer.cancel()
+        for watcher in self._watchers:
+            if watcher is not asyncio.current_task():
+                watcher.cancel()
         log.info("sandbox %s finished: %s %s", self.id, GS.GenericStatus.Name(status), message)  # type: ignore[arg-type]
-        self._spawn(self._close())
+        self._closing = asyncio.ensure_future(self._close())
 
     async def _close(self) -> None:
         box, self.box = self.box, None
@@ -167,15 +171,10 @@ class EmuSandbox:
             except SandboxError as exc:
                 log.warning("closing the Docker sandbox of %s failed: %s", self.id, exc)
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def drain(self) -> None:
         """Wait for background work (the container teardown) to end."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self._closing is not None:
+            await asyncio.gather(self._closing, return_exceptions=True)
 
     # ------------------------------------------------------------ processes
     def require_box(self) -> AsyncSandbox:
