@@ -18,16 +18,19 @@ os.environ["SANDBOXKIT_LABELS"] = f"session={SESSION}"
 SESSION_LABEL = f"sandboxkit.label.session={SESSION}"
 
 
-def _reap() -> None:
+def _reap() -> list[str]:
+    """Remove every container and volume of this session; return the containers that were left."""
     try:
         import docker
     except ImportError:
-        return
+        return []
     try:
         client = docker.from_env(timeout=5)
     except Exception:
-        return
+        return []
+    leaked = []
     for c in client.api.containers(all=True, filters={"label": SESSION_LABEL}):
+        leaked.append(f"{c['Id'][:12]} {c.get('Names', [''])[0]} ({c.get('State')})")
         try:
             client.api.remove_container(c["Id"], force=True)
         except Exception:
@@ -38,10 +41,22 @@ def _reap() -> None:
         except Exception:
             pass
     client.close()
+    return leaked
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    _reap()
+    """Reap what is left after every other reaper ran; a leftover sandbox fails the run."""
+    leaked = _reap()
+    if leaked and exitstatus == 0 and os.environ.get("SANDBOXKIT_ALLOW_LEAKS") != "1":
+        session.exitstatus = 1
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(
+                f"FAILED: {len(leaked)} sandbox(es) of this session outlived their tests (now removed): "
+                + "; ".join(leaked),
+                red=True,
+            )
 
 
 @pytest.fixture(scope="session")

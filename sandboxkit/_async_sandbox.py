@@ -575,11 +575,18 @@ class AsyncExecStream:
                 except Exception as exc:
                     failure.append(exc)
 
+        stopped_early = False
         async with anyio.create_task_group() as tg:
             tg.start_soon(runner)
-            async with recv:
-                async for chunk in recv:
-                    yield chunk
+            try:
+                async with recv:
+                    async for chunk in recv:
+                        yield chunk
+            except GeneratorExit:  # the consumer stopped iterating: stop the command too
+                stopped_early = True
+                tg.cancel_scope.cancel()
+        if stopped_early:
+            return
         if failure:
             raise failure[0]
 

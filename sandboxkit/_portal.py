@@ -16,6 +16,7 @@ T = TypeVar("T")
 
 _lock = threading.Lock()
 _portal: BlockingPortal | None = None
+_thread: threading.Thread | None = None
 _open: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
@@ -30,11 +31,12 @@ def _serve(ready: queue.Queue[BlockingPortal]) -> None:
 
 def portal() -> BlockingPortal:
     """The shared portal, started on first use in a daemon thread."""
-    global _portal
+    global _portal, _thread
     with _lock:
-        if _portal is None:
+        if _portal is None or _thread is None or not _thread.is_alive():
             ready: queue.Queue[BlockingPortal] = queue.Queue()
-            threading.Thread(target=_serve, args=(ready,), name="sandboxkit-loop", daemon=True).start()
+            _thread = threading.Thread(target=_serve, args=(ready,), name="sandboxkit-loop", daemon=True)
+            _thread.start()
             _portal = ready.get()
         return _portal
 

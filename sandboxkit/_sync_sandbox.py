@@ -196,7 +196,9 @@ class ExecStream:
                             await send.send(chunk)
                 except anyio.BrokenResourceError:
                     pass
-                except Exception as exc:
+                except anyio.get_cancelled_exc_class():
+                    raise
+                except BaseException as exc:  # never let it reach (and stop) the shared portal
                     failure.append(exc)
 
         future = portal.start_task_soon(pump)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import posixpath
 import tarfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 MODE_DIR_BIT = 1 << 31  # Go's os.ModeDir, as the archive stat header reports it
 MODE_SYMLINK_BIT = 1 << 27  # Go's os.ModeSymlink
@@ -24,9 +27,27 @@ def pack(files: Sequence[tuple[str, bytes]], uid: int = 0, gid: int = 0) -> byte
     return buf.getvalue()
 
 
-def unpack_one(chunks: Iterable[bytes]) -> tarfile.TarInfo | bytes:
-    """The first member of a streamed tar: its bytes if it is a file, else its TarInfo."""
-    data = b"".join(chunks)
+def fetch(api: Any, container_id: str, path: str) -> tarfile.TarInfo | bytes:
+    """GET the archive of ``path``: the file's bytes, or the TarInfo of what else is there.
+
+    docker-py's get_archive leaves the response open when its stream is not drained, and the
+    engine then holds the container's archive lock; this always closes the response.
+    """
+    response = api._get(api._url("/containers/{0}/archive", container_id), params={"path": path}, stream=True)
+    try:
+        api._raise_for_status(response)
+        stat = json.loads(base64.b64decode(response.headers.get("x-docker-container-path-stat", "") or b"e30="))
+        if int(stat.get("mode", 0)) & MODE_DIR_BIT:
+            info = tarfile.TarInfo(path)
+            info.type = tarfile.DIRTYPE
+            return info
+        return unpack_one(response.content)
+    finally:
+        response.close()
+
+
+def unpack_one(data: bytes) -> tarfile.TarInfo | bytes:
+    """The first member of a tar: its bytes if it is a file, else its TarInfo."""
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
         member = tar.next()
         if member is None:

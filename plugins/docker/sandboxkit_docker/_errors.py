@@ -40,6 +40,16 @@ NATIVE_ERRORS: dict[type[BaseException], ErrorCode] = {
     TimeoutError: ErrorCode.PROVIDER_UNAVAILABLE,
 }
 
+#: How the engine says a container is stopping or gone (409 answers).
+_GONE_PHRASES = (
+    "is not running",
+    "is paused",
+    "removal of container",
+    "marked for removal",
+    "is dead",
+    "is restarting",
+)
+
 _UNREACHABLE = (
     "the Docker engine did not answer ({detail}); start it (`dockerd &` or `systemctl start docker`) "
     "or point DOCKER_HOST at a running engine"
@@ -70,15 +80,15 @@ def map_error(exc: BaseException, *, sandbox_id: str | None = None, creating: bo
                 f"sandbox not found ({detail}); it was closed, expired or never existed",
                 **where,
             )
-        if status == 409 and ("not running" in lower or "is paused" in lower or "removal" in lower or "dead" in lower):
+        if status == 409 and creating:
+            return SandboxError(
+                ErrorCode.ALREADY_EXISTS, f"a sandbox with that name is already running in this app ({detail})", **where
+            )
+        if status == 409 and any(p in lower for p in _GONE_PHRASES):
             return SandboxError(
                 ErrorCode.SANDBOX_NOT_FOUND,
                 f"sandbox is no longer running ({detail}); it was closed or expired",
                 **where,
-            )
-        if status == 409 and creating:
-            return SandboxError(
-                ErrorCode.ALREADY_EXISTS, f"a sandbox with that name is already running in this app ({detail})", **where
             )
         if status == 500 and "multiple ids found" in lower:
             return SandboxError(

@@ -420,13 +420,7 @@ class DockerSandbox(SandboxHandle):
         current = path
         for _ in range(16):  # follow symlinks, as reading a path inside the sandbox would
             try:
-                stream, stat = await self.provider.call(
-                    self._api().get_archive, self.id, current, chunk_size=1 << 20, sandbox_id=self.id
-                )
-                mode = int(stat.get("mode", 0))
-                if mode & _archive.MODE_DIR_BIT:
-                    raise file_error("is_directory", path, provider=PROVIDER, sandbox_id=self.id)
-                member = await anyio.to_thread.run_sync(_archive.unpack_one, stream)
+                member = await self.provider.call(_archive.fetch, self._api(), self.id, current, sandbox_id=self.id)
             except SandboxError as exc:
                 if exc.code == ErrorCode.SANDBOX_NOT_FOUND and "no such container" not in exc.message.lower():
                     raise file_error("file_not_found", path, provider=PROVIDER, sandbox_id=self.id) from None
@@ -436,6 +430,8 @@ class DockerSandbox(SandboxHandle):
             if member.issym():
                 current = _archive.resolve_link(current, member.linkname)
                 continue
+            if member.isdir():
+                raise file_error("is_directory", path, provider=PROVIDER, sandbox_id=self.id)
             raise file_error("invalid_path", path, "not a regular file", provider=PROVIDER, sandbox_id=self.id)
         raise file_error(
             "invalid_path", path, "too many levels of symbolic links", provider=PROVIDER, sandbox_id=self.id
