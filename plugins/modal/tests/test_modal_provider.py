@@ -15,6 +15,11 @@ from sandboxkit import ErrorCode, Sandbox, SandboxError, SandboxState
 pytestmark = pytest.mark.usefixtures("modal_env")
 
 
+def _v1_shaped(sandbox_id: str) -> bool:
+    """Modal routes ``sb-`` + 22 base62 characters to its V1 RPCs, anything else to V2."""
+    return sandbox_id.startswith("sb-") and len(sandbox_id) == 25 and sandbox_id[3:].isalnum()
+
+
 @pytest.fixture(scope="module")
 def app() -> str:
     return f"sbk-test-{uuid.uuid4().hex[:8]}"
@@ -107,7 +112,7 @@ def test_files_round_trip_and_errors(sb: Sandbox) -> None:
 
 
 def test_from_id_and_from_name_reconnect_v2(sb: Sandbox, app: str) -> None:
-    assert not sb.id.startswith("sb-") or len(sb.id) != 25  # a V2 id (V1 ids are sb- + 22 base62)
+    assert not _v1_shaped(sb.id)  # a V2 sandbox
     again = Sandbox.from_id(sb.id, provider="modal")
     assert (again.name, again.app) == ("main", app)
     assert again.execute("cat /srv/blob").stdout_bytes == b"\x00\x01\xff"
@@ -180,3 +185,13 @@ def test_missing_image_fails_creation_with_a_reason(app: str) -> None:
         Sandbox.create(provider="modal", app=app, image="registry.example/none/such:1")
     assert info.value.code == ErrorCode.SANDBOX_CREATION_FAILED
     assert "registry.example/none/such:1" in info.value.message
+
+
+def test_v1_sandboxes_reconnect_by_id(app: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODAL_SANDBOX_V2", "0")  # what gpu= does implicitly: Modal's V1 RPCs
+    with Sandbox.create(provider="modal", app=app, name="v1", image="busybox:latest") as sb:
+        assert _v1_shaped(sb.id)
+        monkeypatch.delenv("MODAL_SANDBOX_V2")
+        again = Sandbox.from_id(sb.id, provider="modal")
+        assert (again.name, again.execute("echo v1").stdout) == ("v1", "v1\n")
+        assert Sandbox.from_name(app, "v1", provider="modal").id == sb.id
