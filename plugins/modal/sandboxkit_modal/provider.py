@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import builtins
 import math
+import shlex
 import time
+import uuid
 import warnings
 from collections.abc import Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -37,6 +39,8 @@ from sandboxkit_modal._errors import PROVIDER, Op, map_error, translate
 STDIN_CHUNK = 16 * 1024 * 1024
 #: Exit codes that mean "killed"; one right at the deadline counts as the timeout firing.
 _KILLED = frozenset({137, 124, 143})
+#: Longest argv (bytes) sent as is; Modal's client refuses more than 64 KiB of exec arguments.
+ARGV_LIMIT = 60_000
 #: How many file transfers run at once in a batch.
 FILE_CONCURRENCY = 8
 
@@ -340,10 +344,11 @@ class ModalSandbox(SandboxHandle):
 
     # ------------------------------------------------------------ commands
     async def exec(self, request: ExecRequest, on_output: OutputCallback) -> ExecExit:
+        argv = await self._argv(request.argv)
         started = time.monotonic()
         with translate(sandbox_id=self.id):
             process = await self.sandbox.exec.aio(
-                *request.argv,
+                *argv,
                 timeout=_ceil(request.timeout),
                 workdir=request.cwd,
                 env=dict(request.env) or None,
@@ -370,6 +375,15 @@ class ModalSandbox(SandboxHandle):
             await self._raise_if_gone()
         oom = code == 137 and not timed_out and self.memory_limited and await self._oom_killed()
         return ExecExit(exit_code=137 if code == -1 else code, timed_out=timed_out, oom_killed=oom)
+
+    async def _argv(self, argv: Sequence[str]) -> builtins.list[str]:
+        """``argv``, or for one past Modal's limit, a one-shot script in the sandbox that execs it."""
+        if sum(len(a.encode()) for a in argv) <= ARGV_LIMIT:
+            return list(argv)
+        path = f"/tmp/.sandboxkit-argv-{uuid.uuid4().hex}.sh"
+        script = 'rm -f -- "$0"\nexec ' + " ".join(shlex.quote(a) for a in argv) + "\n"
+        await self.write_file(path, script.encode())
+        return ["sh", path]
 
     async def _raise_if_gone(self) -> None:
         if await self.status() not in (SandboxState.RUNNING, SandboxState.PENDING):
@@ -447,6 +461,7 @@ class ModalSandbox(SandboxHandle):
         async with anyio.create_task_group() as tg:
             for i, path in enumerate(paths):
                 tg.start_soon(one, i, path)
+        _raise_if_sandbox_gone(results)
         return results
 
     async def write_files(self, files: Sequence[tuple[str, bytes]]) -> builtins.list[SandboxError | None]:
@@ -463,7 +478,15 @@ class ModalSandbox(SandboxHandle):
         async with anyio.create_task_group() as tg:
             for i, (path, data) in enumerate(files):
                 tg.start_soon(one, i, path, data)
+        _raise_if_sandbox_gone(results)
         return results
+
+
+def _raise_if_sandbox_gone(results: Sequence[object]) -> None:
+    """A batch on a sandbox that is gone fails as a whole, not file by file."""
+    for result in results:
+        if isinstance(result, SandboxError) and result.code == ErrorCode.SANDBOX_NOT_FOUND:
+            raise result
 
 
 async def _send_stdin(process: Any, data: bytes | None) -> None:

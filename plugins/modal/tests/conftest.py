@@ -8,8 +8,8 @@ inherits $SANDBOXKIT_LABELS), so the root conftest reaps whatever a failed test 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
-from collections.abc import Iterator
 
 import pytest
 from sandboxkit_modal.emulator import EmulatorProcess
@@ -21,26 +21,41 @@ MODAL_VARS = ("MODAL_SERVER_URL", "MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET")
 
 
 @pytest.fixture(scope="session")
-def modal_emulator(docker_engine: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A running emulator for the session: its MODAL_SERVER_URL and token pair."""
+def modal_emulator(
+    docker_engine: object, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> dict[str, str]:
+    """A running emulator: its MODAL_SERVER_URL and token pair.
+
+    It lives until pytest unconfigures, past session end, so that reapers running at session end
+    (the conformance suite's, by label through the provider) can still reach it.
+    """
     log = tmp_path_factory.mktemp("modal-emulator") / "emulator.log"
     try:
         emulator = EmulatorProcess(log=log)
     except RuntimeError as exc:
         pytest.fail(str(exc), pytrace=False)
-    yield emulator.env
-    code = emulator.stop()
-    assert code == 0, f"the Modal emulator exited with {code}; its log:\n{log.read_text()}"
+
+    def stop() -> None:
+        code = emulator.stop()
+        if code != 0:
+            print(f"the Modal emulator exited with {code}; its log:\n{log.read_text()}", file=sys.stderr)
+
+    request.config.add_cleanup(stop)
+    return emulator.env
 
 
 @pytest.fixture(scope="session")
-def modal_env(modal_emulator: dict[str, str]) -> Iterator[dict[str, str]]:
-    """Point the modal SDK (and so provider "modal") at the emulator for the rest of the session."""
+def modal_env(modal_emulator: dict[str, str], request: pytest.FixtureRequest) -> dict[str, str]:
+    """Point the modal SDK (and so provider "modal") at the emulator until pytest unconfigures."""
     saved = {k: os.environ.get(k) for k in MODAL_VARS}
     os.environ.update(modal_emulator)
-    yield modal_emulator
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+
+    def restore() -> None:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+    request.config.add_cleanup(restore)
+    return modal_emulator
