@@ -14,9 +14,17 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from sandboxkit._capabilities import Capability
-from sandboxkit._errors import SandboxError
+from sandboxkit._errors import ErrorCode, SandboxError
 from sandboxkit._spec import SandboxSpec
-from sandboxkit._types import ExecExit, ExecRequest, SandboxInfo, SandboxState, StreamName
+from sandboxkit._types import (
+    ExecExit,
+    ExecRequest,
+    SandboxInfo,
+    SandboxState,
+    StaleSandbox,
+    StreamName,
+    VolumeInfo,
+)
 
 #: Receives output as it arrives; awaiting it applies back-pressure to the command.
 OutputCallback = Callable[[StreamName, bytes], Awaitable[None]]
@@ -129,6 +137,31 @@ class Provider(abc.ABC):
     ) -> builtins.list[SandboxInfo]:
         """Live sandboxes matching every filter given (capability LIST)."""
         raise NotImplementedError
+
+    async def create_volume(self, name: str, *, labels: Mapping[str, str] | None = None) -> VolumeInfo:
+        """Create a named volume that ``volumes=`` can mount (ALREADY_EXISTS if it exists). Optional."""
+        raise self._unsupported("creating volumes")
+
+    async def list_volumes(self, *, unmanaged: bool = False) -> builtins.list[VolumeInfo]:
+        """Named volumes sandboxkit created; also the others with ``unmanaged``. Optional."""
+        raise self._unsupported("listing volumes")
+
+    async def delete_volume(self, name: str) -> None:
+        """Delete a named volume and its data (VOLUME_ERROR if missing or in use). Optional."""
+        raise self._unsupported("deleting volumes")
+
+    async def gc(
+        self, *, dry_run: bool = False, labels: Mapping[str, str] | None = None
+    ) -> builtins.list[StaleSandbox]:
+        """Find, and unless ``dry_run`` remove, sandboxes past their lifetime or left by a dead client. Optional."""
+        raise self._unsupported("gc")
+
+    def _unsupported(self, what: str) -> SandboxError:
+        return SandboxError(
+            ErrorCode.CAPABILITY_NOT_SUPPORTED,
+            f"provider {self.name!r} does not support {what}; manage it with the provider's own tools",
+            provider=self.name,
+        )
 
     async def aclose(self) -> None:
         """Release clients and connections held by this provider instance."""

@@ -146,3 +146,29 @@ class ExecExit:
     timed_out: bool = False
     #: a memory limit killed a process of the command
     oom_killed: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class VolumeInfo:
+    """A provider's named volume, as ``sandboxkit volume ls`` reports it."""
+
+    name: str
+    provider: str
+    created_at: dt.datetime | None = None
+    #: True when sandboxkit created it (``sandboxkit volume create``)
+    managed: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class StaleSandbox:
+    """A sandbox ``gc`` found expired or orphaned, and whether it was removed."""
+
+    id: str
+    name: str | None
+    app: str
+    state: SandboxState
+    #: why it is stale: "expired", "owner_gone", "never_started" or "stopped"
+    reason: str
+    #: False in a dry run, or when removing it failed
+    removed: bool
+    provider: str

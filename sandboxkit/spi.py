@@ -11,7 +11,15 @@ from sandboxkit._errors import ErrorCode, FileOperationError, SandboxError, file
 from sandboxkit._hookspecs import ProviderRecord, hookimpl
 from sandboxkit._provider import NoOptions, OutputCallback, Provider, SandboxHandle
 from sandboxkit._spec import SandboxSpec, parse_gpu
-from sandboxkit._types import ExecExit, ExecRequest, SandboxInfo, SandboxState, StreamName
+from sandboxkit._types import (
+    ExecExit,
+    ExecRequest,
+    SandboxInfo,
+    SandboxState,
+    StaleSandbox,
+    StreamName,
+    VolumeInfo,
+)
 
 __all__ = [
     "ErrorCode",
@@ -27,7 +35,9 @@ __all__ = [
     "SandboxInfo",
     "SandboxSpec",
     "SandboxState",
+    "StaleSandbox",
     "StreamName",
+    "VolumeInfo",
     "file_error",
     "hookimpl",
     "parse_gpu",

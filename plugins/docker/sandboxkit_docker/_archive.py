@@ -15,14 +15,14 @@ MODE_DIR_BIT = 1 << 31  # Go's os.ModeDir, as the archive stat header reports it
 MODE_SYMLINK_BIT = 1 << 27  # Go's os.ModeSymlink
 
 
-def pack(files: Sequence[tuple[str, bytes]], uid: int = 0, gid: int = 0) -> bytes:
-    """A tar of absolute ``files``, rooted at ``/``, owned by uid:gid."""
+def pack(files: Sequence[tuple[str, bytes]], uid: int = 0, gid: int = 0, mode: int = 0o644) -> bytes:
+    """A tar of absolute ``files``, rooted at ``/``, owned by uid:gid, with permission bits ``mode``."""
     buf = io.BytesIO()
     now = int(time.time())
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for path, data in files:
             info = tarfile.TarInfo(path.lstrip("/"))
-            info.size, info.mode, info.mtime, info.uid, info.gid = len(data), 0o644, now, uid, gid
+            info.size, info.mode, info.mtime, info.uid, info.gid = len(data), mode, now, uid, gid
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import docker.errors
 import requests.exceptions
+import urllib3.exceptions
 
 from sandboxkit.spi import ErrorCode, SandboxError
 
@@ -36,6 +37,9 @@ NATIVE_ERRORS: dict[type[BaseException], ErrorCode] = {
     requests.exceptions.ConnectionError: ErrorCode.PROVIDER_UNAVAILABLE,
     requests.exceptions.Timeout: ErrorCode.PROVIDER_UNAVAILABLE,
     requests.exceptions.RequestException: ErrorCode.PROVIDER_UNAVAILABLE,
+    # docker-py reads raw streams (archives, exec sockets) through urllib3, unwrapped by requests
+    urllib3.exceptions.HTTPError: ErrorCode.PROVIDER_UNAVAILABLE,
+    urllib3.exceptions.ProxySchemeUnsupported: ErrorCode.PROVIDER_UNAVAILABLE,  # a ValueError, not an HTTPError
     ConnectionError: ErrorCode.PROVIDER_UNAVAILABLE,
     TimeoutError: ErrorCode.PROVIDER_UNAVAILABLE,
 }
@@ -56,10 +60,28 @@ _UNREACHABLE = (
 )
 
 
-def map_error(exc: BaseException, *, sandbox_id: str | None = None, creating: bool = False) -> SandboxError:
-    """Translate one native exception into a SandboxError with a code and a next step."""
+_NO_GPU = (
+    "the Docker engine cannot attach GPUs ({detail}); install the NVIDIA container toolkit, or set "
+    "SANDBOXKIT_DOCKER_GPU=simulate to run GPU code paths without a GPU"
+)
+_NO_DISK_QUOTA = (
+    "this Docker engine cannot cap a sandbox's disk ({detail}); disk_mib needs a storage driver with "
+    "per-container quotas (overlay2 on xfs mounted with pquota, btrfs, zfs). Leave disk_mib unset, or use "
+    "max_file_mib to cap the size of each file"
+)
+
+
+def map_error(
+    exc: BaseException, *, sandbox_id: str | None = None, creating: bool = False, volume: str | None = None
+) -> SandboxError:
+    """Translate one native exception into a SandboxError with a code and a next step.
+
+    ``creating``: the call creates a sandbox; ``volume``: the call manages that named volume.
+    """
     where = {"provider": PROVIDER, "sandbox_id": sandbox_id}
     detail = _explain(exc)
+    if volume is not None and isinstance(exc, docker.errors.APIError):
+        return _volume_error(exc, volume, detail, where)
     if isinstance(exc, docker.errors.ImageNotFound):
         return SandboxError(
             ErrorCode.SANDBOX_CREATION_FAILED,
@@ -70,6 +92,10 @@ def map_error(exc: BaseException, *, sandbox_id: str | None = None, creating: bo
     if isinstance(exc, docker.errors.APIError):
         status = exc.status_code or 0
         lower = detail.lower()
+        if "could not select device driver" in lower or "unknown runtime specified nvidia" in lower:
+            return SandboxError(ErrorCode.CAPABILITY_NOT_SUPPORTED, _NO_GPU.format(detail=detail), **where)
+        if "storage-opt" in lower or "storage opt" in lower:
+            return SandboxError(ErrorCode.CAPABILITY_NOT_SUPPORTED, _NO_DISK_QUOTA.format(detail=detail), **where)
         if status == 404:
             if creating:
                 return SandboxError(
@@ -102,7 +128,9 @@ def map_error(exc: BaseException, *, sandbox_id: str | None = None, creating: bo
                 ErrorCode.SANDBOX_CREATION_FAILED, f"docker could not create the sandbox: {detail}", **where
             )
         return SandboxError(ErrorCode.PROVIDER_UNAVAILABLE, f"docker engine error: {detail}", **where)
-    if isinstance(exc, (requests.exceptions.RequestException, ConnectionError, TimeoutError)):
+    if isinstance(
+        exc, (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, ConnectionError, TimeoutError)
+    ):
         return SandboxError(ErrorCode.PROVIDER_UNAVAILABLE, _UNREACHABLE.format(detail=detail), **where)
     if isinstance(exc, docker.errors.DockerException):
         if "fetching server api version" in detail.lower() or "connection" in detail.lower():
@@ -113,19 +141,36 @@ def map_error(exc: BaseException, *, sandbox_id: str | None = None, creating: bo
     return SandboxError(ErrorCode.PROVIDER_UNAVAILABLE, f"docker: {type(exc).__name__}: {detail}", **where)
 
 
+def _volume_error(exc: docker.errors.APIError, volume: str, detail: str, where: dict[str, str | None]) -> SandboxError:
+    status = exc.status_code or 0
+    if status == 404:
+        message = f"no volume named {volume!r}; create it with `sandboxkit volume create {volume}`"
+    elif status == 409 and "in use" in detail.lower():
+        message = f"volume {volume!r} is in use by a sandbox ({detail}); close the sandboxes that mount it first"
+    elif status == 409:
+        message = f"volume {volume!r} already exists ({detail})"
+        return SandboxError(ErrorCode.ALREADY_EXISTS, message, **where)
+    else:
+        message = f"docker could not manage volume {volume!r}: {detail}"
+    return SandboxError(ErrorCode.VOLUME_ERROR, message, **where)
+
+
 def _explain(exc: BaseException) -> str:
     if isinstance(exc, docker.errors.APIError) and exc.explanation:
         text = exc.explanation
         return text.decode(errors="replace") if isinstance(text, bytes) else str(text)
-    return str(exc) or type(exc).__name__
+    try:
+        return str(exc) or type(exc).__name__
+    except Exception:  # a native __str__ that breaks must not escape the choke point
+        return type(exc).__name__
 
 
 @contextlib.contextmanager
-def translate(*, sandbox_id: str | None = None, creating: bool = False) -> Iterator[None]:
-    """Re-raise any docker-py or requests error as a SandboxError."""
+def translate(*, sandbox_id: str | None = None, creating: bool = False, volume: str | None = None) -> Iterator[None]:
+    """Re-raise any docker-py, requests or urllib3 error as a SandboxError."""
     try:
         yield
     except SandboxError:
         raise
     except tuple(NATIVE_ERRORS) as exc:
-        raise map_error(exc, sandbox_id=sandbox_id, creating=creating) from exc
+        raise map_error(exc, sandbox_id=sandbox_id, creating=creating, volume=volume) from exc

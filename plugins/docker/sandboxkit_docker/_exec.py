@@ -15,15 +15,20 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+
+from sandboxkit.spi import ErrorCode, ExecExit, ExecRequest, OutputCallback, SandboxError
 from sandboxkit_docker._errors import translate
 
-from sandboxkit.spi import ExecExit, ExecRequest, OutputCallback
-
 MARKER = "SANDBOXKIT_EXEC_ID"
+# Shell builtins only, so it works when a fork bomb holds every pid slot (``read`` drops the NULs
+# of /proc/*/environ and we match the marker as a substring). Passes of SIGSTOP freeze the tree so
+# nothing forks any more, then SIGKILL; repeat until a pass finds nothing (at most 20 passes).
 _KILL = (
-    "for p in /proc/[0-9]*; do "
-    "grep -qxz '" + MARKER + "={token}' $p/environ 2>/dev/null && kill -9 ${{p#/proc/}} 2>/dev/null; "
-    "done; true"
+    "t='" + MARKER + '={token}\'; found=1; n=0; while [ -n "$found" ] && [ $n -lt 20 ]; do found=; n=$((n+1)); '
+    'for sig in STOP KILL; do for p in /proc/[0-9]*; do [ "${{p#/proc/}}" = $$ ] && continue; '
+    'while IFS= read -r l || [ -n "$l" ]; do case $l in *"$t"*) '
+    "kill -$sig ${{p#/proc/}} 2>/dev/null && found=1; break;; esac; l=; done 2>/dev/null < $p/environ; "
+    "done; done; done; true"
 )
 _STREAMS = {1: "stdout", 2: "stderr"}
 _HEADER = struct.Struct(">BxxxI")
@@ -101,15 +106,20 @@ class ExecEngine:
     async def kill(self, token: str, user: str | None) -> None:
         """Kill every process that carries ``token`` in its environment, as the same user."""
         script = _KILL.format(token=token)
-        for _ in range(3):
+        for _ in range(10):
             try:
                 created = await self._call(
                     self.api.exec_create, self.container_id, ["sh", "-c", script], user=user or ""
                 )
                 await self._call(self.api.exec_start, created["Id"])
-                return
-            except Exception:  # pids exhausted or the sandbox is gone: try again, then give up
-                await anyio.sleep(0.1)
+                if (await self._call(self.api.exec_inspect, created["Id"])).get("ExitCode") == 0:
+                    return
+            except SandboxError as exc:
+                if exc.code == ErrorCode.SANDBOX_NOT_FOUND:  # gone: nothing left to kill
+                    return
+            except Exception:  # the engine failed: try again, then give up
+                pass
+            await anyio.sleep(0.1)  # at the pids limit the killer itself may fail to start (exit 126)
 
 
 async def _pump(raw: socket.socket, on_output: OutputCallback) -> None:

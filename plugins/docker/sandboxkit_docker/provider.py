@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import datetime as dt
 import hashlib
 import math
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -18,12 +20,9 @@ import anyio.to_thread
 import docker
 import docker.errors
 from pydantic import BaseModel, ConfigDict, Field
-from sandboxkit_docker import _archive
-from sandboxkit_docker._errors import PROVIDER, map_error, translate
-from sandboxkit_docker._exec import ExecEngine
-from sandboxkit_docker.images import DEFAULT_IMAGE
 
 from sandboxkit import Capability
+from sandboxkit.secrets import resolve_secrets
 from sandboxkit.spi import (
     ErrorCode,
     ExecExit,
@@ -35,13 +34,18 @@ from sandboxkit.spi import (
     SandboxInfo,
     SandboxSpec,
     SandboxState,
+    StaleSandbox,
+    VolumeInfo,
     file_error,
 )
+from sandboxkit_docker import _archive, _gc, _gpu, _labels, _lifetime, _limits
+from sandboxkit_docker._errors import PROVIDER, map_error, translate
+from sandboxkit_docker._exec import ExecEngine
+from sandboxkit_docker._oom import OomCounter
+from sandboxkit_docker.images import DEFAULT_IMAGE
 
 T = TypeVar("T")
 
-LABEL = "sandboxkit"
-MANAGED = f"{LABEL}.managed"
 #: Seconds to wait for the engine before reporting PROVIDER_UNAVAILABLE.
 CONNECT_TIMEOUT = 2.0
 #: Read timeout for ordinary API calls once connected (large archives take a while).
@@ -56,6 +60,7 @@ _STATES = {
     "removing": SandboxState.TERMINATED,
     "dead": SandboxState.FAILED,
 }
+_VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class DockerOptions(BaseModel):
@@ -71,6 +76,14 @@ class DockerOptions(BaseModel):
     pids_limit: int = Field(4096, gt=16)
     #: the container's hostname
     hostname: str | None = None
+    #: how ``gpu=`` is served: real GPUs, a simulation, or refused; None reads $SANDBOXKIT_DOCKER_GPU (default auto)
+    gpu_mode: Literal["auto", "simulate", "off"] | None = None
+    #: give a cpu-limited sandbox a cpuset of ceil(cpu) CPUs, so ``nproc`` reports its limit
+    pin_cpus: bool = True
+    #: cap on the sandbox's writable layer, MiB (needs a storage driver with quotas, e.g. overlay2 on xfs+pquota)
+    disk_mib: int | None = Field(None, gt=0)
+    #: largest file a process may write, MiB (``ulimit -f``; works on every host)
+    max_file_mib: int | None = Field(None, gt=0)
 
 
 def container_name(app: str, name: str) -> str:
@@ -80,17 +93,21 @@ def container_name(app: str, name: str) -> str:
 
 
 class DockerProvider(Provider):
-    """Runs each sandbox as a container whose PID 1 is ``sleep <timeout>``, so it dies on time by itself."""
+    """Runs each sandbox as a container whose PID 1 ends it on time by itself (see ``_lifetime``)."""
 
     name: ClassVar[str] = PROVIDER
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {
+            Capability.GPU,  # real passthrough or SANDBOXKIT_DOCKER_GPU=simulate; else refused at create
             Capability.STDIN,
             Capability.STREAMING,
+            Capability.VOLUMES,
+            Capability.SECRETS,
             Capability.NETWORK_BLOCK,
             Capability.NAMED,
             Capability.LIST,
             Capability.TAGS,
+            Capability.IDLE_TIMEOUT,
             Capability.RESOURCE_LIMITS,
             Capability.USER,
             Capability.RECONNECT,
@@ -101,6 +118,7 @@ class DockerProvider(Provider):
     def __init__(self, auth: Mapping[str, str] | None = None) -> None:
         super().__init__(auth)
         self._client: docker.DockerClient | None = None
+        self._info: dict[str, Any] | None = None
         self._lock = threading.Lock()
 
     def version(self) -> str:
@@ -121,15 +139,33 @@ class DockerProvider(Provider):
             return self._client
 
     async def call(
-        self, func: Callable[..., T], *args: Any, sandbox_id: str | None = None, creating: bool = False, **kw: Any
+        self,
+        func: Callable[..., T],
+        *args: Any,
+        sandbox_id: str | None = None,
+        creating: bool = False,
+        volume: str | None = None,
+        **kw: Any,
     ) -> T:
         """Run a blocking docker-py call off the event loop, translating its errors."""
 
         def run() -> T:
-            with translate(sandbox_id=sandbox_id, creating=creating):
+            with translate(sandbox_id=sandbox_id, creating=creating, volume=volume):
                 return func(*args, **kw)
 
         return await anyio.to_thread.run_sync(run)
+
+    async def engine_info(self) -> dict[str, Any]:
+        """``docker info`` of the engine (CPU count, runtimes), fetched once."""
+        if self._info is None:
+            client = await anyio.to_thread.run_sync(self.client)
+            info: dict[str, Any] = await self.call(client.info)
+            self._info = info
+        return self._info
+
+    def local_engine(self) -> bool:
+        """True when the engine listens on a local unix socket (host files describe its containers)."""
+        return str(self.client().api.base_url).startswith("http+docker://localhost")
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -141,49 +177,87 @@ class DockerProvider(Provider):
         assert isinstance(options, DockerOptions)
         client = await anyio.to_thread.run_sync(self.client)
         image = spec.image or os.environ.get("SANDBOXKIT_DEFAULT_IMAGE") or DEFAULT_IMAGE
+        # everything that can refuse the spec runs before a container exists
         await self._ensure_image(client, image, options.pull, explicit=spec.image is not None)
-        now = time.time()
-        labels = {
-            MANAGED: "1",
-            f"{LABEL}.provider": PROVIDER,
-            f"{LABEL}.app": spec.app,
-            f"{LABEL}.created_at": f"{now:.3f}",
-            f"{LABEL}.expires_at": f"{now + spec.timeout:.3f}",
-            **{f"{LABEL}.tag.{k}": v for k, v in spec.tags.items()},
-            **{f"{LABEL}.label.{k}": v for k, v in spec.labels.items()},
-        }
-        if spec.name:
-            labels[f"{LABEL}.name"] = spec.name
+        gpu = await self._gpu_plan(spec, options)
+        secret_env = _resolve_secrets(spec.secrets)
+        await self._check_volumes(client, spec.volumes)
+        cpuset = await self._cpuset(spec.cpu) if spec.cpu is not None and options.pin_cpus else None
+
+        gpu_label = None if gpu is None else (gpu.spec, gpu.simulated)
+        labels = _labels.for_sandbox(spec, time.time(), cpuset=cpuset, gpu=gpu_label)
+        env = _limits.limit_env(
+            spec, pids_limit=options.pids_limit, disk_mib=options.disk_mib, max_file_mib=options.max_file_mib
+        )
+        env.update(gpu.env() if gpu else {})
+        env.update(spec.env)
+        entrypoint, command = _lifetime.entrypoint(spec.timeout, spec.idle_timeout)
         kwargs: dict[str, Any] = {
             "image": image,
-            "entrypoint": ["sleep"],
-            "command": [str(math.ceil(spec.timeout))],
+            "entrypoint": entrypoint,
+            "command": command,
             "init": True,
             "auto_remove": True,
             "detach": True,
             "labels": labels,
-            "environment": dict(spec.env),
+            "environment": env,
             "working_dir": spec.workdir,
-            "pids_limit": options.pids_limit,
             "hostname": options.hostname,
             "user": options.user,
+            "volumes": {name: {"bind": path, "mode": "rw"} for path, name in spec.volumes.items()},
+            **_limits.host_config(
+                spec,
+                pids_limit=options.pids_limit,
+                cpuset=cpuset,
+                disk_mib=options.disk_mib,
+                max_file_mib=options.max_file_mib,
+            ),
+            **(gpu.kwargs if gpu else {}),
         }
         if spec.name:
             kwargs["name"] = container_name(spec.app, spec.name)
         if spec.block_network:
             kwargs["network_mode"] = "none"
-        if spec.cpu is not None:
-            kwargs["nano_cpus"] = int(spec.cpu * 1e9)
-        if spec.memory_mib is not None:
-            kwargs["mem_limit"] = kwargs["memswap_limit"] = f"{spec.memory_mib}m"
         container = await self._create_container(client, kwargs, spec)
         try:
+            if gpu is not None and gpu.files():
+                await self.call(
+                    client.api.put_archive, container.id, "/", _archive.pack(gpu.files(), mode=0o755), creating=True
+                )
             await self.call(container.start, sandbox_id=container.id, creating=True)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self._remove(client, container.id)
             raise
-        return DockerSandbox(self, container, labels)
+        return DockerSandbox(self, container, labels, secret_env=secret_env, fresh=True)
+
+    async def _gpu_plan(self, spec: SandboxSpec, options: DockerOptions) -> _gpu.GpuPlan | None:
+        if spec.gpu is None:
+            return None
+        mode = _gpu.resolve_mode(options.gpu_mode)
+        runtimes: frozenset[str] = frozenset()
+        if mode == "auto":
+            runtimes = frozenset((await self.engine_info()).get("Runtimes") or {})
+        return _gpu.plan(spec.gpu_type or "", spec.gpu_count, mode, runtimes, self.local_engine())
+
+    async def _check_volumes(self, client: docker.DockerClient, volumes: Mapping[str, str]) -> None:
+        mounted: dict[str, str] = {}
+        for path, name in volumes.items():
+            if name in mounted:
+                raise SandboxError(
+                    ErrorCode.INVALID_ARGUMENT,
+                    f"volume {name!r} is mounted at both {mounted[name]} and {path}; mount each volume once",
+                    provider=PROVIDER,
+                )
+            mounted[name] = path
+            await self.call(client.api.inspect_volume, name, volume=name)
+
+    async def _cpuset(self, cpu: float) -> str | None:
+        ncpu = int((await self.engine_info()).get("NCPU") or 0)
+        if math.ceil(cpu) >= ncpu:
+            return None
+        running = await self._containers({}, running=True)
+        return _limits.choose_cpuset(cpu, ncpu, ((row.get("Labels") or {}).get(_labels.CPUSET, "") for row in running))
 
     async def _ensure_image(self, client: docker.DockerClient, image: str, pull: str, explicit: bool) -> None:
         try:
@@ -248,7 +322,7 @@ class DockerProvider(Provider):
         client = await anyio.to_thread.run_sync(self.client)
         container = await self.call(client.containers.get, sandbox_id, sandbox_id=sandbox_id)
         labels = container.labels or {}
-        if labels.get(MANAGED) != "1" or labels.get(f"{LABEL}.provider") != PROVIDER:
+        if labels.get(_labels.MANAGED) != "1" or labels.get(_labels.PROVIDER) != PROVIDER:
             raise SandboxError(
                 ErrorCode.SANDBOX_NOT_FOUND,
                 f"{sandbox_id!r} is not a sandboxkit sandbox",
@@ -262,10 +336,13 @@ class DockerProvider(Provider):
                 provider=PROVIDER,
                 sandbox_id=sandbox_id,
             )
-        return DockerSandbox(self, container, labels)
+        sandbox = DockerSandbox(self, container, labels)
+        if sandbox.oom is not None:
+            await sandbox.oom.prime()
+        return sandbox
 
     async def from_name(self, app: str, name: str) -> DockerSandbox:
-        found = await self._containers({f"{LABEL}.app": app, f"{LABEL}.name": name}, running=True)
+        found = await self._containers({_labels.APP: app, _labels.NAME: name}, running=True)
         if not found:
             raise SandboxError(
                 ErrorCode.SANDBOX_NOT_FOUND, f"no running sandbox named {name!r} in app {app!r}", provider=PROVIDER
@@ -275,7 +352,11 @@ class DockerProvider(Provider):
     async def _containers(self, labels: Mapping[str, str], running: bool) -> builtins.list[dict[str, Any]]:
         client = await anyio.to_thread.run_sync(self.client)
         filters: dict[str, Any] = {
-            "label": [f"{MANAGED}=1", f"{LABEL}.provider={PROVIDER}", *(f"{k}={v}" for k, v in labels.items())]
+            "label": [
+                f"{_labels.MANAGED}=1",
+                f"{_labels.PROVIDER}={PROVIDER}",
+                *(f"{k}={v}" for k, v in labels.items()),
+            ]
         }
         if running:
             filters["status"] = "running"
@@ -288,23 +369,124 @@ class DockerProvider(Provider):
         tags: Mapping[str, str] | None = None,
         labels: Mapping[str, str] | None = None,
     ) -> builtins.list[SandboxInfo]:
-        wanted = {f"{LABEL}.tag.{k}": v for k, v in (tags or {}).items()}
-        wanted.update({f"{LABEL}.label.{k}": v for k, v in (labels or {}).items()})
+        wanted = {f"{_labels.TAG}{k}": v for k, v in (tags or {}).items()}
+        wanted.update({f"{_labels.USER}{k}": v for k, v in (labels or {}).items()})
         if app is not None:
-            wanted[f"{LABEL}.app"] = app
+            wanted[_labels.APP] = app
         rows = await self._containers(wanted, running=False)
         return [info for row in rows if (info := _info(row)).state in (SandboxState.RUNNING, SandboxState.PENDING)]
+
+    # ------------------------------------------------------------ gc
+    async def gc(
+        self, *, dry_run: bool = False, labels: Mapping[str, str] | None = None
+    ) -> builtins.list[StaleSandbox]:
+        """Remove sandboxes past their lifetime, never started, stopped, or left by a dead local client."""
+        client = await anyio.to_thread.run_sync(self.client)
+        rows = await self._containers({f"{_labels.USER}{k}": v for k, v in (labels or {}).items()}, running=False)
+        now = time.time()
+        stale = []
+        for row in rows:
+            row_labels: Mapping[str, str] = row.get("Labels") or {}
+            reason = _gc.stale_reason(row_labels, str(row.get("State", "")), now)
+            if reason is None:
+                continue
+            removed = False
+            if not dry_run:
+                try:
+                    await self._remove(client, row["Id"])
+                    removed = True
+                except SandboxError:
+                    removed = False
+            info = _info(row)
+            stale.append(
+                StaleSandbox(
+                    id=info.id,
+                    name=info.name,
+                    app=info.app,
+                    state=info.state,
+                    reason=reason,
+                    removed=removed,
+                    provider=PROVIDER,
+                )
+            )
+        return stale
+
+    # ------------------------------------------------------------ volumes
+    async def create_volume(self, name: str, *, labels: Mapping[str, str] | None = None) -> VolumeInfo:
+        """Create a named Docker volume, labelled as sandboxkit's (plus ``labels``)."""
+        _check_volume_name(name)
+        client = await anyio.to_thread.run_sync(self.client)
+        try:
+            await self.call(client.api.inspect_volume, name, volume=name)
+        except SandboxError as exc:
+            if exc.code != ErrorCode.VOLUME_ERROR:
+                raise
+        else:
+            raise SandboxError(
+                ErrorCode.ALREADY_EXISTS,
+                f"volume {name!r} already exists; use it as is, or `sandboxkit volume rm {name}` first",
+                provider=PROVIDER,
+            )
+        volume_labels = {
+            _labels.MANAGED: "1",
+            _labels.PROVIDER: PROVIDER,
+            _labels.CREATED_AT: f"{time.time():.3f}",
+            **{f"{_labels.USER}{k}": v for k, v in (labels or {}).items()},
+        }
+        row = await self.call(client.api.create_volume, name, labels=volume_labels, volume=name)
+        return _volume_info(row)
+
+    async def list_volumes(self, *, unmanaged: bool = False) -> builtins.list[VolumeInfo]:
+        """Named volumes sandboxkit created; with ``unmanaged`` every named volume of the engine."""
+        client = await anyio.to_thread.run_sync(self.client)
+        filters = {} if unmanaged else {"label": [f"{_labels.MANAGED}=1", f"{_labels.PROVIDER}={PROVIDER}"]}
+        rows = (await self.call(client.api.volumes, filters=filters)).get("Volumes") or []
+        return sorted((_volume_info(row) for row in rows), key=lambda v: v.name)
+
+    async def delete_volume(self, name: str) -> None:
+        """Delete a named volume and its data; VOLUME_ERROR when it is missing or mounted."""
+        _check_volume_name(name)
+        client = await anyio.to_thread.run_sync(self.client)
+        await self.call(client.api.remove_volume, name, volume=name)
+
+
+def _check_volume_name(name: str) -> None:
+    if not isinstance(name, str) or not _VOLUME_NAME.match(name):
+        raise SandboxError(
+            ErrorCode.INVALID_ARGUMENT,
+            f"volume name {name!r} is invalid; use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit",
+            provider=PROVIDER,
+        )
+
+
+def _volume_info(row: Mapping[str, Any]) -> VolumeInfo:
+    labels: Mapping[str, str] = row.get("Labels") or {}
+    created = None
+    try:
+        created = dt.datetime.fromisoformat(str(row.get("CreatedAt", "")).replace("Z", "+00:00"))
+    except ValueError:
+        pass
+    return VolumeInfo(
+        name=row["Name"], provider=PROVIDER, created_at=created, managed=labels.get(_labels.MANAGED) == "1"
+    )
+
+
+def _resolve_secrets(names: Sequence[str]) -> dict[str, str]:
+    try:
+        return resolve_secrets(names)
+    except SandboxError as exc:
+        raise SandboxError(ErrorCode.SANDBOX_CREATION_FAILED, exc.message, provider=PROVIDER) from None
 
 
 def _info(row: Mapping[str, Any]) -> SandboxInfo:
     labels: Mapping[str, str] = row.get("Labels") or {}
-    prefix = f"{LABEL}.tag."
-    created = labels.get(f"{LABEL}.created_at")
+    created = labels.get(_labels.CREATED_AT)
     return SandboxInfo(
         id=row["Id"],
-        name=labels.get(f"{LABEL}.name"),
-        app=labels.get(f"{LABEL}.app", ""),
-        tags={k[len(prefix) :]: v for k, v in labels.items() if k.startswith(prefix)},
+        name=labels.get(_labels.NAME),
+        app=labels.get(_labels.APP, ""),
+        tags=_labels.tags(labels),
         state=_STATES.get(str(row.get("State", "")), SandboxState.UNKNOWN),
         created_at=dt.datetime.fromtimestamp(float(created), dt.UTC) if created else None,
         provider=PROVIDER,
@@ -312,16 +494,39 @@ def _info(row: Mapping[str, Any]) -> SandboxInfo:
 
 
 class DockerSandbox(SandboxHandle):
-    """One container. Commands go through :class:`ExecEngine`; files through the archive API."""
+    """One container. Commands go through :class:`ExecEngine`; files through the archive API.
 
-    def __init__(self, provider: DockerProvider, container: Any, labels: Mapping[str, str]) -> None:
+    What the handle knows comes from the container's labels, so a handle from ``from_id`` (in
+    another process) behaves like the one ``create`` returned: same secrets, same OOM reporting.
+    """
+
+    def __init__(
+        self,
+        provider: DockerProvider,
+        container: Any,
+        labels: Mapping[str, str],
+        *,
+        secret_env: Mapping[str, str] | None = None,
+        fresh: bool = False,
+    ) -> None:
         self.provider = provider
         self.container = container
         self.id = container.id
-        self.name = labels.get(f"{LABEL}.name")
-        self.app = labels.get(f"{LABEL}.app", "")
+        self.name = labels.get(_labels.NAME)
+        self.app = labels.get(_labels.APP, "")
         self.labels = dict(labels)
+        self.secret_names = _labels.split(labels.get(_labels.SECRETS))
+        self._env_keys = frozenset(_labels.split(labels.get(_labels.ENV_KEYS)))
+        self._secret_env = None if secret_env is None else self._without_env_keys(secret_env)
+        self.oom: OomCounter | None = None
+        if _labels.MEMORY_MIB in labels:
+            self.oom = OomCounter(self.id, self._run_inside)
+            if fresh:
+                self.oom.baseline = 0
         self.engine = ExecEngine(provider.client().api, container.id, self.exec_env)
+
+    def __repr__(self) -> str:
+        return f"<DockerSandbox id={self.id[:12]!r} name={self.name!r} app={self.app!r}>"
 
     @property
     def native_instance(self) -> Any:
@@ -332,13 +537,38 @@ class DockerSandbox(SandboxHandle):
         return self.provider.client()
 
     def exec_env(self) -> Mapping[str, str]:
-        """Environment added to every exec (secrets live here, never in the container config)."""
-        return {}
+        """Environment added to every exec: the secrets' values, never in the container config.
+
+        ``env=`` keys win over secrets (as in Modal); a reconnected handle reads the local store.
+        """
+        if self._secret_env is None:
+            try:
+                values = resolve_secrets(self.secret_names)
+            except SandboxError as exc:
+                raise SandboxError(
+                    ErrorCode.INVALID_ARGUMENT,
+                    f"this sandbox was created with secrets {', '.join(self.secret_names)}: {exc.message}",
+                    provider=PROVIDER,
+                    sandbox_id=self.id,
+                ) from None
+            self._secret_env = self._without_env_keys(values)
+        return self._secret_env
+
+    def _without_env_keys(self, values: Mapping[str, str]) -> dict[str, str]:
+        return {k: v for k, v in values.items() if k not in self._env_keys}
+
+    async def _run_inside(self, argv: builtins.list[str]) -> str:
+        """Run a short helper command and return its output (no secrets, no marker)."""
+        api = self._api()
+        created = await self.provider.call(api.exec_create, self.id, argv, sandbox_id=self.id)
+        output = await self.provider.call(api.exec_start, created["Id"], sandbox_id=self.id)
+        return bytes(output or b"").decode(errors="replace")
 
     def _api(self) -> Any:
         return self.provider.client().api
 
     async def exec(self, request: ExecRequest, on_output: OutputCallback) -> ExecExit:
+        before = None if self.oom is None else self.oom.before()
         outcome = await self.engine.run(request, on_output)
         # exec in a container that died or was removed mid-command ends like this, without an error
         if outcome.exit_code in (126, 137, -1) and not outcome.timed_out and not await self._alive():
@@ -348,6 +578,9 @@ class DockerSandbox(SandboxHandle):
                 provider=PROVIDER,
                 sandbox_id=self.id,
             )
+        # Docker's OOMKilled stays false for a kill inside an exec; the cgroup's counter does not
+        if self.oom is not None and not outcome.timed_out and await self.oom.killed_since(before, outcome.exit_code):
+            return dataclasses.replace(outcome, oom_killed=True)
         return outcome
 
     async def _alive(self) -> bool:
