@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import datetime as dt
 import math
 import shlex
 import time
@@ -30,6 +31,7 @@ from sandboxkit.spi import (
     SandboxSpec,
     SandboxState,
     StreamName,
+    VolumeInfo,
 )
 from sandboxkit_modal import _tags
 from sandboxkit_modal._client import ClientCache, check_auth
@@ -210,11 +212,42 @@ class ModalProvider(Provider):
                     raise
                 raise SandboxError(
                     ErrorCode.SANDBOX_CREATION_FAILED,
-                    f"secret {name!r} does not exist; create it with `modal secret create {name} KEY=VALUE`",
+                    f"secret {name!r} does not exist; create it with `modal secret create {name} KEY=VALUE` "
+                    f"(server said: {exc.message})",
                     provider=PROVIDER,
                 ) from None
             out.append(secret)
         return out
+
+    # ------------------------------------------------------------ volumes
+    async def create_volume(self, name: str, *, labels: Mapping[str, str] | None = None) -> VolumeInfo:
+        """Create a Modal Volume (``modal.Volume.objects.create``); Modal volumes carry no labels."""
+        client = await self.client()
+        with translate():
+            await modal.Volume.objects.create.aio(name, client=client)
+        return VolumeInfo(name=name, provider=PROVIDER, created_at=dt.datetime.now(dt.UTC), managed=True)
+
+    async def list_volumes(self, *, unmanaged: bool = False) -> builtins.list[VolumeInfo]:
+        """Every named Volume of the environment (Modal cannot tell which ones sandboxkit made)."""
+        client = await self.client()
+        with translate():
+            volumes = await modal.Volume.objects.list.aio(client=client)
+            infos = [await volume.info.aio() for volume in volumes]
+        return sorted(
+            (VolumeInfo(name=i.name or "", provider=PROVIDER, created_at=i.created_at, managed=True) for i in infos),
+            key=lambda v: v.name,
+        )
+
+    async def delete_volume(self, name: str) -> None:
+        """Delete a Modal Volume and its data; VOLUME_ERROR when there is none by that name."""
+        client = await self.client()
+        try:
+            with translate():
+                await modal.Volume.objects.delete.aio(name, client=client)
+        except SandboxError as exc:
+            if exc.code != ErrorCode.SANDBOX_NOT_FOUND:
+                raise
+            raise SandboxError(ErrorCode.VOLUME_ERROR, f"no Modal volume named {name!r}", provider=PROVIDER) from None
 
     # ------------------------------------------------------------ find
     async def from_id(self, sandbox_id: str) -> ModalSandbox:

@@ -10,14 +10,19 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import uuid
+from collections.abc import Callable, Iterator
 
 import pytest
 from sandboxkit_modal.emulator import EmulatorProcess
+
+from sandboxkit.secrets import create_secret, delete_secret
 
 # modal reads its config file once, at import: keep a developer's ~/.modal.toml out of the tests
 os.environ.setdefault("MODAL_CONFIG_PATH", os.path.join(tempfile.gettempdir(), "sandboxkit-no-modal-config.toml"))
 
 MODAL_VARS = ("MODAL_SERVER_URL", "MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET")
+MakeSecret = Callable[[dict[str, str]], str]
 
 
 @pytest.fixture(scope="session")
@@ -29,9 +34,10 @@ def modal_emulator(
     It lives until pytest unconfigures, past session end, so that reapers running at session end
     (the conformance suite's, by label through the provider) can still reach it.
     """
-    log = tmp_path_factory.mktemp("modal-emulator") / "emulator.log"
+    root = tmp_path_factory.mktemp("modal-emulator")
+    log = root / "emulator.log"
     try:
-        emulator = EmulatorProcess(log=log)
+        emulator = EmulatorProcess(log=log, env={"XDG_CONFIG_HOME": str(root / "config")})
     except RuntimeError as exc:
         pytest.fail(str(exc), pytrace=False)
 
@@ -41,14 +47,31 @@ def modal_emulator(
             print(f"the Modal emulator exited with {code}; its log:\n{log.read_text()}", file=sys.stderr)
 
     request.config.add_cleanup(stop)
-    return emulator.env
+    return {**emulator.env, "XDG_CONFIG_HOME": str(root / "config")}
+
+
+@pytest.fixture
+def emulator_secret(modal_emulator: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[MakeSecret]:
+    """``make({"K": "v"}) -> name``: a named secret in the local store the emulator reads, removed after."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", modal_emulator["XDG_CONFIG_HOME"])
+    made: list[str] = []
+
+    def make(values: dict[str, str]) -> str:
+        name = f"sbk-secret-{uuid.uuid4().hex[:8]}"
+        create_secret(name, values)
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        delete_secret(name)
 
 
 @pytest.fixture(scope="session")
 def modal_env(modal_emulator: dict[str, str], request: pytest.FixtureRequest) -> dict[str, str]:
     """Point the modal SDK (and so provider "modal") at the emulator until pytest unconfigures."""
     saved = {k: os.environ.get(k) for k in MODAL_VARS}
-    os.environ.update(modal_emulator)
+    os.environ.update({k: modal_emulator[k] for k in MODAL_VARS})
 
     def restore() -> None:
         for key, value in saved.items():

@@ -198,7 +198,7 @@ def test_v1_sandboxes_reconnect_by_id(app: str, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_argv_past_modals_64k_limit_arrives_whole(sb: Sandbox) -> None:
-    args = [chr(ord("a") + i) * 65536 for i in range(4)] + ["it's \"quoted\" $HOME `x`"]
+    args = [chr(ord("a") + i) * 65536 for i in range(4)] + ['it\'s "quoted" $HOME `x`']
     r = sb.execute(["sh", "-c", 'n=0; for a in "$@"; do n=$((n + ${#a})); done; echo $n "$5"', "sh", *args])
     assert r.stdout == f"{4 * 65536 + len(args[-1])} {args[-1]}\n"
     assert ".sandboxkit-argv" not in sb.execute("ls -a /tmp").stdout  # the one-shot script removed itself

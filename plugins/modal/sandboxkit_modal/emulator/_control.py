@@ -22,6 +22,7 @@ MAX_WAIT = 55.0
 #: Sandboxes per list page.
 LIST_PAGE = 100
 CREATE_IF_MISSING = api_pb2.OBJECT_CREATION_TYPE_CREATE_IF_MISSING
+CREATE_FAIL_IF_EXISTS = api_pb2.OBJECT_CREATION_TYPE_CREATE_FAIL_IF_EXISTS
 
 
 @answer_unimplemented
@@ -95,12 +96,8 @@ class ControlPlane(api_grpc.ModalClientBase):
                     "the Modal emulator reads named secrets from the local store; create them with "
                     f"`sandboxkit secret create {name} KEY=VALUE...`",
                 )
-            if not self.backend.stores.secret_exists(name):
-                raise GRPCError(
-                    Status.NOT_FOUND,
-                    f"Secret '{name}' not found; create it with `sandboxkit secret create {name} KEY=VALUE...`",
-                )
-            missing = set(request.required_keys) - set(self.backend.stores.secret_values(name))
+            values = self.backend.stores.secret_values(name)  # NOT_FOUND, saying how to create it
+            missing = set(request.required_keys) - set(values)
             if missing:
                 raise GRPCError(Status.NOT_FOUND, f"Secret '{name}' is missing keys: {', '.join(sorted(missing))}")
             secret_id = self._named_secrets.setdefault(name, f"st-{uuid.uuid4().hex[:22]}")
@@ -113,8 +110,11 @@ class ControlPlane(api_grpc.ModalClientBase):
         request = await self._recv(stream)
         if not request.deployment_name:
             raise GRPCError(Status.UNIMPLEMENTED, "the Modal emulator supports named volumes only")
+        kind = request.object_creation_type
         volume_id = await self.backend.stores.volume_id(
-            request.deployment_name, create=request.object_creation_type == CREATE_IF_MISSING
+            request.deployment_name,
+            create=kind in (CREATE_IF_MISSING, CREATE_FAIL_IF_EXISTS),
+            fail_if_exists=kind == CREATE_FAIL_IF_EXISTS,
         )
         await stream.send_message(
             api_pb2.VolumeGetOrCreateResponse(
@@ -123,6 +123,27 @@ class ControlPlane(api_grpc.ModalClientBase):
                 metadata=api_pb2.VolumeMetadata(name=request.deployment_name, version=request.version),
             )
         )
+
+    async def VolumeList(self, stream: Stream[api_pb2.VolumeListRequest, api_pb2.VolumeListResponse]) -> None:
+        request = await self._recv(stream)
+        stores = self.backend.stores
+        rows = sorted(await stores.volumes(), key=stores.created_at, reverse=True)
+        before = request.pagination.created_before
+        rows = [v for v in rows if not before or stores.created_at(v) < before]
+        if request.pagination.max_objects:
+            rows = rows[: request.pagination.max_objects]
+        items = []
+        for info in rows:
+            volume_id = await stores.volume_id(info.name, create=False)
+            created = api_pb2.CreationInfo(created_at=stores.created_at(info))
+            metadata = api_pb2.VolumeMetadata(name=info.name, creation_info=created)
+            items.append(api_pb2.VolumeListItem(label=info.name, volume_id=volume_id, metadata=metadata))
+        await stream.send_message(api_pb2.VolumeListResponse(items=items))
+
+    async def VolumeDelete(self, stream: Stream[api_pb2.VolumeDeleteRequest, Empty]) -> None:
+        request = await self._recv(stream)
+        await self.backend.stores.delete_volume(request.volume_id)
+        await stream.send_message(Empty())
 
     # ------------------------------------------------------------ create
     async def SandboxCreate(self, stream: Stream[api_pb2.SandboxCreateRequest, api_pb2.SandboxCreateResponse]) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import socket
 import sys
@@ -76,8 +75,6 @@ async def _log_request(event: grpclib.events.RecvRequest) -> None:
 
 async def serve(config: EmulatorConfig, out: TextIO = sys.stdout) -> None:
     """Run until SIGINT/SIGTERM; print the three export-ready lines first."""
-    if config.gpu_mode:
-        os.environ["SANDBOXKIT_DOCKER_GPU"] = config.gpu_mode
     emulator = Emulator(config)
     await emulator.start()
     for key, value in emulator.env().items():

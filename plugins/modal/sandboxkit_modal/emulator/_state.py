@@ -360,6 +360,7 @@ class Backend:
         }
         if gpu:
             options["gpu"] = gpu
+            options["provider_options"]["gpu_mode"] = self.gpu_mode
         if milli_cpu:
             options["cpu"] = milli_cpu / 1000
         if memory:
@@ -368,7 +369,6 @@ class Backend:
             options["volumes"] = {m.mount_path: self.stores.volume_name(m.volume_id) for m in d.volume_mounts}
         if secrets:
             options["secrets"] = secrets
-        options.update(self.stores.docker_options(gpu=gpu is not None, gpu_mode=self.gpu_mode))
         return await AsyncSandbox.create(provider="docker", **options)
 
     async def shutdown(self) -> None:
