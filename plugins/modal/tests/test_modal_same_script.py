@@ -37,7 +37,7 @@ def user_script(provider: str) -> dict[str, Any]:
         seen["main"] = (r.exit_code, r.stdout, r.stderr)
         r = sb.execute(["sh", "-c", 'echo "$MODE $PWD $1"; exit 5', "sh", "arg with space"], env={"EXTRA": "1"})
         seen["argv"] = (r.exit_code, r.stdout)
-        seen["stream"] = [c.text for c in sb.stream("for i in 1 2 3; do echo line $i; done")]
+        seen["stream"] = "".join(c.text for c in sb.stream("for i in 1 2 3; do echo line $i; done"))
         sb.write_file("/work/out/result.bin", bytes(range(256)))
         seen["roundtrip"] = sb.read_file("/work/out/result.bin") == bytes(range(256))
         seen["upload"] = [r.error for r in sb.upload_files([("/work/a.txt", "A"), ("relative.txt", "x")])]
