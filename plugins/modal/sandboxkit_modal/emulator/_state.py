@@ -170,6 +170,8 @@ class EmuSandbox:
                 await box.close()
             except SandboxError as exc:
                 log.warning("closing the Docker sandbox of %s failed: %s", self.id, exc)
+        # output of its commands stays readable for a while, then is dropped
+        asyncio.get_running_loop().call_later(PROCESS_RETENTION, self.execs.clear)
 
     async def drain(self) -> None:
         """Wait for background work (the container teardown) to end."""
