@@ -137,6 +137,12 @@ class ModalProvider(Provider):
                 f"tag keys starting with {_tags.RESERVED!r} are reserved for sandboxkit: {', '.join(reserved)}",
                 provider=PROVIDER,
             )
+        if (options.cpu and spec.cpu is not None) or (options.memory and spec.memory_mib is not None):
+            raise SandboxError(
+                ErrorCode.INVALID_ARGUMENT,
+                "give cpu/memory either as cpu=/memory_mib= or as provider_options cpu/memory tuples, not both",
+                provider=PROVIDER,
+            )
         client = await self.client()
         with translate(op=Op.CREATE):
             app = await modal.App.lookup.aio(spec.app, create_if_missing=True, client=client)
@@ -169,12 +175,6 @@ class ModalProvider(Provider):
             "h2_ports": options.h2_ports,
             "runtime": options.runtime,
         }
-        if (options.cpu and spec.cpu is not None) or (options.memory and spec.memory_mib is not None):
-            raise SandboxError(
-                ErrorCode.INVALID_ARGUMENT,
-                "give cpu/memory either as cpu=/memory_mib= or as provider_options cpu/memory tuples, not both",
-                provider=PROVIDER,
-            )
         with translate(op=Op.CREATE):
             sandbox = await modal.Sandbox.create.aio(**kwargs)
         return ModalSandbox(
@@ -182,42 +182,27 @@ class ModalProvider(Provider):
         )
 
     async def _volumes(self, volumes: Mapping[str, str], client: modal.Client) -> dict[str | Any, Any]:
-        out: dict[str | Any, Any] = {}
+        found: dict[str | Any, Any] = {}
         for path, name in volumes.items():
-            volume = modal.Volume.from_name(name, client=client)
-            try:
-                with translate(op=Op.CREATE):
-                    await volume.hydrate.aio(client=client)
-            except SandboxError as exc:
-                if exc.code != ErrorCode.SANDBOX_CREATION_FAILED:
-                    raise
-                raise SandboxError(
-                    ErrorCode.VOLUME_ERROR,
-                    f"volume {name!r} does not exist; create it with `modal volume create {name}` "
-                    f"(or `sandboxkit volume create --provider modal {name}`)",
-                    provider=PROVIDER,
-                ) from None
-            out[path] = volume
-        return out
+            found[path] = await _hydrate(
+                modal.Volume.from_name(name, client=client),
+                client,
+                ErrorCode.VOLUME_ERROR,
+                f"volume {name!r} does not exist; create it with `modal volume create {name}` "
+                f"(or `sandboxkit volume create --provider modal {name}`)",
+            )
+        return found
 
     async def _secrets(self, names: Sequence[str], client: modal.Client) -> list[Any]:
-        out = []
-        for name in names:
-            secret = modal.Secret.from_name(name, client=client)
-            try:
-                with translate(op=Op.CREATE):
-                    await secret.hydrate.aio(client=client)
-            except SandboxError as exc:
-                if exc.code != ErrorCode.SANDBOX_CREATION_FAILED:
-                    raise
-                raise SandboxError(
-                    ErrorCode.SANDBOX_CREATION_FAILED,
-                    f"secret {name!r} does not exist; create it with `modal secret create {name} KEY=VALUE` "
-                    f"(server said: {exc.message})",
-                    provider=PROVIDER,
-                ) from None
-            out.append(secret)
-        return out
+        return [
+            await _hydrate(
+                modal.Secret.from_name(name, client=client),
+                client,
+                ErrorCode.SANDBOX_CREATION_FAILED,
+                f"secret {name!r} does not exist; create it with `modal secret create {name} KEY=VALUE`",
+            )
+            for name in names
+        ]
 
     # ------------------------------------------------------------ volumes
     async def create_volume(self, name: str, *, labels: Mapping[str, str] | None = None) -> VolumeInfo:
@@ -513,6 +498,18 @@ class ModalSandbox(SandboxHandle):
                 tg.start_soon(one, i, path, data)
         _raise_if_sandbox_gone(results)
         return results
+
+
+async def _hydrate(obj: Any, client: modal.Client, code: ErrorCode, missing: str) -> Any:
+    """Look a named Modal object up now, so a missing one fails with ``code`` before any sandbox exists."""
+    try:
+        with translate(op=Op.CREATE):
+            await obj.hydrate.aio(client=client)
+    except SandboxError as exc:
+        if exc.code != ErrorCode.SANDBOX_CREATION_FAILED:
+            raise
+        raise SandboxError(code, f"{missing} (Modal said: {exc.message})", provider=PROVIDER) from None
+    return obj
 
 
 def _raise_if_sandbox_gone(results: Sequence[object]) -> None:
