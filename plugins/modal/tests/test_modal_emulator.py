@@ -185,3 +185,24 @@ def test_cli_command_prints_export_lines_and_checks_tokens(monkeypatch: pytest.M
         good.close()
         bad.close()
     assert emulator.proc.returncode == 0
+
+
+def test_volume_objects_map_to_docker_named_volumes(app: modal.App, image: modal.Image) -> None:
+    name = f"sbk-emu-vol-{uuid.uuid4().hex[:8]}"
+    modal.Volume.objects.create(name)
+    try:
+        with pytest.raises(mx.AlreadyExistsError):
+            modal.Volume.objects.create(name)
+        assert name in [v.name for v in modal.Volume.objects.list()]
+        volume = modal.Volume.from_name(name)
+        first = modal.Sandbox.create(app=app, image=image, volumes={"/v": volume})
+        first.exec("sh", "-c", "echo kept > /v/f").wait()
+        first.terminate(wait=True)
+        second = modal.Sandbox.create(app=app, image=image, volumes={"/w": volume})
+        assert second.exec("cat", "/w/f").stdout.read() == "kept\n"
+        second.terminate(wait=True)
+    finally:
+        modal.Volume.objects.delete(name)
+    assert name not in [v.name for v in modal.Volume.objects.list()]
+    with pytest.raises(mx.NotFoundError):
+        modal.Volume.from_name(name).hydrate()
