@@ -223,6 +223,7 @@ class AsyncSandbox:
     async def from_id(cls, sandbox_id: str, provider: str | None = None, **auth: Any) -> AsyncSandbox:
         """Reconnect to a live sandbox by id; SANDBOX_NOT_FOUND when it is gone."""
         prov = get_provider(provider, auth.get("auth"))
+        require(prov, Capability.RECONNECT, "from_id")
         if not isinstance(sandbox_id, str) or not sandbox_id:
             raise SandboxError(ErrorCode.INVALID_ARGUMENT, "sandbox_id must be a non-empty string")
         handle = await guarded(prov.name, sandbox_id, ErrorCode.SANDBOX_NOT_FOUND, prov.from_id(sandbox_id))
@@ -529,6 +530,7 @@ class AsyncSandbox:
             ErrorCode.FILE_OPERATION_FAILED,
             handle.write_files([(p, d) for _, p, d in batch]),
         )
+        _raise_unless_file_errors(errors)
         for (i, _, _), err in zip(batch, errors, strict=True):
             results[i] = FileUploadResult(path=files[i][0], error=_file_kind(err))
         return [r for r in results if r is not None]
@@ -546,6 +548,7 @@ class AsyncSandbox:
         contents = await guarded(
             self._provider_name, handle.id, ErrorCode.FILE_OPERATION_FAILED, handle.read_files([p for _, p in batch])
         )
+        _raise_unless_file_errors([c for c in contents if isinstance(c, SandboxError)])
         for (i, _), got in zip(batch, contents, strict=True):
             if isinstance(got, SandboxError):
                 results[i] = FileDownloadResult(path=paths[i], error=_file_kind(got))
@@ -597,6 +600,13 @@ def _with_result(err: SandboxError, result: ExecResult) -> SandboxError:
     else:
         err.result = result  # type: ignore[attr-defined]
     return err
+
+
+def _raise_unless_file_errors(errors: Sequence[SandboxError | None]) -> None:
+    """A batch reports per-file failures; a gone sandbox or an outage is not one of them: raise it."""
+    for err in errors:
+        if err is not None and err.code not in (ErrorCode.FILE_OPERATION_FAILED, ErrorCode.INVALID_ARGUMENT):
+            raise err
 
 
 def _file_kind(err: SandboxError | None) -> Any:

@@ -615,6 +615,9 @@ class DockerSandbox(SandboxHandle):
             await self._put(list(files))
             return [None] * len(files)
         except SandboxError as exc:
+            failure = await self._gone(exc)
+            if failure.code == ErrorCode.SANDBOX_NOT_FOUND:
+                raise failure from None
             if len(files) == 1:
                 return [self._file_error(files[0][0], exc)]
         results: builtins.list[SandboxError | None] = []
@@ -627,8 +630,13 @@ class DockerSandbox(SandboxHandle):
         return results
 
     async def _put(self, files: builtins.list[tuple[str, bytes]]) -> None:
-        ok = await self.provider.call(self._api().put_archive, self.id, "/", _archive.pack(files), sandbox_id=self.id)
-        if not ok:
+        api = self._api()
+        url = api._url("/containers/{0}/archive", self.id)
+        # noOverwriteDirNonDir: writing a file where a directory is fails instead of replacing the directory
+        params = {"path": "/", "noOverwriteDirNonDir": "1"}
+        res = await self.provider.call(api._put, url, params=params, data=_archive.pack(files), sandbox_id=self.id)
+        await self.provider.call(api._raise_for_status, res, sandbox_id=self.id)
+        if res.status_code != 200:
             raise SandboxError(
                 ErrorCode.FILE_OPERATION_FAILED, "docker refused the archive", provider=PROVIDER, sandbox_id=self.id
             )
@@ -649,6 +657,17 @@ class DockerSandbox(SandboxHandle):
             kind = "invalid_path"
         return file_error(kind, path, exc.message, provider=PROVIDER, sandbox_id=self.id)
 
+    async def _gone(self, exc: SandboxError) -> SandboxError:
+        """``exc`` as a file error, or SANDBOX_NOT_FOUND when the container is no longer running."""
+        if exc.code != ErrorCode.SANDBOX_NOT_FOUND and not await self._alive():
+            return SandboxError(
+                ErrorCode.SANDBOX_NOT_FOUND,
+                "the sandbox is no longer running (closed or expired)",
+                provider=PROVIDER,
+                sandbox_id=self.id,
+            )
+        return exc
+
     async def read_file(self, path: str) -> bytes:
         current = path
         for _ in range(16):  # follow symlinks, as reading a path inside the sandbox would
@@ -656,8 +675,8 @@ class DockerSandbox(SandboxHandle):
                 member = await self.provider.call(_archive.fetch, self._api(), self.id, current, sandbox_id=self.id)
             except SandboxError as exc:
                 if exc.code == ErrorCode.SANDBOX_NOT_FOUND and "no such container" not in exc.message.lower():
-                    raise file_error("file_not_found", path, provider=PROVIDER, sandbox_id=self.id) from None
-                raise
+                    exc = file_error("file_not_found", path, provider=PROVIDER, sandbox_id=self.id)
+                raise await self._gone(exc) from None
             if isinstance(member, bytes):
                 return member
             if member.issym():

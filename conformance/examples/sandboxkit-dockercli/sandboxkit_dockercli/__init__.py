@@ -1,0 +1,1 @@
+"""Example sandboxkit provider: sandboxes as containers driven through the ``docker`` command line."""

@@ -1,0 +1,49 @@
+"""``sandboxkit conformance``: runs the suite from the command line, and costs nothing until invoked."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+SANDBOXKIT = [sys.executable, "-m", "sandboxkit.cli"]
+
+
+def test_the_cli_runs_the_suite_and_writes_the_report(tmp_path: Path, docker_engine: Any) -> None:
+    report = tmp_path / "report.json"
+    selected = "test_exit_codes_are_results or test_stdout_and_stderr_are_exact_and_separate or TestGpu"
+    run = subprocess.run(
+        [*SANDBOXKIT, "conformance", "--provider", "docker", "--report", str(report), "--", "-k", selected],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    assert "sandboxkit-conformance: provider 'docker', capabilities: " in run.stdout, "the header names the provider"
+    docker = json.loads(report.read_text())["providers"]["docker"]
+    assert docker["matrix"]["core"] == {**docker["matrix"]["core"], "status": "passed", "passed": 2, "failed": 0}
+    assert docker["summary"]["passed"] == 2
+    assert {t["nodeid"].rsplit("::", 1)[1] for t in docker["tests"]} >= {"test_exit_codes_are_results"}
+
+
+def test_an_unknown_provider_is_refused_before_pytest_starts(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [*SANDBOXKIT, "conformance", "--provider", "sbkc-no-such-provider"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 3
+    assert "PROVIDER_NOT_FOUND" in run.stderr and "sbkc-no-such-provider" in run.stderr
+    assert "test session starts" not in run.stdout
+
+
+def test_the_cli_does_not_import_pytest_unless_the_command_runs() -> None:
+    probe = "import sys, sandboxkit.cli as c; c.build_parser(); print('pytest' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+    helptext = subprocess.run([*SANDBOXKIT, "--help"], capture_output=True, text=True, check=True).stdout
+    assert "conformance" in helptext

@@ -1,0 +1,44 @@
+"""The Docker provider adopts the conformance suite exactly as a third-party provider would."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def sandboxkit_provider(docker_engine: object) -> str:
+    """The provider under test (the engine must answer: these tests fail, never skip, without one)."""
+    return "docker"
+
+
+@pytest.fixture(scope="session")
+def sandboxkit_create_options() -> dict[str, Any]:
+    """Every suite sandbox runs the offline base image (bash, coreutils, procps, python3)."""
+    return {"image": "sandboxkit/base:bookworm", "provider_options": {"pull": "never"}}
+
+
+@pytest.fixture(scope="session")
+def sandboxkit_expected_failures() -> dict[str, str]:
+    """Known failures of the Docker provider; each runs as strict xfail until it is fixed."""
+    return {
+        "TestMemoryLimit::test_memory_limit": (
+            "an OOM kill inside an exec ends the command with exit 137 but is not reported as "
+            "RESOURCE_LIMIT_EXCEEDED yet (issue 3: read the cgroup oom_kill counter around each exec)"
+        ),
+    }
+
+
+@pytest.fixture(scope="session")
+def sandboxkit_gpus() -> list[str]:
+    """Simulated GPUs cost nothing: check one and several."""
+    return ["T4", "A100:2"]
+
+
+@pytest.fixture
+def sandboxkit_gpu_options(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """No GPU here: GPU sandboxes use the provider's simulate mode (a stand-in nvidia-smi)."""
+    monkeypatch.setenv("SANDBOXKIT_DOCKER_GPU", "simulate")
+    yield {}
