@@ -1,4 +1,5 @@
-"""Fixtures for the Modal provider's tests: a Modal emulator subprocess, and env pointing the SDK at it.
+"""Fixtures for the Modal provider's tests: a Modal emulator subprocess, env pointing the SDK at it,
+and the conformance suite's provider fixtures (provider "modal", through the emulator).
 
 The emulator is the project's own (``python -m sandboxkit_modal.emulator``); its sandboxes are
 Docker containers made through the Docker provider, labelled with this session's label (it
@@ -11,9 +12,11 @@ import os
 import sys
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import pytest
+from sandboxkit_conformance import MakeSecret
 from sandboxkit_modal.emulator import EmulatorProcess
 
 from sandboxkit.secrets import create_secret, delete_secret
@@ -22,7 +25,6 @@ from sandboxkit.secrets import create_secret, delete_secret
 os.environ.setdefault("MODAL_CONFIG_PATH", os.path.join(tempfile.gettempdir(), "sandboxkit-no-modal-config.toml"))
 
 MODAL_VARS = ("MODAL_SERVER_URL", "MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET")
-MakeSecret = Callable[[dict[str, str]], str]
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +58,7 @@ def emulator_secret(modal_emulator: dict[str, str], monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("XDG_CONFIG_HOME", modal_emulator["XDG_CONFIG_HOME"])
     made: list[str] = []
 
-    def make(values: dict[str, str]) -> str:
+    def make(values: Mapping[str, str]) -> str:
         name = f"sbk-secret-{uuid.uuid4().hex[:8]}"
         create_secret(name, values)
         made.append(name)
@@ -82,3 +84,28 @@ def modal_env(modal_emulator: dict[str, str], request: pytest.FixtureRequest) ->
 
     request.config.add_cleanup(restore)
     return modal_emulator
+
+
+# ---------------------------------------------------------------- the conformance suite, adopted as any provider would
+@pytest.fixture(scope="session")
+def sandboxkit_provider(modal_env: dict[str, str]) -> str:
+    """Provider "modal": the real modal SDK, talking to the emulator (Docker containers underneath)."""
+    return "modal"
+
+
+@pytest.fixture(scope="session")
+def sandboxkit_create_options() -> dict[str, Any]:
+    """A registry image, as Modal users write it; the emulator maps python:* to the offline base image."""
+    return {"image": "python:3.12-slim"}
+
+
+@pytest.fixture(scope="session")
+def sandboxkit_gpus() -> list[str]:
+    """The emulator simulates GPUs (a stand-in nvidia-smi): check one and several."""
+    return ["T4", "A100:2"]
+
+
+@pytest.fixture
+def sandboxkit_make_secret(emulator_secret: MakeSecret) -> MakeSecret:
+    """Named secrets go where the emulator reads them: the local store under its $XDG_CONFIG_HOME."""
+    return emulator_secret

@@ -90,11 +90,13 @@ class ControlPlane(api_grpc.ModalClientBase):
             secret_id = f"st-{uuid.uuid4().hex[:22]}"
             self.backend.secrets[secret_id] = Secret(env=dict(request.env_dict))
         else:
-            if request.env_dict:
-                raise GRPCError(
-                    Status.UNIMPLEMENTED,
-                    "the Modal emulator reads named secrets from the local store; create them with "
-                    f"`sandboxkit secret create {name} KEY=VALUE...`",
+            if request.env_dict:  # Secret.objects.create / from_dict(...) with a name: into the local store
+                kind = request.object_creation_type
+                self.backend.stores.create_secret(
+                    name,
+                    dict(request.env_dict),
+                    exist_ok=kind == CREATE_IF_MISSING,
+                    overwrite=kind == api_pb2.OBJECT_CREATION_TYPE_CREATE_OVERWRITE_IF_EXISTS,
                 )
             values = self.backend.stores.secret_values(name)  # NOT_FOUND, saying how to create it
             missing = set(request.required_keys) - set(values)
@@ -103,6 +105,16 @@ class ControlPlane(api_grpc.ModalClientBase):
             secret_id = self._named_secrets.setdefault(name, f"st-{uuid.uuid4().hex[:22]}")
             self.backend.secrets[secret_id] = Secret(name=name)
         await stream.send_message(api_pb2.SecretGetOrCreateResponse(secret_id=secret_id))
+
+    async def SecretDelete(self, stream: Stream[api_pb2.SecretDeleteRequest, Empty]) -> None:
+        request = await self._recv(stream)
+        secret = self.backend.secrets.get(request.secret_id)
+        if secret is None or secret.name is None:
+            raise GRPCError(Status.NOT_FOUND, f"Secret {request.secret_id} not found")
+        self.backend.stores.delete_secret(secret.name)
+        self._named_secrets.pop(secret.name, None)
+        del self.backend.secrets[request.secret_id]
+        await stream.send_message(Empty())
 
     async def VolumeGetOrCreate(
         self, stream: Stream[api_pb2.VolumeGetOrCreateRequest, api_pb2.VolumeGetOrCreateResponse]

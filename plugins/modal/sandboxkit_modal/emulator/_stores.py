@@ -10,7 +10,7 @@ from grpclib import GRPCError, Status
 
 from sandboxkit import ErrorCode, SandboxError
 from sandboxkit._async_sandbox import env_labels, get_provider
-from sandboxkit.secrets import get_secret
+from sandboxkit.secrets import create_secret, delete_secret, get_secret
 from sandboxkit.spi import Provider, VolumeInfo
 
 
@@ -78,6 +78,23 @@ class Stores:
         self._ids.pop(name, None)
 
     # ------------------------------------------------------------ secrets
+    def create_secret(self, name: str, values: dict[str, str], *, exist_ok: bool, overwrite: bool) -> None:
+        """Store a named secret (ALREADY_EXISTS unless ``exist_ok`` or ``overwrite``)."""
+        try:
+            create_secret(name, values, overwrite=overwrite)
+        except SandboxError as exc:
+            if exc.code == ErrorCode.ALREADY_EXISTS:
+                if exist_ok:
+                    return
+                raise GRPCError(Status.ALREADY_EXISTS, f"Secret '{name}' already exists") from None
+            raise GRPCError(Status.INVALID_ARGUMENT, exc.message) from None
+
+    def delete_secret(self, name: str) -> None:
+        try:
+            delete_secret(name)
+        except SandboxError as exc:
+            raise GRPCError(Status.NOT_FOUND, exc.message) from None
+
     def secret_values(self, name: str) -> dict[str, str]:
         """A stored secret's variables; NOT_FOUND naming the fix when there is none."""
         try:
