@@ -23,12 +23,7 @@ def sandboxkit_create_options() -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def sandboxkit_expected_failures() -> dict[str, str]:
     """Known failures of the Docker provider; each runs as strict xfail until it is fixed."""
-    return {
-        "TestMemoryLimit::test_memory_limit": (
-            "an OOM kill inside an exec ends the command with exit 137 but is not reported as "
-            "RESOURCE_LIMIT_EXCEEDED yet (issue 3: read the cgroup oom_kill counter around each exec)"
-        ),
-    }
+    return {}
 
 
 @pytest.fixture(scope="session")
