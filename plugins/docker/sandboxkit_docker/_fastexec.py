@@ -283,6 +283,8 @@ class FastExec:
         self.mux: Mux | None = None
         self.restarts = 0
         self.commands = 0
+        #: the sandbox is being closed by this handle: commands that end abnormally now were cut off
+        self.closed = False
         #: (marker token, user) of processes a lost stream left running, killed once docker answers again
         self.pending_kills: list[tuple[str, str | None]] = []
         self.disabled: str | None = None if enabled_by_env() else f"{ENV_SWITCH} is off"
@@ -324,7 +326,8 @@ class FastExec:
         return await self._run_on(mux, request, on_output)
 
     def close(self) -> None:
-        """Drop the agent's stream; the agent kills what it still runs and exits."""
+        """Drop the agent's stream (the agent kills what it still runs and exits); the sandbox is closing."""
+        self.closed = True
         if self.mux is not None:
             self.mux.lose("closed")
             self.mux = None
