@@ -6,12 +6,12 @@ with stdin attached; after that a command is one frame in and a few frames out o
 hijacked socket, multiplexed by channel id, so many commands run at once on one sandbox.
 
 The agent is started lazily: the first command of a sandbox runs through ``docker exec``; the
-second too, while the agent starts beside it; later commands use the agent. Everything the agent cannot do goes
-through :class:`~sandboxkit_docker._exec.ExecEngine` (plain ``docker exec``): images without
-``python3`` >= 3.9 (busybox), ``user=`` when the agent is not root, transports that are not
-plain sockets, sandboxes with less than :data:`MIN_MEMORY` of memory (the agent's ~10 MiB
-would count against it), ``SANDBOXKIT_DOCKER_FAST_EXEC=0``, and a sandbox whose agent died
-:data:`MAX_RESTARTS` times.
+second too, while the agent starts beside it; later commands use the agent. Everything the agent
+cannot do goes through :class:`~sandboxkit_docker._exec.ExecEngine` (plain ``docker exec``):
+images without ``python3`` >= 3.9 (busybox), ``user=`` when the agent cannot switch users (not
+root, or no CAP_SETUID/CAP_SETGID), transports that are not plain sockets, sandboxes with less
+than :data:`MIN_MEMORY` of memory (the agent's ~10 MiB would count against it),
+``SANDBOXKIT_DOCKER_FAST_EXEC=0``, and a sandbox whose agent died :data:`MAX_RESTARTS` times.
 
 Reading the socket needs no background task: whichever command is waiting and finds no reader
 becomes the reader until its own channel has news, then hands over (:meth:`Mux.wait`).
@@ -323,7 +323,7 @@ class FastExec:
         if mux.thread != threading.get_ident() or not await self._ready(mux):
             return await self.engine.run(request, on_output)
         assert mux.hello is not None
-        if request.user and mux.hello.get("uid") != 0:
+        if request.user and not mux.hello.get("can_switch_user"):
             return await self.engine.run(request, on_output)
         return await self._run_on(mux, request, on_output)
 
