@@ -415,15 +415,55 @@ def report(figs: list[Figure], skipped: dict[str, str], info: dict[str, Any], qu
     return 1 if ours_failed else 0  # a failing sandboxkit (or floor) sample is a bug to look at
 
 
+def markdown(document: dict[str, Any]) -> str:
+    """The README table for a ``--json`` document: one row per figure, floor and peer side by side."""
+    rows = {row["name"]: row for row in document["figures"]}
+    lines = [
+        "| figure | unit | sandboxkit | docker-py | ratio | target | llm-sandbox | ratio |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in rows.items():
+        if ".vs_" in name:
+            continue
+        peer = rows.get(f"{name}.vs_{PEER}")
+        base_name = "docker-py" if row["baseline_name"] == BASELINE else f"{row['baseline_name']} (docker)"
+        verdict = "" if row["target"] is None else f"{row['target']} {'met' if row['met'] else '**missed**'}"
+        cells = [
+            f"`{name}`",
+            row["unit"],
+            f"{row['sandboxkit']:.1f}",
+            f"{row['baseline']:.1f}" + ("" if base_name == "docker-py" else " (provider docker)"),
+            f"{row['ratio']:.2f}",
+            verdict,
+            "" if peer is None else f"{peer['baseline']:.1f}",
+            "" if peer is None else f"{peer['ratio']:.2f}" + ("" if peer["met"] else " **behind**"),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    info = document["machine"]
+    lines.append("")
+    lines.append(
+        f"{document['mode']} run, {info.get('cpus')} CPUs ({info.get('cpu')}), {info.get('memory_gib')} GiB, "
+        f"{info.get('platform')}, Docker {info.get('docker_engine')} (cgroup {info.get('cgroup')}), "
+        f"Python {info.get('python')}, docker-py {info.get('docker_py')}, llm-sandbox {info.get('llm-sandbox')}; "
+        f"load average {info['loadavg_start'][0]:.1f} at the start, {info['loadavg_end'][0]:.1f} at the end; "
+        f"{info.get('seconds')} s."
+    )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds: under 2 minutes")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.add_argument("--seed", type=int, help="seed for the order inside each round")
+    parser.add_argument("--markdown", type=Path, metavar="JSON", help="print the README table of a --json file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--run-id", help=argparse.SUPPRESS)
     parser.add_argument("--sandboxes", type=int, default=50, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text())), end="")
+        return 0
     if args.child:
         print(json.dumps(clients.live(args.child, args.run_id, args.sandboxes)))
         return 0
