@@ -53,6 +53,15 @@ def fetch(api: Any, container_id: str, path: str) -> tarfile.TarInfo | bytes:
 
 def unpack_one(data: bytes) -> tarfile.TarInfo | bytes:
     """The first member of a tar: its bytes if it is a file, else its TarInfo."""
+    try:  # the usual case, a plain file under one header: slice it out (tarfile would copy it twice)
+        head = tarfile.TarInfo.frombuf(data[: tarfile.BLOCKSIZE], tarfile.ENCODING, "surrogateescape")
+    except tarfile.TarError:
+        head = None
+    if head is not None and head.type in (tarfile.REGTYPE, tarfile.AREGTYPE) and not head.sparse:
+        end = tarfile.BLOCKSIZE + head.size
+        if len(data) >= end:
+            with memoryview(data) as view:
+                return bytes(view[tarfile.BLOCKSIZE : end])
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
         member = tar.next()
         if member is None:
