@@ -275,6 +275,22 @@ def _met(ratio: float, target: tuple[str, float]) -> bool:
     return ratio < bound if op == "<" else ratio <= bound
 
 
+def precompile() -> None:
+    """Byte-compile sandboxkit's packages, as pip does for the peer and the floor at install time.
+
+    An editable install run with PYTHONDONTWRITEBYTECODE compiles every module at each import,
+    which leaves ~2 MiB more resident memory in the live-sandbox figures than a wheel would.
+    """
+    import compileall
+    import importlib.util
+
+    for package in ("sandboxkit", "sandboxkit_docker", "sandboxkit_modal"):
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.submodule_search_locations:
+            for location in spec.submodule_search_locations:
+                compileall.compile_dir(location, quiet=1)
+
+
 def sweep(run_id: str) -> None:
     """Remove every container this run labelled, and nothing else."""
     try:
@@ -300,6 +316,7 @@ def run(quick: bool, json_path: Path | None, seed: int | None) -> int:
     (tmp / "f1m.bin").write_bytes(data_1m)
     (tmp / "f100m.bin").write_bytes(data_100m)
     ctx = Context(run_id, data_1m, data_100m, tmp / "f1m.bin", tmp / "f100m.bin")
+    precompile()
     skipped: dict[str, str] = {}
     contenders: dict[str, clients.Client] = {}
     figs = figures()
