@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,12 +22,7 @@ def sandboxkit_create_options() -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def sandboxkit_expected_failures() -> dict[str, str]:
     """Known failures of the Docker provider; each runs as strict xfail until it is fixed."""
-    return {
-        "TestMemoryLimit::test_memory_limit": (
-            "an OOM kill inside an exec ends the command with exit 137 but is not reported as "
-            "RESOURCE_LIMIT_EXCEEDED yet (issue 3: read the cgroup oom_kill counter around each exec)"
-        ),
-    }
+    return {}
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +32,6 @@ def sandboxkit_gpus() -> list[str]:
 
 
 @pytest.fixture
-def sandboxkit_gpu_options(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+def sandboxkit_gpu_options() -> dict[str, Any]:
     """No GPU here: GPU sandboxes use the provider's simulate mode (a stand-in nvidia-smi)."""
-    monkeypatch.setenv("SANDBOXKIT_DOCKER_GPU", "simulate")
-    yield {}
+    return {"provider_options": {"gpu_mode": "simulate"}}
