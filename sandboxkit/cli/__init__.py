@@ -2,7 +2,8 @@
 
 Each command group lives in its own module with an ``add(subparsers)`` function; plugins add
 theirs through the ``sandboxkit_cli_commands`` hook. Exit codes: a command's own code passes
-through ``run``/``exec``; 2 is a usage error; 3 a SandboxError (its code is printed).
+through ``run``/``exec``; 2 is a usage error; 3 a SandboxError (its code is printed); 124 a
+command killed by ``exec --timeout``; 130 an interrupt. ``--json`` output is for scripts.
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ from collections.abc import Sequence
 
 from sandboxkit._errors import SandboxError
 from sandboxkit._registry import registry
-from sandboxkit.cli import _conformance, _providers, _run, _sandboxes, _secrets, _volumes
+from sandboxkit.cli import _conformance, _providers, _run, _sandboxes, _sandboxes_exec, _secrets, _volumes
 
 EXIT_USAGE = 2
 EXIT_SANDBOX_ERROR = 3
 
 #: Built-in command groups, in help order.
-COMMAND_GROUPS = [_providers, _run, _sandboxes, _volumes, _secrets, _conformance]
+COMMAND_GROUPS = [_providers, _run, _sandboxes_exec, _sandboxes, _volumes, _secrets, _conformance]
 
 
 def build_parser() -> argparse.ArgumentParser:

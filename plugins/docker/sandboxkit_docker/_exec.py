@@ -71,11 +71,12 @@ class ExecEngine:
         timed_out = False
         try:
             raw.setblocking(False)
+            ahead = _read_ahead(sock)
             async with anyio.create_task_group() as tg:
                 if request.stdin is not None:
                     tg.start_soon(_feed, raw, request.stdin)
                 with anyio.move_on_after(request.timeout) as deadline:
-                    await _pump(raw, on_output)
+                    await _pump(raw, on_output, ahead)
                     finished = True
                 if deadline.cancelled_caught:
                     timed_out = True
@@ -122,17 +123,33 @@ class ExecEngine:
             await anyio.sleep(0.1)  # at the pids limit the killer itself may fail to start (exit 126)
 
 
-async def _pump(raw: socket.socket, on_output: OutputCallback) -> None:
-    """Read multiplexed frames until EOF and hand each payload on in order."""
+def _read_ahead(sock: Any) -> bytes:
+    """Output that arrived with the upgrade response and sits in http.client's buffer, not the socket.
+
+    A fast command's first frames (or the engine's "unable to find user" message) can reach the
+    client in the same read as the response headers; reading only the raw socket would lose them.
+    The socket is non-blocking by now, so this never waits.
+    """
+    response = getattr(sock, "_response", None)
+    reader = getattr(getattr(getattr(response, "raw", None), "_fp", None), "fp", None)
+    if reader is None:
+        return b""
+    try:
+        data = reader.peek()
+        return bytes(reader.read(len(data))) if data else b""
+    except (OSError, ValueError):
+        return b""
+
+
+async def _pump(raw: socket.socket, on_output: OutputCallback, ahead: bytes = b"") -> None:
+    """Read multiplexed frames until EOF and hand each payload on in order (``ahead`` comes first)."""
     buf = bytearray()
+    pending = ahead
     while True:
-        try:
-            data = raw.recv(_RECV)
-        except (BlockingIOError, InterruptedError):
-            await anyio.wait_readable(raw)
-            continue
-        except (ConnectionResetError, OSError):
-            return
+        if pending:
+            data, pending = pending, b""
+        else:
+            data = await _recv(raw)
         if not data:
             return
         buf += data
@@ -147,6 +164,17 @@ async def _pump(raw: socket.socket, on_output: OutputCallback) -> None:
                 await on_output(stream, bytes(buf[pos + _HEADER.size : end]))  # type: ignore[arg-type]
             pos = end
         del buf[:pos]
+
+
+async def _recv(raw: socket.socket) -> bytes:
+    """The next bytes from the socket; b"" at EOF or when the connection broke."""
+    while True:
+        try:
+            return raw.recv(_RECV)
+        except (BlockingIOError, InterruptedError):
+            await anyio.wait_readable(raw)
+        except (ConnectionResetError, OSError):
+            return b""
 
 
 async def _feed(raw: socket.socket, data: bytes) -> None:
