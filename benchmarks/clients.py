@@ -173,6 +173,7 @@ class Sandboxkit(Client):
     """sandboxkit's blocking ``Sandbox`` (its async twin for the concurrent figures)."""
 
     name = "sandboxkit"
+    provider = "docker"
 
     def __init__(self, run_id: str) -> None:
         os.environ["SANDBOXKIT_LABELS"] = f"bench={run_id}"
@@ -183,14 +184,15 @@ class Sandboxkit(Client):
         self.warm_plain: Any = None
 
     def _create(self) -> Any:
-        return self.sk.Sandbox.create(provider="docker", image=IMAGE, timeout=LIFETIME)
+        return self.sk.Sandbox.create(provider=self.provider, image=IMAGE, timeout=LIFETIME)
 
     def setup(self) -> None:
         self.warm = self._create()
-        with _env("SANDBOXKIT_DOCKER_FAST_EXEC", "0"):
-            self.warm_plain = self._create()  # commands go through plain docker exec
+        if self.provider == "docker":
+            with _env("SANDBOXKIT_DOCKER_FAST_EXEC", "0"):
+                self.warm_plain = self._create()  # commands go through plain docker exec
         for sandbox in (self.warm, self.warm_plain):
-            for _ in range(3):
+            for _ in range(3 if sandbox is not None else 0):
                 sandbox.execute(["true"])
 
     def teardown(self) -> None:
@@ -254,6 +256,32 @@ class Sandboxkit(Client):
             return seconds
 
         return anyio.run(main)
+
+
+class SandboxkitModal(Sandboxkit):
+    """sandboxkit's Modal provider, through the project's Modal emulator (Docker underneath).
+
+    Compared with provider "docker", it shows what Modal's API shape (gRPC control plane, task
+    command router) costs on top of the same containers.
+    """
+
+    name = "sandboxkit-modal"
+    provider = "modal"
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(run_id)
+        from sandboxkit_modal.emulator import EmulatorProcess
+
+        home = Path(tempfile.mkdtemp(prefix="sbk-bench-modal-"))
+        os.environ["MODAL_CONFIG_PATH"] = str(home / "no-modal-config.toml")  # keep ~/.modal.toml out
+        self.emulator = EmulatorProcess(env={"XDG_CONFIG_HOME": str(home)})
+        os.environ.update(self.emulator.env)
+
+    def teardown(self) -> None:
+        try:
+            super().teardown()
+        finally:
+            self.emulator.stop()
 
 
 # ---------------------------------------------------------------------------------------- llm-sandbox
@@ -356,6 +384,7 @@ def make(name: str, run_id: str) -> Client:
     """The contender called ``name``."""
     kinds: dict[str, Callable[[str], Client]] = {
         "sandboxkit": Sandboxkit,
+        "sandboxkit-modal": SandboxkitModal,
         "docker-py": DockerPy,
         "llm-sandbox": LlmSandbox,
     }

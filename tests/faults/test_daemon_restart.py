@@ -50,11 +50,34 @@ class PrivateDaemon:
             ["unshare", "--net", "--mount", "--fork", "sleep", "infinity"], start_new_session=True
         )
         self.proc: subprocess.Popen[bytes] | None = None
+        self._await_namespaces()
+
+    def _await_namespaces(self) -> None:
+        """Wait until the holder really is in namespaces of its own (unshare(2) runs after exec).
+
+        A dockerd started in the host's network namespace with ``--bridge none`` would delete the
+        host's docker0, so nothing starts until this holds.
+        """
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                own = all(
+                    os.readlink(f"/proc/{self.holder.pid}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}")
+                    for ns in ("net", "mnt")
+                )
+            except OSError:
+                own = False
+            if own:
+                return
+            if self.holder.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("could not make private namespaces with unshare (needs root)", pytrace=False)
+            time.sleep(0.02)
 
     def client(self) -> docker.DockerClient:
         return docker.DockerClient(base_url=self.url, timeout=30)
 
     def start(self) -> None:
+        self._await_namespaces()
         argv = [
             "nsenter", "-t", str(self.holder.pid), "--net", "--mount",
             "dockerd", "--host", self.url,

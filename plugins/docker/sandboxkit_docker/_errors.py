@@ -116,9 +116,6 @@ def map_error(
                 f"sandbox is no longer running ({detail}); it was closed or expired",
                 **where,
             )
-        if status == 500 and "rwlayer of container" in lower and "unexpectedly nil" in lower:
-            gone = f"the sandbox is being removed ({detail}); it was closed or killed"
-            return SandboxError(ErrorCode.SANDBOX_NOT_FOUND, gone, **where)  # archive API during removal
         if status == 500 and "multiple ids found" in lower:
             return SandboxError(
                 ErrorCode.SANDBOX_NOT_FOUND, f"the id prefix is ambiguous ({detail}); pass the full id", **where
