@@ -5,7 +5,8 @@
 One line per figure, ``NAME sandboxkit=<median> baseline=<median> ratio=<r>`` with docker-py as
 the baseline, and ``NAME.vs_llm-sandbox ...`` with llm-sandbox as the baseline where it can do
 the same thing. The ``modal_*`` lines put sandboxkit's Modal provider, through the project's
-Modal emulator, against its Docker provider (``sandboxkit=`` is Modal, ``baseline=`` Docker). Times are milliseconds, memory MiB. All contenders run in the same process (the
+Modal emulator, against its Docker provider (``sandboxkit=`` is Modal, ``baseline=`` Docker).
+Times are milliseconds, memory MiB. All contenders run in the same process (the
 live-sandbox figures in fresh child processes), against the same daemon and the same local image,
 in interleaved rounds with a shuffled order inside each round, so load from elsewhere on the
 machine falls on all of them alike; the ratios are what to compare across machines.
