@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 IMAGE = os.environ.get("SANDBOXKIT_BENCH_IMAGE", "sandboxkit/base:bookworm")
-LIFETIME = 900
+#: Long enough for a full run (about 15 minutes on 2 busy cores) with room to spare.
+LIFETIME = 7200
 #: One label on every container a benchmark run creates, so the run can sweep exactly its own.
 RUN_LABEL_KEY = "sandboxkit.label.bench"
 STREAM_COMMAND = "head -c 104857600 /dev/zero"

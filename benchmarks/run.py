@@ -6,9 +6,9 @@ One line per figure, ``NAME sandboxkit=<median> baseline=<median> ratio=<r>`` wi
 the baseline, and ``NAME.vs_llm-sandbox ...`` with llm-sandbox as the baseline where it can do
 the same thing. The ``modal_*`` lines put sandboxkit's Modal provider, through the project's
 Modal emulator, against its Docker provider (``sandboxkit=`` is Modal, ``baseline=`` Docker).
-Times are milliseconds, memory MiB. All contenders run in the same process (the
-live-sandbox figures in fresh child processes), against the same daemon and the same local image,
-in interleaved rounds with a shuffled order inside each round, so load from elsewhere on the
+Times are milliseconds, memory MiB. All contenders run in the same process (the live-sandbox
+figures in fresh child processes), against the same daemon and the same local image, in
+interleaved rounds with a shuffled order inside each round, so load from elsewhere on the
 machine falls on all of them alike; the ratios are what to compare across machines.
 ``--quick`` takes fewer rounds (under 2 minutes); the full run takes the median of at least 15.
 
@@ -40,6 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import clients
 
 BASELINE = "docker-py"
+#: A contender that fails this many samples of a figure is dropped from it.
+MAX_FAILURES = 3
 #: Where a missing contender comes from.
 WHY_MISSING = {
     "llm-sandbox": "; pip install -r benchmarks/requirements.txt",
@@ -68,7 +70,8 @@ class Figure:
     subject: str = "sandboxkit"
     baseline: str = BASELINE
     samples: dict[str, list[float]] = dataclasses.field(default_factory=dict)
-    errors: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: contender -> the failures of its samples (a failed sample is left out, and reported)
+    errors: dict[str, list[str]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -327,17 +330,16 @@ def run(quick: bool, json_path: Path | None, seed: int | None) -> int:
             for fig in figs:
                 if round_no >= fig.rounds[1 if quick else 0]:
                     continue
-                order = [c for c in fig.contenders if c in contenders and c not in fig.errors]
+                order = [c for c in fig.contenders if c in contenders and len(fig.errors.get(c, ())) < MAX_FAILURES]
                 rng.shuffle(order)
                 for name in order:
-                    try:
-                        for _ in range(fig.inner):
+                    for _ in range(fig.inner):
+                        try:
                             fig.samples.setdefault(name, []).append(fig.run(contenders[name], ctx))
-                    except Exception as exc:
-                        if name != PEER:
-                            raise
-                        fig.errors[name] = f"{type(exc).__name__}: {exc}"
-                        _log(f"{fig.name}: {name} failed: {fig.errors[name]}")
+                        except Exception as exc:
+                            detail = getattr(exc, "stderr", None) or ""
+                            fig.errors.setdefault(name, []).append(f"{type(exc).__name__}: {exc} {detail[-500:]}")
+                            _log(f"{fig.name}: {name} failed: {fig.errors[name][-1]}")
     finally:
         if ctx.pool is not None:
             ctx.pool.close()
@@ -365,7 +367,7 @@ def report(figs: list[Figure], skipped: dict[str, str], info: dict[str, Any], qu
                 continue
             if not theirs:
                 if other in fig.errors:
-                    skipped[name] = f"{other} failed: {fig.errors[other]}"
+                    skipped[name] = f"{other} failed: {fig.errors[other][-1]}"
                 continue
             mine, base = _median_ms(ours, fig.unit), _median_ms(theirs, fig.unit)
             ratio = mine / base if base else float("inf")
@@ -383,6 +385,7 @@ def report(figs: list[Figure], skipped: dict[str, str], info: dict[str, Any], qu
                     "met": None if target is None else _met(ratio, target),
                     "subject": fig.subject,
                     "n": {fig.subject: len(ours), other: len(theirs)},
+                    "failed": {k: len(v) for k, v in fig.errors.items() if k in (fig.subject, other)},
                 }
             )
     for row in rows:
@@ -395,11 +398,57 @@ def report(figs: list[Figure], skipped: dict[str, str], info: dict[str, Any], qu
         if row["target"] is not None:
             verdict = "met" if row["met"] else "MISSED"
             print(f"# target {row['name']}: ratio {row['ratio']:.3f} {row['target']} {verdict}")
+    failures = {f"{fig.name}/{who}": errs for fig in figs for who, errs in fig.errors.items()}
+    for where, errs in failures.items():
+        print(f"# failed {where}: {len(errs)} sample(s), last: {errs[-1]}")
     print(f"# machine: {json.dumps(info, sort_keys=True)}")
     if path is not None:
-        document = {"mode": "quick" if quick else "full", "machine": info, "figures": rows, "skipped": skipped}
+        document = {
+            "mode": "quick" if quick else "full",
+            "machine": info,
+            "figures": rows,
+            "skipped": skipped,
+            "failures": failures,
+        }
         path.write_text(json.dumps(document, indent=2) + "\n")
-    return 0
+    ours_failed = any(who in (fig.subject, fig.baseline) for fig in figs for who in fig.errors)
+    return 1 if ours_failed else 0  # a failing sandboxkit (or floor) sample is a bug to look at
+
+
+def markdown(document: dict[str, Any]) -> str:
+    """The README table for a ``--json`` document: one row per figure, floor and peer side by side."""
+    rows = {row["name"]: row for row in document["figures"]}
+    lines = [
+        "| figure | unit | sandboxkit | docker-py | ratio | target | llm-sandbox | ratio |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in rows.items():
+        if ".vs_" in name:
+            continue
+        peer = rows.get(f"{name}.vs_{PEER}")
+        base_name = "docker-py" if row["baseline_name"] == BASELINE else f"{row['baseline_name']} (docker)"
+        verdict = "" if row["target"] is None else f"{row['target']} {'met' if row['met'] else '**missed**'}"
+        cells = [
+            f"`{name}`",
+            row["unit"],
+            f"{row['sandboxkit']:.1f}",
+            f"{row['baseline']:.1f}" + ("" if base_name == "docker-py" else " (provider docker)"),
+            f"{row['ratio']:.2f}",
+            verdict,
+            "" if peer is None else f"{peer['baseline']:.1f}",
+            "" if peer is None else f"{peer['ratio']:.2f}" + ("" if peer["met"] else " **behind**"),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    info = document["machine"]
+    lines.append("")
+    lines.append(
+        f"{document['mode']} run, {info.get('cpus')} CPUs ({info.get('cpu')}), {info.get('memory_gib')} GiB, "
+        f"{info.get('platform')}, Docker {info.get('docker_engine')} (cgroup {info.get('cgroup')}), "
+        f"Python {info.get('python')}, docker-py {info.get('docker_py')}, llm-sandbox {info.get('llm-sandbox')}; "
+        f"load average {info['loadavg_start'][0]:.1f} at the start, {info['loadavg_end'][0]:.1f} at the end; "
+        f"{info.get('seconds')} s."
+    )
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -407,10 +456,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer rounds: under 2 minutes")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.add_argument("--seed", type=int, help="seed for the order inside each round")
+    parser.add_argument("--markdown", type=Path, metavar="JSON", help="print the README table of a --json file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--run-id", help=argparse.SUPPRESS)
     parser.add_argument("--sandboxes", type=int, default=50, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text())), end="")
+        return 0
     if args.child:
         print(json.dumps(clients.live(args.child, args.run_id, args.sandboxes)))
         return 0

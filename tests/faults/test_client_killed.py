@@ -1,9 +1,10 @@
-"""A client SIGKILLed mid-command: nothing outlives the sandbox's lifetime.
+"""A client SIGKILLed mid-command: nothing outlives the sandbox's lifetime, and ``sandboxkit gc`` reaps.
 
 The client runs in a child process that is killed with SIGKILL while a command runs. Through the
 fast exec path the agent sees its stream close and kills the command at once; through plain
-``docker exec`` the command runs on (Docker has no way to tie it to the client) until the
-sandbox's lifetime ends. Either way the container is gone soon after its lifetime.
+``docker exec`` the command runs on (Docker has no way to tie it to the client). The fast-path
+sandbox is left alone to show its lifetime holds without help; the other is reaped at once by
+``sandboxkit gc``, which sees that its owner process is gone.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from typing import Any
 
 import pytest
@@ -35,8 +37,9 @@ threading.Event().wait()
 """
 
 
-def start_client(fast: bool) -> tuple[subprocess.Popen[str], str]:
-    env = dict(os.environ, SANDBOXKIT_DOCKER_FAST_EXEC="1" if fast else "0")
+def start_client(fast: bool, tag: str) -> tuple[subprocess.Popen[str], str]:
+    labels = f"{os.environ['SANDBOXKIT_LABELS']},client={tag}"
+    env = dict(os.environ, SANDBOXKIT_DOCKER_FAST_EXEC="1" if fast else "0", SANDBOXKIT_LABELS=labels)
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD.format(lifetime=LIFETIME)], env=env, stdout=subprocess.PIPE, text=True
     )
@@ -56,8 +59,9 @@ def wait_for(predicate: Any, seconds: float) -> bool:
 
 
 def test_sigkilled_client_leaves_nothing_past_the_lifetime(docker_engine: Any) -> None:
-    fast_child, fast_id = start_client(fast=True)
-    plain_child, plain_id = start_client(fast=False)
+    tag = uuid.uuid4().hex[:8]
+    fast_child, fast_id = start_client(fast=True, tag=f"fast-{tag}")
+    plain_child, plain_id = start_client(fast=False, tag=f"plain-{tag}")
     created = time.monotonic()
     try:
         for cid in (fast_id, plain_id):
@@ -68,9 +72,21 @@ def test_sigkilled_client_leaves_nothing_past_the_lifetime(docker_engine: Any) -
             child.wait()
     # the fast path's agent noticed its client is gone and killed the command
     assert wait_for(lambda: not any("sleep 300" in p for p in container_pids(docker_engine, fast_id)), 8)
-    # both containers end at their lifetime, whatever ran in them
-    for cid in (fast_id, plain_id):
-        remaining = LIFETIME + 20 - (time.monotonic() - created)
-        assert wait_for(lambda cid=cid: not docker_engine.api.containers(all=True, filters={"id": cid}), remaining), (
-            f"container {cid[:12]} outlived its lifetime"
-        )
+    # gc reaps the other at once: its owner is gone, though its lifetime is not over
+    gc = subprocess.run(
+        [sys.executable, "-m", "sandboxkit.cli", "gc", "--label", f"client=plain-{tag}", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert gc.returncode == 0, gc.stderr
+    assert [(row["id"], row["reason"], row["removed"]) for row in json.loads(gc.stdout)] == [
+        (plain_id, "owner_gone", True)
+    ]
+    assert time.monotonic() - created < LIFETIME
+    assert not docker_engine.api.containers(all=True, filters={"id": plain_id})
+    # the fast-path one ends by itself at its lifetime
+    remaining = LIFETIME + 20 - (time.monotonic() - created)
+    assert wait_for(lambda: not docker_engine.api.containers(all=True, filters={"id": fast_id}), remaining), (
+        f"container {fast_id[:12]} outlived its lifetime"
+    )

@@ -133,6 +133,18 @@ def kill_marked(marker: bytes) -> None:
             return
 
 
+def can_switch_user() -> bool:
+    """Whether commands can run as other users: root with CAP_SETGID and CAP_SETUID."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        with open("/proc/self/status") as f:
+            caps = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
+    except (OSError, StopIteration, ValueError):
+        return False
+    return (caps >> 6) & 3 == 3
+
+
 class Command:
     """One running command and its pipes."""
 
@@ -463,11 +475,8 @@ class Agent:
         return max(0, int((min(times) - now) * 1000) + 1)
 
     def run(self) -> None:
-        self.send(
-            HELLO,
-            0,
-            json.dumps({"protocol": PROTOCOL, "uid": os.geteuid(), "pid": os.getpid()}).encode(),
-        )
+        hello = {"protocol": PROTOCOL, "uid": os.geteuid(), "pid": os.getpid(), "can_switch_user": can_switch_user()}
+        self.send(HELLO, 0, json.dumps(hello).encode())
         while self.stdin_open or self.out:
             self.interest()
             for fd, _ in self.poller.poll(self.timeout_ms()):

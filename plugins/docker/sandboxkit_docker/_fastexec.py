@@ -6,12 +6,12 @@ with stdin attached; after that a command is one frame in and a few frames out o
 hijacked socket, multiplexed by channel id, so many commands run at once on one sandbox.
 
 The agent is started lazily: the first command of a sandbox runs through ``docker exec``; the
-second too, while the agent starts beside it; later commands use the agent. Everything the agent cannot do goes
-through :class:`~sandboxkit_docker._exec.ExecEngine` (plain ``docker exec``): images without
-``python3`` >= 3.9 (busybox), ``user=`` when the agent is not root, transports that are not
-plain sockets, sandboxes with less than :data:`MIN_MEMORY` of memory (the agent's ~10 MiB
-would count against it), ``SANDBOXKIT_DOCKER_FAST_EXEC=0``, and a sandbox whose agent died
-:data:`MAX_RESTARTS` times.
+second too, while the agent starts beside it; later commands use the agent. Everything the agent
+cannot do goes through :class:`~sandboxkit_docker._exec.ExecEngine` (plain ``docker exec``):
+images without ``python3`` >= 3.9 (busybox), ``user=`` when the agent cannot switch users (not
+root, or no CAP_SETUID/CAP_SETGID), transports that are not plain sockets, sandboxes with less
+than :data:`MIN_MEMORY` of memory (the agent's ~10 MiB would count against it),
+``SANDBOXKIT_DOCKER_FAST_EXEC=0``, and a sandbox whose agent died :data:`MAX_RESTARTS` times.
 
 Reading the socket needs no background task: whichever command is waiting and finds no reader
 becomes the reader until its own channel has news, then hands over (:meth:`Mux.wait`).
@@ -283,6 +283,9 @@ class FastExec:
         self.mux: Mux | None = None
         self.restarts = 0
         self.commands = 0
+        self.launching = False
+        #: the sandbox is being closed by this handle: commands that end abnormally now were cut off
+        self.closed = False
         #: (marker token, user) of processes a lost stream left running, killed once docker answers again
         self.pending_kills: list[tuple[str, str | None]] = []
         self.disabled: str | None = None if enabled_by_env() else f"{ENV_SWITCH} is off"
@@ -304,8 +307,9 @@ class FastExec:
             if mux is not None:
                 self._retire(mux, restart=True)
             self.commands += 1
-            if self.disabled is not None or self.commands < LAUNCH_AT:
+            if self.disabled is not None or self.commands < LAUNCH_AT or self.launching:
                 return await self.engine.run(request, on_output)
+            self.launching = True  # one launch at a time, however many commands start together
             failure: Exception | None = None
             async with anyio.create_task_group() as tg:  # start the agent beside this command
                 tg.start_soon(self._launch)
@@ -319,48 +323,56 @@ class FastExec:
         if mux.thread != threading.get_ident() or not await self._ready(mux):
             return await self.engine.run(request, on_output)
         assert mux.hello is not None
-        if request.user and mux.hello.get("uid") != 0:
+        if request.user and not mux.hello.get("can_switch_user"):
             return await self.engine.run(request, on_output)
         return await self._run_on(mux, request, on_output)
 
     def close(self) -> None:
-        """Drop the agent's stream; the agent kills what it still runs and exits."""
+        """Drop the agent's stream (the agent kills what it still runs and exits); the sandbox is closing."""
+        self.closed = True
         if self.mux is not None:
             self.mux.lose("closed")
             self.mux = None
 
     # ------------------------------------------------------------ agent lifecycle
     async def _launch(self) -> None:
-        with anyio.CancelScope(shield=True):
-            source = agent_source()
-            api, container_id = self.engine.api, self.engine.container_id
-            argv = ["python3", "-I", "-S", "-c", LOADER, str(len(source)), json.dumps(self.config)]
+        try:
+            with anyio.CancelScope(shield=True):
+                await self._start_agent()
+        finally:
+            self.launching = False
 
-            token = "agent-" + uuid.uuid4().hex
+    async def _start_agent(self) -> None:
+        """One docker exec of the loader with stdin attached, then the agent's source down the stream."""
+        source = agent_source()
+        api, container_id = self.engine.api, self.engine.container_id
+        argv = ["python3", "-I", "-S", "-c", LOADER, str(len(source)), json.dumps(self.config)]
+        token = "agent-" + uuid.uuid4().hex
 
-            def start() -> tuple[Any, str]:
-                with translate(sandbox_id=container_id):
-                    exec_id = api.exec_create(container_id, argv, stdin=True, user="", environment={MARKER: token})[
-                        "Id"
-                    ]
-                    return api.exec_start(exec_id, socket=True), exec_id
+        def start() -> tuple[Any, str]:
+            with translate(sandbox_id=container_id):
+                created = api.exec_create(container_id, argv, stdin=True, user="", environment={MARKER: token})
+                return api.exec_start(created["Id"], socket=True), created["Id"]
 
-            try:
-                sock, exec_id = await anyio.to_thread.run_sync(start)
-            except Exception:  # the sandbox is gone or docker refused: this command's own path reports it
-                return
-            raw = getattr(sock, "_sock", sock)
-            if type(raw) is not socket.socket:  # TLS or ssh transports: stay on docker exec
-                self.disabled = "the Docker transport is not a plain socket"
-                _close_quietly(sock)
-                return
-            raw.setblocking(False)
-            mux = Mux(sock, raw, exec_id, token)
-            try:
-                await mux.send_raw(source)
-            except AgentLost:
-                return
-            self.mux = mux
+        try:
+            sock, exec_id = await anyio.to_thread.run_sync(start)
+        except Exception:  # the sandbox is gone or docker refused: this command's own path reports it
+            return
+        raw = getattr(sock, "_sock", sock)
+        if type(raw) is not socket.socket:  # TLS or ssh transports: stay on docker exec
+            self.disabled = "the Docker transport is not a plain socket"
+            _close_quietly(sock)
+            return
+        raw.setblocking(False)
+        mux = Mux(sock, raw, exec_id, token)
+        try:
+            await mux.send_raw(source)
+        except AgentLost:
+            return
+        if self.closed:  # closed while the agent started
+            mux.lose("closed")
+            return
+        self.mux = mux
 
     async def _ready(self, mux: Mux) -> bool:
         """Wait for the agent's HELLO; False (and the right bookkeeping) when it does not come."""

@@ -586,8 +586,10 @@ class DockerSandbox(SandboxHandle):
         return outcome
 
     async def _stopped(self, exit_code: int) -> bool:
-        """True when the sandbox stopped. Killed from outside, it still looks alive for ~0.1 s after its
-        commands died with 137, so that code gets two more looks."""
+        """True when the sandbox stopped (or this handle is closing it). Killed from outside, it still
+        looks alive for ~0.1 s after its commands died with 137, so that code gets two more looks."""
+        if self.fast.closed:
+            return True
         for pause in (0.0, 0.1, 0.2) if exit_code == 137 else (0.0,):
             await anyio.sleep(pause)
             if not await self._alive():

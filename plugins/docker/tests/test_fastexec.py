@@ -74,6 +74,20 @@ def test_agent_starts_beside_the_second_command_and_takes_the_third(docker_engin
         assert agent_pid(sandbox) > 0
 
 
+def test_commands_starting_together_start_one_agent(docker_engine: Any) -> None:
+    with sandboxkit.Sandbox.create(provider="docker", timeout=120) as sandbox:
+        sandbox.execute(["true"])
+
+        async def together() -> None:
+            async with anyio.create_task_group() as tg:
+                for _ in range(10):
+                    tg.start_soon(sandbox.aio.execute, ["true"])
+
+        sandboxkit._portal.call(together)  # type: ignore[attr-defined]
+        agent_pid(sandbox)
+        assert sandbox.execute("ps -eo comm | grep -c '^sbk-exec-agent$'").stdout.strip() == "1"
+
+
 ENV_AND_IDENTITY = (
     "env | grep -v '^SANDBOXKIT_EXEC_ID=' | sort; id; grep -E '^(Groups|Cap|NoNewPrivs)' /proc/self/status; pwd"
 )
