@@ -5,7 +5,6 @@ from __future__ import annotations
 import atexit
 import queue
 import threading
-import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -17,7 +16,7 @@ T = TypeVar("T")
 _lock = threading.Lock()
 _portal: BlockingPortal | None = None
 _thread: threading.Thread | None = None
-_open: weakref.WeakSet[Any] = weakref.WeakSet()
+_open: set[Any] = set()  # strong: a sandbox dropped without close() is still closed at exit
 
 
 def _serve(ready: queue.Queue[BlockingPortal]) -> None:

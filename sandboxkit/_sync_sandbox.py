@@ -31,8 +31,7 @@ class Sandbox:
     @classmethod
     def _wrap(cls, inner: AsyncSandbox) -> Sandbox:
         sandbox = cls.__new__(cls)
-        sandbox._async = inner
-        _portal.track(sandbox)
+        sandbox._async = inner  # reconnected, not created here: it outlives this process unless closed
         return sandbox
 
     @classmethod

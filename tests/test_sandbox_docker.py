@@ -327,3 +327,24 @@ async def test_async_twin() -> None:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def test_a_reconnected_sandbox_outlives_the_process_that_reconnected(sb: Sandbox) -> None:
+    import subprocess
+    import sys
+
+    code = f"from sandboxkit import Sandbox; print(Sandbox.from_id({sb.id!r}).execute('echo hi').stdout, end='')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout == "hi\n", out.stderr
+    assert sb.execute("echo still-here").stdout == "still-here\n"
+
+
+def test_a_forgotten_sandbox_is_closed_when_its_creator_exits(docker_engine: docker.DockerClient) -> None:
+    import subprocess
+    import sys
+
+    code = "from sandboxkit import Sandbox; print(Sandbox.create(timeout=120).id)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    sandbox_id = out.stdout.strip()
+    assert sandbox_id, out.stderr
+    assert not docker_engine.api.containers(all=True, filters={"id": sandbox_id})

@@ -33,6 +33,16 @@ class ReapReport:
     #: what could not be done, in words
     problems: list[str] = field(default_factory=list)
 
+    def merged(self, other: ReapReport) -> ReapReport:
+        """Both reports in one (two targets of the same provider)."""
+        return ReapReport(
+            self.provider,
+            self.closed_open + other.closed_open,
+            self.swept + other.swept,
+            self.leaked + other.leaked,
+            self.problems + other.problems,
+        )
+
 
 def reap(target: ConformanceTarget, *, second_pass: bool = False) -> ReapReport:
     """Close what ``target`` still holds, then sweep the provider by the session label."""

@@ -146,7 +146,8 @@ class _SessionHooks:
                     "reaping was interrupted; remove the sandboxes labelled "
                     f"{LABEL_KEY}={target.session} (e.g. `sandboxkit gc`)"
                 )
-            self.state.results.reaps[target.provider] = result
+            previous = self.state.results.reaps.get(target.provider)  # same provider, other create options
+            self.state.results.reaps[target.provider] = previous.merged(result) if previous else result
             if result.leaked and session.exitstatus == pytest.ExitCode.OK:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
         path = self.config.getoption("conformance_report", None)

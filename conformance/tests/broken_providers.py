@@ -136,10 +136,20 @@ class LyingNetworkProvider(HonestProvider):
 
 
 class NarrowProvider(HonestProvider):
-    """Not broken: honestly declares fewer capabilities than Docker has (no STDIN, no USER)."""
+    """Not broken: honestly declares fewer capabilities than Docker has (no GPU, STDIN, USER, ...)."""
 
     name: ClassVar[str] = "sbkc-narrow"
-    capabilities: ClassVar[frozenset[Capability]] = DockerProvider.capabilities - {Capability.STDIN, Capability.USER}
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {
+            Capability.STREAMING,
+            Capability.LIST,
+            Capability.RECONNECT,
+            Capability.NAMED,
+            Capability.TAGS,
+            Capability.NETWORK_BLOCK,
+            Capability.RESOURCE_LIMITS,
+        }
+    )
 
 
 PROVIDERS: list[type[HonestProvider]] = [

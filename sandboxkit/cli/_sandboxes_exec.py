@@ -105,7 +105,6 @@ def run_create(args: argparse.Namespace) -> int:
 
 
 def run_exec(args: argparse.Namespace) -> int:
-    from sandboxkit import _portal
     from sandboxkit._sync_sandbox import Sandbox
 
     rest: list[str] = list(args.target)
@@ -131,8 +130,7 @@ def run_exec(args: argparse.Namespace) -> int:
             "timeout": args.timeout,
             "stdin": sys.stdin.buffer.read() if args.stdin else None,
         }
-        sandbox = Sandbox.from_id(sandbox_id, args.provider)
-        _portal.untrack(sandbox)  # reconnected, not created here: it must outlive this process
+        sandbox = Sandbox.from_id(sandbox_id, args.provider)  # reconnected sandboxes are never closed at exit
         if args.json:
             result = sandbox.execute(argv, **options)
             print(json.dumps(_result_json(result)))

@@ -35,7 +35,7 @@ def test_oom_and_fork_bomb_stay_in_their_sandbox(docker_engine: Any) -> None:
         assert noisy.execute("echo still here").stdout == "still here\n"
 
         with pytest.raises(SandboxError) as err:  # the pids limit holds the bomb; the timeout ends it
-            noisy.execute("f() { f | f & }; f; sleep 30", timeout=5)
+            noisy.execute("f() { f | f & }; f; exec sleep 30", timeout=5)  # exec: no fork needed
         assert err.value.code == ErrorCode.COMMAND_TIMEOUT
         assert noisy.execute("echo still here").stdout == "still here\n"
         left = noisy.execute("ps -e --no-headers | wc -l").stdout.strip()

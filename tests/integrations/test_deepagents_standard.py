@@ -24,3 +24,13 @@ class TestDockerStandard(SandboxIntegrationTests):
     def sandbox(cls, docker_engine: object) -> Iterator[SandboxkitBackend]:
         with Sandbox.create("docker", timeout=900) as sb:
             yield SandboxkitBackend(sb, overwrite=False, glob_paths="relative")
+
+
+class TestModalStandard(SandboxIntegrationTests):
+    """Provider "modal": the real modal SDK, talking to the project's Modal emulator."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def sandbox(cls, modal_env: None) -> Iterator[SandboxkitBackend]:
+        with Sandbox.create("modal", timeout=900) as sb:
+            yield SandboxkitBackend(sb, overwrite=False, glob_paths="relative")

@@ -1,7 +1,8 @@
 """inspect_ai's own sandbox conformance checks (``self_check``) against the "sandboxkit" sandbox.
 
 The checks come from inspect_ai unchanged, run as inspect's own test runner runs them: one
-environment per module, made by the provider's ``task_init``/``sample_init``.
+environment per provider, made by ``task_init``/``sample_init``, with known failures as strict
+xfails keyed by the check's name.
 """
 
 from __future__ import annotations
@@ -15,28 +16,41 @@ from inspect_ai.util._sandbox.self_check import *  # noqa: F403
 
 from sandboxkit.integrations.inspect_ai import SandboxkitConfig, SandboxkitSandboxEnvironment
 
-#: Checks this configuration cannot pass, with the reason (the same ones inspect's docker-root runner lists).
+ROOT_OVERWRITES = "the sandbox user is root, and root can overwrite a read-only file"
+
+#: Per provider: checks it cannot pass, with the reason. Docker's are the ones inspect's own
+#: docker-root runner lists.
 XFAIL = {
-    "test_write_text_file_without_permissions": "the sandbox user is root, and root can overwrite a read-only file",
-    "test_write_binary_file_without_permissions": "the sandbox user is root, and root can overwrite a read-only file",
+    "docker": {
+        "test_write_text_file_without_permissions": ROOT_OVERWRITES,
+        "test_write_binary_file_without_permissions": ROOT_OVERWRITES,
+    },
+    "modal": {
+        "test_exec_as_user": "Modal runs commands as the image's user: user= raises SandboxUserUnsupportedError",
+        "test_write_text_file_without_permissions": ROOT_OVERWRITES,
+        "test_write_binary_file_without_permissions": ROOT_OVERWRITES,
+    },
 }
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def docker_env(docker_engine: object) -> AsyncIterator[SandboxEnvironment]:
-    task, config = "self_check_docker", SandboxkitConfig(provider="docker")
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=sorted(XFAIL))
+async def provider_env(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, SandboxEnvironment]]:
+    provider = request.param
+    request.getfixturevalue("modal_env" if provider == "modal" else "docker_engine")
+    task, config = f"self_check_{provider}", SandboxkitConfig(provider=provider)
     await SandboxkitSandboxEnvironment.task_init(task, config)
     envs = await SandboxkitSandboxEnvironment.sample_init(task, config, {})
     try:
-        yield envs["default"]
+        yield provider, envs["default"]
     finally:
         await SandboxkitSandboxEnvironment.sample_cleanup(task, config, envs, False)
         await SandboxkitSandboxEnvironment.task_cleanup(task, config, True)
 
 
 @pytest.fixture
-def sandbox_env(request: pytest.FixtureRequest, docker_env: SandboxEnvironment) -> SandboxEnvironment:
-    reason = XFAIL.get(request.node.originalname)
+def sandbox_env(request: pytest.FixtureRequest, provider_env: tuple[str, SandboxEnvironment]) -> SandboxEnvironment:
+    provider, env = provider_env
+    reason = XFAIL[provider].get(request.node.originalname)
     if reason is not None:
         request.node.add_marker(pytest.mark.xfail(reason=reason, strict=True))
-    return docker_env
+    return env

@@ -108,7 +108,8 @@ class TestNetworkBlock:
 class TestVolumes:
     """``volumes=``: a named volume outlives the sandbox; a missing one is VOLUME_ERROR."""
 
-    def test_data_persists_across_sandboxes(self, sandboxes: SandboxPool, sandboxkit_make_volume: MakeVolume) -> None:
+    def test_data_persists_across_sandboxes(self, sandboxkit_make_volume: MakeVolume, sandboxes: SandboxPool) -> None:
+        # the volume fixture comes first: set up first, torn down last, once no sandbox uses the volume
         volume = sandboxkit_make_volume()
         first = sandboxes.create(volumes={"/sbkc-data": volume})
         first.execute("echo persisted > /sbkc-data/by-command.txt", check=True)
@@ -130,7 +131,7 @@ class TestVolumes:
 class TestSecrets:
     """``secrets=``: named secrets reach commands as env vars and never show in errors or repr."""
 
-    def test_secret_values_reach_commands(self, sandboxes: SandboxPool, sandboxkit_make_secret: MakeSecret) -> None:
+    def test_secret_values_reach_commands(self, sandboxkit_make_secret: MakeSecret, sandboxes: SandboxPool) -> None:
         value = f"sbkc-{secrets.token_hex(12)}"
         name = sandboxkit_make_secret({"SBKC_SECRET_TOKEN": value, "SBKC_SECRET_OTHER": "second value"})
         sandbox = sandboxes.create(secrets=[name])

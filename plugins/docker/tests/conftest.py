@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -33,7 +32,6 @@ def sandboxkit_gpus() -> list[str]:
 
 
 @pytest.fixture
-def sandboxkit_gpu_options(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+def sandboxkit_gpu_options() -> dict[str, Any]:
     """No GPU here: GPU sandboxes use the provider's simulate mode (a stand-in nvidia-smi)."""
-    monkeypatch.setenv("SANDBOXKIT_DOCKER_GPU", "simulate")
-    yield {}
+    return {"provider_options": {"gpu_mode": "simulate"}}
