@@ -20,6 +20,11 @@ Guarantees it keeps, the same as the ``docker exec`` path:
   side buffers more than a window per command;
 * when the client goes away (stdin EOF), every command still running is killed.
 
+It also moves whole files (:class:`Transfer`) over the same channels, with the same windows: a
+read streams a regular file as output, a write takes stdin into a temporary file renamed into
+place. Only the plain case is done here; anything else (a symlink or a directory at the path, any
+error) is declined, and the client falls back to Docker's archive API, which decides.
+
 This module is also imported by the client for its protocol constants; it does nothing on import.
 """
 
@@ -33,6 +38,7 @@ import os
 import pwd
 import select
 import signal
+import stat
 import struct
 import subprocess
 import time
@@ -319,6 +325,148 @@ class Command:
         self.agent.send(EXIT, self.cid, json.dumps({"code": code, "timed_out": self.timed_out}).encode())
 
 
+def make_parents(path: str) -> None:
+    """Create ``path`` and its missing parents as the archive API does: root-owned, 0755."""
+    missing = []
+    while not os.path.lexists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for directory in reversed(missing):
+        os.mkdir(directory, 0o755)
+        os.chmod(directory, 0o755)
+
+
+class Transfer(Command):
+    """A whole-file read or write on a channel: a file fd stands in for the command's pipes.
+
+    Read: the file (symlinks followed, regular files only) is streamed as STDOUT. Write: STDIN
+    goes to a fresh file beside ``path`` (root-owned, 0644, like the archive API's), renamed over
+    ``path`` at EOF; ``path`` must be absent or a regular file, and missing parents are created. The
+    EXIT frame says ``{"code": 0}``, or ``{"code": 1, "declined": reason}`` for the client to fall
+    back to the archive API.
+    """
+
+    def __init__(self, agent: Agent, cid: int, spec: dict[str, Any]) -> None:
+        self.agent, self.cid = agent, cid
+        self.marker, self.timed_out, self.killed = b"", False, False
+        self.exited_at: float | None = None
+        self.credit = WINDOW
+        self.stdin_buf = bytearray()
+        self.stdin_eof = False
+        self.proc = None
+        self.outputs, self.files = {}, {}
+        self.stdin_fd = None
+        self.ids = None
+        self.returncode = None
+        self.deadline = None
+        self.declined = ""
+        self.path = str(spec["path"])
+        self.tmp: str | None = None
+        try:
+            if spec["file"] == "read":
+                self._open_read()
+            else:
+                self._open_write()
+        except OSError as exc:
+            self.decline(exc.strerror or str(exc))
+
+    def _open_read(self) -> None:
+        fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError(0, "not a regular file")
+        self.outputs = {fd: STDOUT}
+        self.files = {fd: os.fdopen(fd, "rb", buffering=0)}
+
+    def _open_write(self) -> None:
+        try:
+            if not stat.S_ISREG(os.lstat(self.path).st_mode):
+                raise OSError(0, "not a regular file")
+        except FileNotFoundError:
+            pass
+        parent = os.path.dirname(self.path) or "/"
+        if not os.path.isdir(parent):
+            make_parents(parent)
+        self.tmp = os.path.join(parent, f".sbk-{os.getpid()}-{self.cid}-{os.urandom(4).hex()}.tmp")
+        fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        self.stdin_fd = fd
+        self.files = {fd: os.fdopen(fd, "wb", buffering=0)}
+        os.fchown(fd, 0, 0)
+        os.fchmod(fd, 0o644)
+
+    def decline(self, reason: str) -> None:
+        self.declined = self.declined or reason or "declined"
+        self.kill(timed_out=False)
+
+    def read(self, fd: int, limit: int) -> None:
+        try:
+            data = os.read(fd, limit)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self.decline(exc.strerror or str(exc))
+            return
+        if not data:
+            self.close_output(fd)
+            return
+        self.credit -= len(data)
+        self.agent.send(STDOUT, self.cid, data)
+
+    def drain(self) -> None:
+        """Nothing to drain: a file is read under the window only."""
+
+    def write_stdin(self) -> None:
+        fd = self.stdin_fd
+        written = 0
+        try:
+            while fd is not None and self.stdin_buf:
+                n = os.write(fd, self.stdin_buf[:_READ])
+                written += n
+                del self.stdin_buf[:n]
+        except OSError as exc:  # EFBIG under max_file_mib, ENOSPC, EROFS...: the archive API decides
+            self.decline(exc.strerror or str(exc))
+        if written:
+            self.agent.send(STDIN_ACK, self.cid, COUNT.pack(written))
+        if self.stdin_eof and not self.stdin_buf and self.stdin_fd is not None:
+            self.close_stdin()
+            if self.tmp is not None and not self.declined:
+                try:
+                    os.rename(self.tmp, self.path)
+                    self.tmp = None
+                except OSError as exc:
+                    self.decline(exc.strerror or str(exc))
+
+    def end_stdin(self) -> None:
+        self.stdin_eof = True
+        self.write_stdin()
+
+    def kill(self, timed_out: bool) -> None:
+        self.killed = True
+        for fd in list(self.outputs):
+            self.close_output(fd)
+        self.stdin_buf.clear()
+        self.close_stdin()
+        if self.tmp is not None:
+            try:
+                os.unlink(self.tmp)
+            except OSError:
+                pass
+            self.tmp = None
+
+    def poll(self) -> None:
+        if self.returncode is None and (self.killed or (not self.outputs and self.stdin_fd is None)):
+            self.returncode = 1 if self.declined or self.killed else 0
+
+    def finished(self, now: float) -> bool:
+        return self.returncode is not None
+
+    def finish(self) -> None:
+        result: dict[str, Any] = {"code": self.returncode}
+        if self.returncode:
+            result["declined"] = self.declined or "cancelled"
+        self.agent.send(EXIT, self.cid, json.dumps(result).encode())
+
+
 class Agent:
     """The event loop: frames in on fd 0, frames out on fd 1, one poll() over every pipe."""
 
@@ -384,7 +532,8 @@ class Agent:
     def handle(self, kind: int, cid: int, payload: bytes) -> None:
         if kind == OPEN:
             if cid not in self.commands:
-                self.commands[cid] = Command(self, cid, json.loads(payload))
+                spec = json.loads(payload)
+                self.commands[cid] = (Transfer if "file" in spec else Command)(self, cid, spec)
             return
         cmd = self.commands.get(cid)
         if kind == STDIN:

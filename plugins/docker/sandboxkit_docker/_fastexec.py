@@ -53,6 +53,8 @@ START_TIMEOUT = 10.0
 CLIENT_GRACE = 5.0
 #: Longest wait to write one frame to the agent before its stream counts as wedged.
 SEND_TIMEOUT = 30.0
+#: Longest a file read or write through the agent may take before the archive API does it instead.
+TRANSFER_TIMEOUT = 300.0
 #: Stdin bytes in flight per command before the client waits for the agent's acknowledgement.
 STDIN_WINDOW = 1 << 20
 _STDIN_CHUNK = 256 << 10
@@ -327,6 +329,58 @@ class FastExec:
             return await self.engine.run(request, on_output)
         return await self._run_on(mux, request, on_output)
 
+    # ------------------------------------------------------------ files
+    def transfer_agent(self) -> Mux | None:
+        """The agent, when it is up and runs as root (the archive API reads and writes as root)."""
+        mux = self.mux
+        if self.disabled is not None or mux is None or mux.dead is not None or mux.thread != threading.get_ident():
+            return None
+        return mux if mux.hello is not None and mux.hello.get("uid") == 0 else None
+
+    async def read_file(self, path: str) -> bytes | None:
+        """The file's bytes through a running agent; None when the archive API should answer instead."""
+        mux = self.transfer_agent()
+        if mux is None:
+            return None
+        parts: list[bytes] = []
+
+        async def collect(stream: StreamName, data: bytes) -> None:
+            parts.append(data)
+
+        ok = await self._transfer(mux, {"file": "read", "path": path}, None, collect)
+        return b"".join(parts) if ok else None
+
+    async def write_file(self, path: str, data: bytes) -> bool:
+        """Write the file through a running agent; False when the archive API should do it instead."""
+        mux = self.transfer_agent()
+        return mux is not None and await self._transfer(mux, {"file": "write", "path": path}, data, None)
+
+    async def _transfer(
+        self, mux: Mux, spec: dict[str, str], stdin: bytes | None, on_output: OutputCallback | None
+    ) -> bool:
+        channel = mux.open()
+        done = False
+        try:
+            await mux.send(_agent.OPEN, channel.id, json.dumps(spec).encode())
+            with anyio.move_on_after(TRANSFER_TIMEOUT):
+                if stdin is not None:
+                    await _feed(mux, channel, stdin)
+                done = await _pump(mux, channel, on_output or _discard)
+            if mux.dead is not None:
+                raise AgentLost(mux.dead)
+        except AgentLost:  # the next command starts a new agent; this transfer goes to the archive API
+            self._retire(mux, restart=True)
+            return False
+        finally:
+            mux.discard(channel)
+            if not done and mux.dead is None:  # cancelled: the agent drops the temporary file
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await mux.send(_agent.KILL, channel.id)
+                    except AgentLost:
+                        pass
+        return done and channel.exit is not None and channel.exit.get("code") == 0
+
     def close(self) -> None:
         """Drop the agent's stream (the agent kills what it still runs and exits); the sandbox is closing."""
         self.closed = True
@@ -510,6 +564,10 @@ async def _feed(mux: Mux, channel: Channel, data: bytes) -> None:
         await mux.send(_agent.STDIN_EOF, channel.id)
     except AgentLost:
         return
+
+
+async def _discard(stream: StreamName, data: bytes) -> None:
+    """Output nobody wants (a write has none)."""
 
 
 def _close_quietly(sock: Any) -> None:

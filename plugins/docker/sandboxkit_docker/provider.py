@@ -178,8 +178,10 @@ class DockerProvider(Provider):
         assert isinstance(options, DockerOptions)
         client = await anyio.to_thread.run_sync(self.client)
         image = spec.image or os.environ.get("SANDBOXKIT_DEFAULT_IMAGE") or DEFAULT_IMAGE
+        explicit = spec.image is not None
+        if options.pull == "always":
+            await self._ensure_image(client, image, options.pull, explicit=explicit)
         # everything that can refuse the spec runs before a container exists
-        await self._ensure_image(client, image, options.pull, explicit=spec.image is not None)
         gpu = await self._gpu_plan(spec, options)
         secret_env = _resolve_secrets(spec.secrets)
         await self._check_volumes(client, spec.volumes)
@@ -219,7 +221,13 @@ class DockerProvider(Provider):
             kwargs["name"] = container_name(spec.app, spec.name)
         if spec.block_network:
             kwargs["network_mode"] = "none"
-        container = await self._create_container(client, kwargs, spec)
+        try:
+            container = await self._create_container(client, kwargs, spec)
+        except SandboxError as exc:  # the image is looked at only when it is missing: one round trip less
+            if not isinstance(exc.__cause__, docker.errors.ImageNotFound) or options.pull == "always":
+                raise
+            await self._ensure_image(client, image, options.pull, explicit=explicit)  # a clear error, or a pull
+            container = await self._create_container(client, kwargs, spec)
         try:
             if gpu is not None and gpu.files():
                 await self.call(
@@ -625,6 +633,17 @@ class DockerSandbox(SandboxHandle):
     async def write_files(self, files: Sequence[tuple[str, bytes]]) -> builtins.list[SandboxError | None]:
         if not files:
             return []
+        if self.fast.transfer_agent() is None:
+            return await self._write_archived(files)
+        results: builtins.list[SandboxError | None] = []
+        for path, data in files:  # in order; what the agent declines, the archive API does (and judges)
+            if await self.fast.write_file(path, data):
+                results.append(None)
+            else:
+                results += await self._write_archived([(path, data)])
+        return results
+
+    async def _write_archived(self, files: Sequence[tuple[str, bytes]]) -> builtins.list[SandboxError | None]:
         try:
             await self._put(list(files))
             return [None] * len(files)
@@ -683,6 +702,9 @@ class DockerSandbox(SandboxHandle):
         return exc
 
     async def read_file(self, path: str) -> bytes:
+        data = await self.fast.read_file(path)
+        if data is not None:
+            return data
         current = path
         for _ in range(16):  # follow symlinks, as reading a path inside the sandbox would
             try:

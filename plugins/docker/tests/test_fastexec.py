@@ -291,3 +291,129 @@ def test_secrets_reach_agent_commands_and_no_long_lived_process(
              "/proc/[0-9]*/cmdline 2>/dev/null; true"]
         )  # fmt: skip
         assert scan.output.decode().strip() == ""
+
+
+# ---------------------------------------------------------------------------------------- files
+@contextlib.contextmanager
+def archive_refused(monkeypatch: Any) -> Iterator[None]:
+    """Make Docker's archive API fail for a moment, so a file operation that works went through the agent."""
+    from sandboxkit_docker import _archive, provider
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the archive API was used")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(_archive, "fetch", refuse)
+        patch.setattr(provider.DockerSandbox, "_put", refuse)
+        yield
+
+
+def stat(sb: sandboxkit.Sandbox, *paths: str) -> list[str]:
+    return sb.execute(["stat", "-c", "%U:%G %a %F", *paths], check=True).stdout.splitlines()
+
+
+@pytest.mark.parametrize("size", [0, 1, (1 << 20) + 3, 20 << 20])
+def test_plain_files_move_through_the_agent(sb: sandboxkit.Sandbox, monkeypatch: Any, size: int) -> None:
+    data = os.urandom(size)
+    with archive_refused(monkeypatch):
+        sb.write_file(f"/tmp/files/agent-{size}.bin", data)
+        assert sb.read_file(f"/tmp/files/agent-{size}.bin") == data
+    digest = sb.execute(["sha256sum", f"/tmp/files/agent-{size}.bin"], check=True).stdout.split()[0]
+    assert digest == hashlib.sha256(data).hexdigest()
+
+
+def test_written_files_and_new_parents_look_as_the_archive_api_leaves_them(
+    sb: sandboxkit.Sandbox, monkeypatch: Any
+) -> None:
+    sb.execute("mkdir -p /tmp/own && install -m 600 -o nobody /dev/null /tmp/own/a", check=True)
+    sb.execute("cp -p /tmp/own/a /tmp/own/b", check=True)
+    with archive_refused(monkeypatch):
+        sb.write_file("/tmp/own/a", b"agent")  # an existing file of another owner and mode
+        sb.write_file("/tmp/fresh-a/x/y/f", b"agent")  # missing parents
+    with via_docker_exec(sb):
+        sb.write_file("/tmp/own/b", b"archive")
+        sb.write_file("/tmp/fresh-b/x/y/f", b"archive")
+    assert stat(sb, "/tmp/own/a", "/tmp/fresh-a/x", "/tmp/fresh-a/x/y", "/tmp/fresh-a/x/y/f") == stat(
+        sb, "/tmp/own/b", "/tmp/fresh-b/x", "/tmp/fresh-b/x/y", "/tmp/fresh-b/x/y/f"
+    )
+    assert sb.execute("ls -a /tmp/own /tmp/fresh-a/x/y | grep -c sbk || true").stdout == "0\n"  # no temporary left
+
+
+def outcome(operation: Any, *args: Any) -> Any:
+    try:
+        return ("ok", operation(*args))
+    except SandboxError as exc:
+        return (exc.code, getattr(exc, "kind", None))
+
+
+@pytest.mark.parametrize(
+    ("setup", "operation"),
+    [
+        ("true", lambda sb, p: sb.read_file(f"{p}/missing")),
+        ("mkdir -p {p}/dir", lambda sb, p: sb.read_file(f"{p}/dir")),
+        ("mkdir -p {p}/dir", lambda sb, p: sb.write_file(f"{p}/dir", b"x")),
+        ("echo f > {p}/file", lambda sb, p: sb.write_file(f"{p}/file/under", b"x")),
+        ("echo t > {p}/t && ln -s t {p}/link", lambda s, p: (s.write_file(f"{p}/link", b"n"), s.read_file(f"{p}/t"))),
+        ("echo target > {p}/t && ln -s t {p}/link", lambda sb, p: sb.read_file(f"{p}/link")),
+        ("ln -s nowhere {p}/dangling", lambda sb, p: sb.read_file(f"{p}/dangling")),
+        ("mkfifo {p}/fifo", lambda sb, p: sb.write_file(f"{p}/fifo", b"x")),
+    ],
+    ids=["read-missing", "read-dir", "write-onto-dir", "write-under-file", "write-symlink", "read-symlink",
+         "read-dangling", "write-fifo"],
+)  # fmt: skip
+def test_unusual_paths_end_as_on_the_archive_api(sb: sandboxkit.Sandbox, setup: str, operation: Any) -> None:
+    results = []
+    for name, path in (("agent", "/tmp/odd-agent"), ("archive", "/tmp/odd-archive")):
+        sb.execute(f"rm -rf {path} && mkdir -p {path} && " + setup.format(p=path), check=True)
+        with via_docker_exec(sb) if name == "archive" else contextlib.nullcontext():
+            results.append(outcome(operation, sb, path))
+        results.append(sb.execute(f"cd {path} && ls -la | awk '{{print $1, $NF}}'").stdout)
+    assert results[0:2] == results[2:4]
+
+
+def test_files_over_max_file_mib_are_written_as_before(docker_engine: Any, monkeypatch: Any) -> None:
+    with sandboxkit.Sandbox.create(provider="docker", timeout=120, provider_options={"max_file_mib": 1}) as box:
+        warm(box)
+        data = os.urandom(2 << 20)
+        box.write_file("/tmp/agent.bin", data)  # the agent hits the cap and declines; the archive API writes it
+        with via_docker_exec(box):
+            box.write_file("/tmp/archive.bin", data)
+        assert box.read_file("/tmp/agent.bin") == box.read_file("/tmp/archive.bin") == data
+        assert box.execute("ls -a /tmp | grep -c sbk || true").stdout == "0\n"
+
+
+def test_cancelled_write_leaves_no_temporary_file(sb: sandboxkit.Sandbox) -> None:
+    async def main() -> None:
+        box = await sandboxkit.AsyncSandbox.from_id(sb.id, provider="docker")  # a second handle; not closed
+        for _ in range(3):
+            await box.execute(["true"])
+        assert box.handle.fast.transfer_agent() is not None  # type: ignore[attr-defined]
+        with anyio.move_on_after(0.05):
+            await box.write_file("/tmp/cancelled/big.bin", os.urandom(200 << 20))
+
+    anyio.run(main)
+    deadline = time.monotonic() + 5
+    while sb.execute("ls -a /tmp/cancelled 2>/dev/null | grep -c sbk || true").stdout != "0\n":
+        assert time.monotonic() < deadline, "a cancelled write left its temporary file"
+        time.sleep(0.2)
+
+
+def test_concurrent_transfers_and_commands_share_the_agent(sb: sandboxkit.Sandbox, monkeypatch: Any) -> None:
+    blobs = {f"/tmp/many/{i}.bin": os.urandom(50_000 + i) for i in range(20)}
+
+    async def main() -> None:
+        box = await sandboxkit.AsyncSandbox.from_id(sb.id, provider="docker")  # a second handle; not closed
+        for _ in range(3):
+            await box.execute(["true"])
+        with archive_refused(monkeypatch):
+            async with anyio.create_task_group() as tg:
+                for path, data in blobs.items():
+                    tg.start_soon(box.write_file, path, data)
+                    tg.start_soon(box.execute, ["sh", "-c", "echo busy"])
+            got = await box.download_files(list(blobs))
+            batch = await box.upload_files([(p + ".copy", d) for p, d in blobs.items()])
+        assert [g.content for g in got] == list(blobs.values())
+        assert [r.error for r in batch] == [None] * len(blobs)
+        assert [await box.read_file(p + ".copy") for p in blobs] == list(blobs.values())
+
+    anyio.run(main)
