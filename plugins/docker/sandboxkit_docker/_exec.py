@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
-import anyio.to_thread
 
 from sandboxkit.spi import ErrorCode, ExecExit, ExecRequest, OutputCallback, SandboxError
+from sandboxkit_docker import _threads
 from sandboxkit_docker._errors import translate
 
 MARKER = "SANDBOXKIT_EXEC_ID"
@@ -50,7 +50,7 @@ class ExecEngine:
             with translate(sandbox_id=self.container_id):
                 return func(*args, **kwargs)
 
-        return await anyio.to_thread.run_sync(run)
+        return await _threads.run_sync(run)
 
     async def run(self, request: ExecRequest, on_output: OutputCallback) -> ExecExit:
         token = uuid.uuid4().hex

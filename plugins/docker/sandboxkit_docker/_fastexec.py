@@ -30,10 +30,9 @@ import uuid
 from typing import Any
 
 import anyio
-import anyio.to_thread
 
 from sandboxkit.spi import ExecExit, ExecRequest, OutputCallback, StreamName
-from sandboxkit_docker import _agent
+from sandboxkit_docker import _agent, _threads
 from sandboxkit_docker._agent import COUNT, HEADER
 from sandboxkit_docker._errors import translate
 from sandboxkit_docker._exec import _KILL, MARKER, ExecEngine
@@ -409,7 +408,7 @@ class FastExec:
                 return api.exec_start(created["Id"], socket=True), created["Id"]
 
         try:
-            sock, exec_id = await anyio.to_thread.run_sync(start)
+            sock, exec_id = await _threads.run_sync(start)
         except Exception:  # the sandbox is gone or docker refused: this command's own path reports it
             return
         raw = getattr(sock, "_sock", sock)
@@ -458,7 +457,7 @@ class FastExec:
 
         left = []
         for token, user in self.pending_kills:
-            if not await anyio.to_thread.run_sync(kill, token, user):
+            if not await _threads.run_sync(kill, token, user):
                 left.append((token, user))
         self.pending_kills = left
 

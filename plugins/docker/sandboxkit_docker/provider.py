@@ -16,7 +16,6 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar, Literal, TypeVar
 
 import anyio
-import anyio.to_thread
 import docker
 import docker.errors
 from pydantic import BaseModel, ConfigDict, Field
@@ -38,7 +37,7 @@ from sandboxkit.spi import (
     VolumeInfo,
     file_error,
 )
-from sandboxkit_docker import _archive, _gc, _gpu, _labels, _lifetime, _limits
+from sandboxkit_docker import _archive, _gc, _gpu, _labels, _lifetime, _limits, _threads
 from sandboxkit_docker._errors import PROVIDER, map_error, translate
 from sandboxkit_docker._exec import ExecEngine
 from sandboxkit_docker._fastexec import FastExec
@@ -154,12 +153,12 @@ class DockerProvider(Provider):
             with translate(sandbox_id=sandbox_id, creating=creating, volume=volume):
                 return func(*args, **kw)
 
-        return await anyio.to_thread.run_sync(run)
+        return await _threads.run_sync(run)
 
     async def engine_info(self) -> dict[str, Any]:
         """``docker info`` of the engine (CPU count, runtimes), fetched once."""
         if self._info is None:
-            client = await anyio.to_thread.run_sync(self.client)
+            client = await _threads.run_sync(self.client)
             info: dict[str, Any] = await self.call(client.info)
             self._info = info
         return self._info
@@ -170,13 +169,13 @@ class DockerProvider(Provider):
 
     async def aclose(self) -> None:
         if self._client is not None:
-            await anyio.to_thread.run_sync(self._client.close)
+            await _threads.run_sync(self._client.close)
             self._client = None
 
     # ------------------------------------------------------------ create
     async def create(self, spec: SandboxSpec, options: BaseModel) -> DockerSandbox:
         assert isinstance(options, DockerOptions)
-        client = await anyio.to_thread.run_sync(self.client)
+        client = await _threads.run_sync(self.client)
         image = spec.image or os.environ.get("SANDBOXKIT_DEFAULT_IMAGE") or DEFAULT_IMAGE
         explicit = spec.image is not None
         if options.pull == "always":
@@ -328,7 +327,7 @@ class DockerProvider(Provider):
 
     # ------------------------------------------------------------ find
     async def from_id(self, sandbox_id: str) -> DockerSandbox:
-        client = await anyio.to_thread.run_sync(self.client)
+        client = await _threads.run_sync(self.client)
         container = await self.call(client.containers.get, sandbox_id, sandbox_id=sandbox_id)
         labels = container.labels or {}
         if labels.get(_labels.MANAGED) != "1" or labels.get(_labels.PROVIDER) != PROVIDER:
@@ -359,7 +358,7 @@ class DockerProvider(Provider):
         return await self.from_id(found[0]["Id"])
 
     async def _containers(self, labels: Mapping[str, str], running: bool) -> builtins.list[dict[str, Any]]:
-        client = await anyio.to_thread.run_sync(self.client)
+        client = await _threads.run_sync(self.client)
         filters: dict[str, Any] = {
             "label": [
                 f"{_labels.MANAGED}=1",
@@ -390,7 +389,7 @@ class DockerProvider(Provider):
         self, *, dry_run: bool = False, labels: Mapping[str, str] | None = None
     ) -> builtins.list[StaleSandbox]:
         """Remove sandboxes past their lifetime, never started, stopped, or left by a dead local client."""
-        client = await anyio.to_thread.run_sync(self.client)
+        client = await _threads.run_sync(self.client)
         rows = await self._containers({f"{_labels.USER}{k}": v for k, v in (labels or {}).items()}, running=False)
         now = time.time()
         stale = []
@@ -424,7 +423,7 @@ class DockerProvider(Provider):
     async def create_volume(self, name: str, *, labels: Mapping[str, str] | None = None) -> VolumeInfo:
         """Create a named Docker volume, labelled as sandboxkit's (plus ``labels``)."""
         _check_volume_name(name)
-        client = await anyio.to_thread.run_sync(self.client)
+        client = await _threads.run_sync(self.client)
         try:
             await self.call(client.api.inspect_volume, name, volume=name)
         except SandboxError as exc:
@@ -447,7 +446,7 @@ class DockerProvider(Provider):
 
     async def list_volumes(self, *, unmanaged: bool = False) -> builtins.list[VolumeInfo]:
         """Named volumes sandboxkit created; with ``unmanaged`` every named volume of the engine."""
-        client = await anyio.to_thread.run_sync(self.client)
+        client = await _threads.run_sync(self.client)
         filters = {} if unmanaged else {"label": [f"{_labels.MANAGED}=1", f"{_labels.PROVIDER}={PROVIDER}"]}
         rows = (await self.call(client.api.volumes, filters=filters)).get("Volumes") or []
         return sorted((_volume_info(row) for row in rows), key=lambda v: v.name)
@@ -455,7 +454,7 @@ class DockerProvider(Provider):
     async def delete_volume(self, name: str) -> None:
         """Delete a named volume and its data; VOLUME_ERROR when it is missing or mounted."""
         _check_volume_name(name)
-        client = await anyio.to_thread.run_sync(self.client)
+        client = await _threads.run_sync(self.client)
         await self.call(client.api.remove_volume, name, volume=name)
 
 
