@@ -312,7 +312,10 @@ class AsyncSandbox:
 
     @property
     def instance(self) -> Any:
-        """The provider's native sandbox object (a docker Container, a modal.Sandbox)."""
+        """The provider's native sandbox object (a docker Container, a modal.Sandbox).
+
+        A docker Container carries its id only: ``instance.reload()`` fetches its current state.
+        """
         return self._live_handle(allow_closed=True).native_instance
 
     @property

@@ -279,7 +279,8 @@ class Mux:
 class FastExec:
     """Runs a sandbox's commands through its agent, or through ``docker exec`` where the agent cannot."""
 
-    def __init__(self, engine: ExecEngine, container: Any) -> None:
+    def __init__(self, engine: ExecEngine, *, memory: int, env: list[str] | None) -> None:
+        """``memory``: the sandbox's limit in bytes (0: none); ``env``: its config env, or None to look it up later."""
         self.engine = engine
         self.mux: Mux | None = None
         self.restarts = 0
@@ -290,12 +291,9 @@ class FastExec:
         #: (marker token, user) of processes a lost stream left running, killed once docker answers again
         self.pending_kills: list[tuple[str, str | None]] = []
         self.disabled: str | None = None if enabled_by_env() else f"{ENV_SWITCH} is off"
-        attrs: dict[str, Any] = getattr(container, "attrs", None) or {}
-        memory = int((attrs.get("HostConfig") or {}).get("Memory") or 0)
         if self.disabled is None and 0 < memory < MIN_MEMORY:
             self.disabled = f"the sandbox's memory limit is below {MIN_MEMORY >> 20} MiB"
-        env = (attrs.get("Config") or {}).get("Env") or []
-        self.config = {"home_in_config": any(str(e).startswith("HOME=") for e in env)}
+        self.config = None if env is None else _agent_config(env)
 
     async def run(self, request: ExecRequest, on_output: OutputCallback) -> ExecExit:
         """Run one command, through the agent when it can take it."""
@@ -399,11 +397,13 @@ class FastExec:
         """One docker exec of the loader with stdin attached, then the agent's source down the stream."""
         source = agent_source()
         api, container_id = self.engine.api, self.engine.container_id
-        argv = ["python3", "-I", "-S", "-c", LOADER, str(len(source)), json.dumps(self.config)]
         token = "agent-" + uuid.uuid4().hex
 
         def start() -> tuple[Any, str]:
             with translate(sandbox_id=container_id):
+                if self.config is None:  # a new sandbox's handle holds no inspect document
+                    self.config = _agent_config(api.inspect_container(container_id)["Config"].get("Env") or [])
+                argv = ["python3", "-I", "-S", "-c", LOADER, str(len(source)), json.dumps(self.config)]
                 created = api.exec_create(container_id, argv, stdin=True, user="", environment={MARKER: token})
                 return api.exec_start(created["Id"], socket=True), created["Id"]
 
@@ -550,10 +550,10 @@ async def _feed(mux: Mux, channel: Channel, data: bytes) -> None:
     sent = 0
     try:
         while view:
+            if channel.exit is not None or mux.dead is not None:  # nobody is left to read the rest
+                return
             room = STDIN_WINDOW - (sent - channel.stdin_acked)
             if room <= 0:
-                if channel.exit is not None or mux.dead is not None:
-                    return
                 await mux.wait(channel)
                 continue
             n = min(len(view), _STDIN_CHUNK, room)
@@ -563,6 +563,11 @@ async def _feed(mux: Mux, channel: Channel, data: bytes) -> None:
         await mux.send(_agent.STDIN_EOF, channel.id)
     except AgentLost:
         return
+
+
+def _agent_config(env: list[str]) -> dict[str, Any]:
+    """What the agent needs to know of the container's config: whether it sets HOME (then ``user=`` keeps it)."""
+    return {"home_in_config": any(str(e).startswith("HOME=") for e in env)}
 
 
 async def _discard(stream: StreamName, data: bytes) -> None:

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 import anyio
 import docker
 import docker.errors
+from docker.models.containers import _create_container_args
 from pydantic import BaseModel, ConfigDict, Field
 
 from sandboxkit import Capability
@@ -299,7 +300,7 @@ class DockerProvider(Provider):
     async def _create_container(self, client: docker.DockerClient, kwargs: dict[str, Any], spec: SandboxSpec) -> Any:
         for attempt in range(2):
             try:
-                return await self.call(client.containers.create, creating=True, **kwargs)
+                return await self.call(_create_only, client, kwargs, creating=True)
             except SandboxError as exc:
                 if exc.code != ErrorCode.ALREADY_EXISTS or attempt:
                     raise
@@ -518,7 +519,6 @@ class DockerSandbox(SandboxHandle):
         fresh: bool = False,
     ) -> None:
         self.provider = provider
-        self.container = container
         self.id = container.id
         self.name = labels.get(_labels.NAME)
         self.app = labels.get(_labels.APP, "")
@@ -532,7 +532,13 @@ class DockerSandbox(SandboxHandle):
             if fresh:
                 self.oom.baseline = 0
         self.engine = ExecEngine(provider.client().api, container.id, self.exec_env)
-        self.fast = FastExec(self.engine, container)  # the agent path, falling back to the engine
+        attrs: dict[str, Any] = getattr(container, "attrs", None) or {}
+        memory = int(float(labels.get(_labels.MEMORY_MIB) or 0)) << 20
+        env = (attrs.get("Config") or {}).get("Env")  # None for a new container: looked up if the agent starts
+        self.fast = FastExec(self.engine, memory=memory, env=env)  # the agent path, falling back to the engine
+        # keep the model, not its inspect document (~18 KiB, stale from the moment the container
+        # starts): `native_instance.reload()` fetches the current one
+        self.container = container.collection.prepare_model({"Id": container.id})
 
     def __repr__(self) -> str:
         return f"<DockerSandbox id={self.id[:12]!r} name={self.name!r} app={self.app!r}>"
@@ -739,6 +745,13 @@ class DockerSandbox(SandboxHandle):
             for i, path in enumerate(paths):
                 tg.start_soon(one, i, path)
         return results
+
+
+def _create_only(client: docker.DockerClient, kwargs: dict[str, Any]) -> Any:
+    """``client.containers.create(**kwargs)`` without the inspect that follows it there: the id is
+    all a new sandbox needs, and the inspect is a round trip and ~18 KiB held per sandbox."""
+    args = _create_container_args({**kwargs, "version": client.api._version})
+    return client.containers.prepare_model(client.api.create_container(**args))
 
 
 __all__ = ["DockerOptions", "DockerProvider", "DockerSandbox", "map_error"]

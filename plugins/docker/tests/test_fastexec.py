@@ -417,3 +417,9 @@ def test_concurrent_transfers_and_commands_share_the_agent(sb: sandboxkit.Sandbo
         assert [await box.read_file(p + ".copy") for p in blobs] == list(blobs.values())
 
     anyio.run(main)
+
+
+def test_home_from_the_config_survives_user_on_both_paths(docker_engine: Any) -> None:
+    with sandboxkit.Sandbox.create(provider="docker", timeout=120, env={"HOME": "/custom"}) as box:
+        fast, plain = both(warm(box), "echo $HOME", user="nobody")
+        assert fast.stdout == plain.stdout == "/custom\n"
