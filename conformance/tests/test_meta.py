@@ -214,7 +214,7 @@ def test_ctrl_c_still_reaps_every_sandbox(
     pytester.makeconftest(CONFTEST.format(provider="sbkc-honest", failures={}))
     pytester.makepyfile(test_hold=HOLD)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider", "test_hold.py"],
+        [sys.executable, "-X", "faulthandler", "-m", "pytest", "-s", "-p", "no:cacheprovider", "test_hold.py"],
         cwd=pytester.path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -228,7 +228,12 @@ def test_ctrl_c_still_reaps_every_sandbox(
             break
     assert len(_labelled(docker_engine, session)) == 2, "".join(lines)
     proc.send_signal(signal.SIGINT)
-    rest, _ = proc.communicate(timeout=120)
+    try:
+        rest, _ = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:  # show where it hangs: faulthandler dumps every thread on SIGABRT
+        proc.send_signal(signal.SIGABRT)
+        rest, _ = proc.communicate(timeout=30)
+        pytest.fail("the session did not end within 120 s of Ctrl+C:\n" + "".join(lines) + rest)
     output = "".join(lines) + rest
     assert "KeyboardInterrupt" in output, output
     assert "reaped at session end: 1 sandbox(es)" in output, output
