@@ -645,8 +645,8 @@ class Agent:
                         continue
                     if fd == cmd.stdin_fd:
                         cmd.write_stdin()
-                    elif fd in cmd.outputs:
-                        cmd.read(fd, min(_READ, max(cmd.credit, 0)))
+                    elif fd in cmd.outputs and cmd.credit > 0:  # the other stream may have used it up
+                        cmd.read(fd, min(_READ, cmd.credit))
             self.settle()
             self.flush()
         for cmd in self.commands.values():  # the client went away: nothing may outlive it

@@ -423,3 +423,11 @@ def test_home_from_the_config_survives_user_on_both_paths(docker_engine: Any) ->
     with sandboxkit.Sandbox.create(provider="docker", timeout=120, env={"HOME": "/custom"}) as box:
         fast, plain = both(warm(box), "echo $HOME", user="nobody")
         assert fast.stdout == plain.stdout == "/custom\n"
+
+
+def test_both_streams_flooding_at_once_arrive_whole(sb: sandboxkit.Sandbox) -> None:
+    # one stream can use up the credit in the turn where both are readable: the other must wait, not close
+    command = "head -c 24000000 /dev/zero & head -c 24000000 /dev/zero >&2; wait"
+    for _ in range(3):
+        r = sb.execute(command, max_output=64 << 20, timeout=120)
+        assert (r.exit_code, len(r.stdout_bytes), len(r.stderr_bytes)) == (0, 24_000_000, 24_000_000)
