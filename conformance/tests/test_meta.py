@@ -195,12 +195,15 @@ def test_header_summary_and_json_report(run_suite: RunSuite, pytester: pytest.Py
 
 
 HOLD = """
+import faulthandler
+import signal
 import time
 
 from sandboxkit import Sandbox
 
 
 def test_hold(conformance, sandboxes):
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # the parent asks for the threads when it waits long
     sandboxes.create()  # held by the suite: closed by the fixture teardown
     Sandbox.create(conformance.provider, **conformance.options())  # not held: only the label sweep finds it
     print("READY", flush=True)
@@ -229,11 +232,15 @@ def test_ctrl_c_still_reaps_every_sandbox(
     assert len(_labelled(docker_engine, session)) == 2, "".join(lines)
     proc.send_signal(signal.SIGINT)
     try:
-        rest, _ = proc.communicate(timeout=120)
-    except subprocess.TimeoutExpired:  # show where it hangs: faulthandler dumps every thread on SIGABRT
-        proc.send_signal(signal.SIGABRT)
-        rest, _ = proc.communicate(timeout=30)
-        pytest.fail("the session did not end within 120 s of Ctrl+C:\n" + "".join(lines) + rest)
+        rest, _ = proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:  # slow: have it print where every thread is, and wait on
+        proc.send_signal(signal.SIGUSR1)
+        try:
+            rest, _ = proc.communicate(timeout=150)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)  # faulthandler (-X faulthandler) dumps the threads again
+            rest, _ = proc.communicate(timeout=30)
+            pytest.fail("the session did not end within 240 s of Ctrl+C:\n" + "".join(lines) + rest)
     output = "".join(lines) + rest
     assert "KeyboardInterrupt" in output, output
     assert "reaped at session end: 1 sandbox(es)" in output, output
