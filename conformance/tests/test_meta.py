@@ -204,6 +204,9 @@ from sandboxkit import Sandbox
 
 def test_hold(conformance, sandboxes):
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # the parent asks for the threads when it waits long
+    # as in a terminal: a run started in the background (`cmd &` in a script) inherits SIGINT
+    # ignored, and Python then installs no KeyboardInterrupt handler at all
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sandboxes.create()  # held by the suite: closed by the fixture teardown
     Sandbox.create(conformance.provider, **conformance.options())  # not held: only the label sweep finds it
     print("READY", flush=True)
