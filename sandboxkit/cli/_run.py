@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sandboxkit._sync_sandbox import Sandbox
 
 
 def add(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -28,12 +32,20 @@ def run(args: argparse.Namespace) -> int:
     if args.timeout:
         options["timeout"] = args.timeout
     with Sandbox.create(args.provider, **options) as sandbox:
-        # one word with spaces is a shell line (`run -- "ls | wc -l"`); several words are argv
-        argv: str | list[str] = command[0] if len(command) == 1 and " " in command[0] else command
-        stream = sandbox.stream(argv)
-        for chunk in stream:
-            out = sys.stdout if chunk.stream == "stdout" else sys.stderr
-            out.buffer.write(chunk.data)
-            out.flush()
-        assert stream.result is not None
-        return stream.result.exit_code
+        return print_live(sandbox, command_argv(command))
+
+
+def command_argv(command: list[str]) -> str | list[str]:
+    """One word with spaces is a shell line (`run -- "ls | wc -l"`); several words are argv."""
+    return command[0] if len(command) == 1 and " " in command[0] else command
+
+
+def print_live(sandbox: Sandbox, argv: str | list[str], **options: Any) -> int:
+    """Run ``argv``, copying its stdout and stderr to ours as they come; its exit code."""
+    stream = sandbox.stream(argv, **options)
+    for chunk in stream:
+        out = sys.stdout if chunk.stream == "stdout" else sys.stderr
+        out.buffer.write(chunk.data)
+        out.flush()
+    assert stream.result is not None
+    return stream.result.exit_code

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from typing import Any, TextIO
 
 from sandboxkit._errors import CommandTimeoutError, ErrorCode, SandboxError
+from sandboxkit.cli._run import command_argv, print_live
 
 EXIT_TIMEOUT = 124
 EXIT_SANDBOX_ERROR = 3
@@ -121,7 +122,7 @@ def run_exec(args: argparse.Namespace) -> int:
     if not command:
         print("error: give a command after --, e.g. sandboxkit exec ID -- echo hi", file=sys.stderr)
         return 2
-    argv: str | list[str] = command[0] if len(command) == 1 and " " in command[0] else command
+    argv = command_argv(command)
     try:
         options: dict[str, Any] = {
             "cwd": args.cwd,
@@ -135,13 +136,7 @@ def run_exec(args: argparse.Namespace) -> int:
             result = sandbox.execute(argv, **options)
             print(json.dumps(_result_json(result)))
             return 0
-        stream = sandbox.stream(argv, **options)
-        for chunk in stream:
-            out = sys.stdout if chunk.stream == "stdout" else sys.stderr
-            out.buffer.write(chunk.data)
-            out.flush()
-        assert stream.result is not None
-        return stream.result.exit_code
+        return print_live(sandbox, argv, **options)
     except CommandTimeoutError as exc:
         print(f"error: {exc}", file=sys.stderr)
         if args.json:

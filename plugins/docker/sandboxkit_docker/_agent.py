@@ -154,23 +154,17 @@ def can_switch_user() -> bool:
 class Command:
     """One running command and its pipes."""
 
+    proc: subprocess.Popen[bytes] | None
+    outputs: dict[int, int]  # fd -> STDOUT/STDERR
+    files: dict[int, Any]  # fd -> its file object, closed with it
+    stdin_fd: int | None
+    ids: tuple[int, int, list[int]] | None  # (uid, gid, groups) for user=
+    returncode: int | None
+    exited_at: float | None
+    deadline: float | None
+
     def __init__(self, agent: Agent, cid: int, spec: dict[str, Any]) -> None:
-        self.agent, self.cid = agent, cid
-        self.marker = str(spec.get("marker", "")).encode("utf-8", "surrogateescape")
-        self.timed_out = False
-        self.killed = False
-        self.exited_at: float | None = None
-        self.credit = WINDOW
-        self.stdin_buf = bytearray()
-        self.stdin_eof = False
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.outputs: dict[int, int] = {}
-        self.files: dict[int, Any] = {}
-        self.stdin_fd: int | None = None
-        self.ids: tuple[int, int, list[int]] | None = None
-        self.returncode: int | None = None
-        timeout = spec.get("timeout")
-        self.deadline = None if timeout is None else time.monotonic() + float(timeout)
+        self._init_state(agent, cid, spec)
         argv = [str(a) for a in spec["argv"]]
         cwd = spec.get("cwd")
         try:
@@ -192,6 +186,25 @@ class Command:
             self.stdin_fd = self.proc.stdin.fileno()
             self.files[self.stdin_fd] = self.proc.stdin
             os.set_blocking(self.stdin_fd, False)
+
+    def _init_state(self, agent: Agent, cid: int, spec: dict[str, Any]) -> None:
+        """What every channel's work keeps: output credit, stdin buffer, exit, deadline, marker."""
+        self.agent, self.cid = agent, cid
+        self.marker = str(spec.get("marker", "")).encode("utf-8", "surrogateescape")
+        self.timed_out = False
+        self.killed = False
+        self.exited_at = None
+        self.credit = WINDOW
+        self.stdin_buf = bytearray()
+        self.stdin_eof = False
+        self.proc = None
+        self.outputs = {}
+        self.files = {}
+        self.stdin_fd = None
+        self.ids = None
+        self.returncode = None
+        timeout = spec.get("timeout")
+        self.deadline = None if timeout is None else time.monotonic() + float(timeout)
 
     def _spawn(self, argv: list[str], cwd: str | None, spec: dict[str, Any]) -> subprocess.Popen[bytes]:
         env = dict(self.agent.base_env)
@@ -347,18 +360,7 @@ class Transfer(Command):
     """
 
     def __init__(self, agent: Agent, cid: int, spec: dict[str, Any]) -> None:
-        self.agent, self.cid = agent, cid
-        self.marker, self.timed_out, self.killed = b"", False, False
-        self.exited_at: float | None = None
-        self.credit = WINDOW
-        self.stdin_buf = bytearray()
-        self.stdin_eof = False
-        self.proc = None
-        self.outputs, self.files = {}, {}
-        self.stdin_fd = None
-        self.ids = None
-        self.returncode = None
-        self.deadline = None
+        self._init_state(agent, cid, spec)  # a transfer's spec has no marker and no timeout
         self.declined = ""
         self.path = str(spec["path"])
         self.tmp: str | None = None

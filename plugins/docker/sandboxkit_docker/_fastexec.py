@@ -132,8 +132,15 @@ class Mux:
         channel = self.channels[cid] = Channel(cid)
         return channel
 
-    def discard(self, channel: Channel) -> None:
+    async def release(self, channel: Channel, *, finished: bool) -> None:
+        """Forget the channel; if its work did not finish (cancelled, timed out), have the agent end it."""
         self.channels.pop(channel.id, None)
+        if not finished and self.dead is None:  # a command must not outlive its call, nor a temporary file
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self.send(_agent.KILL, channel.id)
+                except AgentLost:
+                    pass
 
     # ------------------------------------------------------------ writing
     async def send(self, kind: int, cid: int, payload: bytes = b"") -> None:
@@ -369,13 +376,7 @@ class FastExec:
             self._retire(mux, restart=True)
             return False
         finally:
-            mux.discard(channel)
-            if not done and mux.dead is None:  # cancelled: the agent drops the temporary file
-                with anyio.CancelScope(shield=True):
-                    try:
-                        await mux.send(_agent.KILL, channel.id)
-                    except AgentLost:
-                        pass
+            await mux.release(channel, finished=done)
         return done and channel.exit is not None and channel.exit.get("code") == 0
 
     def close(self) -> None:
@@ -512,13 +513,7 @@ class FastExec:
                 await self._kill_pending()
             return ExecExit(exit_code=137, timed_out=wedged)
         finally:
-            mux.discard(channel)
-            if not done and mux.dead is None:  # cancelled: the command must not outlive the call
-                with anyio.CancelScope(shield=True):
-                    try:
-                        await mux.send(_agent.KILL, channel.id)
-                    except AgentLost:
-                        pass
+            await mux.release(channel, finished=done)
         assert channel.exit is not None
         return ExecExit(exit_code=int(channel.exit["code"]), timed_out=bool(channel.exit.get("timed_out")))
 
