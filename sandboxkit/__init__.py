@@ -18,6 +18,7 @@ from sandboxkit._errors import (
     SandboxNotFoundError,
 )
 from sandboxkit._factory import create_sandbox_factory, create_sandbox_factory_from_sandbox
+from sandboxkit._network import HeaderInjection, NetworkPolicy
 from sandboxkit._pool import AsyncPool, Pool
 from sandboxkit._registry import ProviderStatus, providers
 from sandboxkit._spec import SandboxSpec
@@ -26,9 +27,12 @@ from sandboxkit._types import (
     ExecResult,
     FileDownloadResult,
     FileUploadResult,
+    NetworkEvent,
     OutputChunk,
+    ProcessInfo,
     SandboxInfo,
     SandboxState,
+    Tunnel,
 )
 
 try:
@@ -50,9 +54,13 @@ __all__ = [
     "FileDownloadResult",
     "FileOperationError",
     "FileUploadResult",
+    "HeaderInjection",
     "InvalidArgumentError",
+    "NetworkEvent",
+    "NetworkPolicy",
     "OutputChunk",
     "Pool",
+    "ProcessInfo",
     "ProviderNotFoundError",
     "ProviderStatus",
     "Sandbox",
@@ -61,6 +69,7 @@ __all__ = [
     "SandboxNotFoundError",
     "SandboxSpec",
     "SandboxState",
+    "Tunnel",
     "create_sandbox_factory",
     "create_sandbox_factory_from_sandbox",
     "providers",

@@ -83,6 +83,11 @@ def _spec_capabilities(spec: SandboxSpec) -> builtins.list[tuple[Capability, str
         (bool(spec.tags), Capability.TAGS, "tags="),
         (spec.idle_timeout is not None, Capability.IDLE_TIMEOUT, "idle_timeout="),
         (spec.cpu is not None or spec.memory_mib is not None, Capability.RESOURCE_LIMITS, "cpu=/memory_mib="),
+        (bool(spec.ports), Capability.PORTS, "ports="),
+        (spec.snapshot is not None, Capability.SNAPSHOTS, "snapshot="),
+        # injection first: a provider with neither is told about the finer one the options need
+        (bool(spec.network and spec.network.inject), Capability.CREDENTIAL_INJECTION, "NetworkPolicy(inject=)"),
+        (spec.network is not None, Capability.NETWORK_POLICY, "network="),
     ]
     return [(cap, what) for on, cap, what in wanted if on]
 

@@ -34,3 +34,15 @@ class Capability(StrEnum):
     USER = "user"
     #: reconnect to a running sandbox by id from another client (``from_id``)
     RECONNECT = "reconnect"
+    #: start processes that outlive the call, and reattach to them (``spawn``, ``process``)
+    PROCESSES = "processes"
+    #: run a spawned process on a pseudo-terminal (``spawn(..., pty=True)``, ``resize``)
+    PTY = "pty"
+    #: expose ports to the caller's machine (``ports=``, ``url``, ``tunnels``)
+    PORTS = "ports"
+    #: save a sandbox's filesystem and start new sandboxes from it (``snapshot``, ``snapshot=``)
+    SNAPSHOTS = "snapshots"
+    #: egress allowlists by domain and CIDR, changeable at runtime (``network=``, ``set_network``)
+    NETWORK_POLICY = "network_policy"
+    #: add secret-backed headers to allowed requests outside the sandbox (``HeaderInjection``)
+    CREDENTIAL_INJECTION = "credential_injection"

@@ -15,19 +15,33 @@ from pydantic import BaseModel, ConfigDict
 
 from sandboxkit._capabilities import Capability
 from sandboxkit._errors import ErrorCode, SandboxError
+from sandboxkit._network import NetworkPolicy
 from sandboxkit._spec import SandboxSpec
 from sandboxkit._types import (
     ExecExit,
     ExecRequest,
+    NetworkEvent,
+    ProcessInfo,
     SandboxInfo,
     SandboxState,
+    SnapshotInfo,
+    SpawnRequest,
     StaleSandbox,
     StreamName,
+    Tunnel,
     VolumeInfo,
 )
 
 #: Receives output as it arrives; awaiting it applies back-pressure to the command.
 OutputCallback = Callable[[StreamName, bytes], Awaitable[None]]
+
+
+def not_implemented(what: str) -> SandboxError:
+    """CAPABILITY_NOT_SUPPORTED for an optional SPI hook a provider does not implement."""
+    return SandboxError(
+        ErrorCode.CAPABILITY_NOT_SUPPORTED,
+        f"this provider does not implement {what}; check the provider's capabilities before calling it",
+    )
 
 
 class NoOptions(BaseModel):
@@ -90,6 +104,58 @@ class SandboxHandle(abc.ABC):
             except SandboxError as exc:
                 results.append(exc)
         return results
+
+    # -- the stateful half (capabilities PROCESSES, PTY, PORTS, SNAPSHOTS); optional ---------------
+
+    async def spawn(self, request: SpawnRequest) -> ProcessInfo:
+        """Start a process that outlives this call and this client (PROCESSES; ``pty`` needs PTY)."""
+        raise not_implemented("spawn")
+
+    async def processes(self) -> builtins.list[ProcessInfo]:
+        """Every process spawned in this sandbox, running or ended, from any client (PROCESSES)."""
+        raise not_implemented("processes")
+
+    async def process_info(self, process_id: str) -> ProcessInfo:
+        """One spawned process; INVALID_ARGUMENT naming the id when there is none (PROCESSES)."""
+        raise not_implemented("process_info")
+
+    async def process_stream(self, process_id: str, on_output: OutputCallback, *, follow: bool) -> ProcessInfo:
+        """Pass its retained output, then (with ``follow``) live output until it exits; return its info."""
+        raise not_implemented("process_stream")
+
+    async def process_signal(self, process_id: str, signal: str) -> None:
+        """Send ``signal`` ("TERM", "KILL", "INT", ...) to the process's whole tree (PROCESSES)."""
+        raise not_implemented("process_signal")
+
+    async def process_write_stdin(self, process_id: str, data: bytes) -> None:
+        """Feed bytes to the process's stdin (PROCESSES)."""
+        raise not_implemented("process_write_stdin")
+
+    async def process_close_stdin(self, process_id: str) -> None:
+        """Close the process's stdin (PROCESSES)."""
+        raise not_implemented("process_close_stdin")
+
+    async def process_resize(self, process_id: str, rows: int, cols: int) -> None:
+        """Resize the process's terminal (PTY)."""
+        raise not_implemented("process_resize")
+
+    async def tunnels(self) -> dict[int, Tunnel]:
+        """How the caller reaches each port of ``spec.ports`` (PORTS)."""
+        raise not_implemented("tunnels")
+
+    async def snapshot(self, *, labels: Mapping[str, str]) -> SnapshotInfo:
+        """Save the filesystem; the sandbox keeps running unchanged (SNAPSHOTS)."""
+        raise not_implemented("snapshot")
+
+    # -- network policy (capabilities NETWORK_POLICY, CREDENTIAL_INJECTION); optional -----------------
+
+    async def set_network(self, policy: NetworkPolicy) -> None:
+        """Replace the policy in force; new connections follow it within 1 s (NETWORK_POLICY)."""
+        raise not_implemented("set_network")
+
+    async def network_log(self) -> builtins.list[NetworkEvent]:
+        """What the sandbox tried to reach, allowed and denied (NETWORK_POLICY)."""
+        raise not_implemented("network_log")
 
     @property
     def native_instance(self) -> Any:
@@ -155,6 +221,22 @@ class Provider(abc.ABC):
     ) -> builtins.list[StaleSandbox]:
         """Find, and unless ``dry_run`` remove, sandboxes past their lifetime or left by a dead client. Optional."""
         raise self._unsupported("gc")
+
+    async def list_snapshots(self, *, labels: Mapping[str, str] | None = None) -> builtins.list[SnapshotInfo]:
+        """Snapshots sandboxkit made, filtered by labels (SNAPSHOTS). Optional."""
+        raise self._unsupported("listing snapshots")
+
+    async def delete_snapshot(self, snapshot_id: str) -> None:
+        """Delete a snapshot; refused or deferred while a live sandbox uses it (SNAPSHOTS). Optional."""
+        raise self._unsupported("deleting snapshots")
+
+    async def current_capabilities(self) -> frozenset[Capability]:
+        """What this instance can honour now, on this engine (a subset of ``capabilities``).
+
+        The class attribute declares what the provider can ever do; override this to drop what the
+        engine at hand lacks (e.g. GPU without an NVIDIA runtime). The facade checks this set.
+        """
+        return type(self).capabilities
 
     def _unsupported(self, what: str) -> SandboxError:
         return SandboxError(

@@ -14,9 +14,11 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from sandboxkit._errors import ErrorCode, SandboxError
+from sandboxkit._network import NetworkPolicy
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -72,6 +74,12 @@ class SandboxSpec(BaseModel):
     provider_options: Any = None
     #: bookkeeping labels (not user tags): the test suites' session label, the CLI's owner
     labels: dict[str, str] = Field(default_factory=dict)
+    #: ports inside the sandbox to expose to the caller's machine (capability PORTS)
+    ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(default_factory=list)
+    #: start from this snapshot's filesystem instead of ``image`` (capability SNAPSHOTS)
+    snapshot: str | None = None
+    #: egress allowlist (capability NETWORK_POLICY); ``block_network=True`` is ``NetworkPolicy.deny_all()``
+    network: NetworkPolicy | None = None
 
     @field_validator("image")
     @classmethod
@@ -111,6 +119,28 @@ class SandboxSpec(BaseModel):
     def _env(cls, v: dict[str, str]) -> dict[str, str]:
         check_env(v)
         return v
+
+    @field_validator("snapshot", mode="before")
+    @classmethod
+    def _snapshot(cls, v: Any) -> Any:
+        return getattr(v, "id", v)  # a Snapshot object or its id
+
+    @field_validator("ports")
+    @classmethod
+    def _ports(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError("ports must not repeat a port")
+        return v
+
+    @model_validator(mode="after")
+    def _network_choice(self) -> SandboxSpec:
+        if self.network is not None and self.block_network:
+            raise ValueError(
+                "give either block_network=True or network=, not both (block_network is NetworkPolicy.deny_all())"
+            )
+        if self.ports and self.block_network:
+            raise ValueError("ports= needs a network; it cannot be combined with block_network=True")
+        return self
 
     @property
     def gpu_type(self) -> str | None:

@@ -172,3 +172,72 @@ class StaleSandbox:
     #: False in a dry run, or when removing it failed
     removed: bool
     provider: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpawnRequest:
+    """A process to start in the background (SPI, capability PROCESSES). Validated by the facade."""
+
+    #: the program and its arguments; a shell string arrives as ``["sh", "-c", string]``
+    argv: Sequence[str]
+    cwd: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    user: str | None = None
+    #: run on a pseudo-terminal (capability PTY); output then arrives as stdout only
+    pty: bool = False
+    #: the terminal's (rows, cols) when ``pty``; None means the provider's default (24, 80)
+    size: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProcessInfo:
+    """A spawned process as ``sb.processes()`` reports it."""
+
+    #: stable id, valid from any client connected to the same sandbox
+    id: str
+    command: Sequence[str]
+    running: bool
+    #: None while running; ``128 + signal`` when a signal ended it
+    exit_code: int | None
+    started_at: dt.datetime | None
+    pty: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tunnel:
+    """How the caller's machine reaches one port of a sandbox (capability PORTS)."""
+
+    #: the port inside the sandbox
+    port: int
+    #: a URL a plain HTTP client on the caller's machine can open
+    url: str
+    host: str
+    host_port: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class SnapshotInfo:
+    """A saved filesystem (SPI, capability SNAPSHOTS); ``Sandbox.create(snapshot=id)`` starts from it."""
+
+    id: str
+    provider: str
+    created_at: dt.datetime | None = None
+    #: bookkeeping labels (session, owner), so ``gc`` can reap expired snapshots
+    labels: Mapping[str, str] = field(default_factory=dict)
+    #: when it may be reaped; None means never
+    expires_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class NetworkEvent:
+    """One connection attempt the egress saw (capability NETWORK_POLICY), for ``sb.network_log()``."""
+
+    at: dt.datetime
+    #: the domain asked for (DNS or TLS SNI or HTTP Host), or None for a raw address
+    host: str | None
+    #: the address and port tried, when known
+    address: str | None
+    port: int | None
+    #: "allowed" or "denied"
+    verdict: Literal["allowed", "denied"]
+    reason: str = ""

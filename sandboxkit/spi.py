@@ -7,27 +7,39 @@ plugin module whose ``sandboxkit_providers()`` hook (decorated with :data:`hooki
 
 from __future__ import annotations
 
+from sandboxkit._capabilities import Capability
 from sandboxkit._errors import ErrorCode, FileOperationError, SandboxError, file_error
 from sandboxkit._hookspecs import ProviderRecord, hookimpl
-from sandboxkit._provider import NoOptions, OutputCallback, Provider, SandboxHandle
+from sandboxkit._network import HeaderInjection, NetworkPolicy
+from sandboxkit._provider import NoOptions, OutputCallback, Provider, SandboxHandle, not_implemented
 from sandboxkit._spec import SandboxSpec, parse_gpu
 from sandboxkit._types import (
     ExecExit,
     ExecRequest,
+    NetworkEvent,
+    ProcessInfo,
     SandboxInfo,
     SandboxState,
+    SnapshotInfo,
+    SpawnRequest,
     StaleSandbox,
     StreamName,
+    Tunnel,
     VolumeInfo,
 )
 
 __all__ = [
+    "Capability",
     "ErrorCode",
     "ExecExit",
     "ExecRequest",
     "FileOperationError",
+    "HeaderInjection",
+    "NetworkEvent",
+    "NetworkPolicy",
     "NoOptions",
     "OutputCallback",
+    "ProcessInfo",
     "Provider",
     "ProviderRecord",
     "SandboxError",
@@ -35,10 +47,14 @@ __all__ = [
     "SandboxInfo",
     "SandboxSpec",
     "SandboxState",
+    "SnapshotInfo",
+    "SpawnRequest",
     "StaleSandbox",
     "StreamName",
+    "Tunnel",
     "VolumeInfo",
     "file_error",
     "hookimpl",
+    "not_implemented",
     "parse_gpu",
 ]

@@ -7,7 +7,14 @@ from typing import Any
 
 import pytest
 
-from sandboxkit import Capability, CapabilityNotSupportedError, ErrorCode, Sandbox
+from sandboxkit import (
+    Capability,
+    CapabilityNotSupportedError,
+    ErrorCode,
+    HeaderInjection,
+    NetworkPolicy,
+    Sandbox,
+)
 from sandboxkit_conformance._target import ConformanceTarget, about
 from sandboxkit_conformance.suite._support import assert_nothing_left, expect_error, probe_labels, unique
 
@@ -23,7 +30,20 @@ CREATE_TRIGGERS: dict[Capability, list[dict[str, Any]]] = {
     Capability.TAGS: [{"tags": {"sbkc": "tag"}}],
     Capability.IDLE_TIMEOUT: [{"idle_timeout": 60}],
     Capability.RESOURCE_LIMITS: [{"cpu": 1.0}, {"memory_mib": 256}],
+    Capability.PORTS: [{"ports": [8000]}],
+    Capability.SNAPSHOTS: [{"snapshot": "sbkc-snapshot"}],
+    Capability.NETWORK_POLICY: [{"network": NetworkPolicy(allow_domains=["allowed.test"])}],
+    Capability.CREDENTIAL_INJECTION: [
+        {
+            "network": NetworkPolicy(
+                allow_domains=["allowed.test"],
+                inject=[HeaderInjection(domain="allowed.test", secret="sbkc-secret", headers={"X-Key": "$KEY"})],
+            )
+        }
+    ],
 }
+#: capabilities whose facade call has not landed yet: their refusal test is a strict xfail until then
+NO_FACADE_YET = {Capability.PROCESSES, Capability.PTY}
 
 
 def _other_triggers(target: ConformanceTarget, capability: Capability) -> list[tuple[str, Callable[[], Any]]]:
@@ -55,7 +75,18 @@ class TestCapabilities:
         strays = [c for c in declared if not isinstance(c, Capability)]
         assert not strays, f"capabilities must be sandboxkit.Capability members, got {strays}"
 
-    @pytest.mark.parametrize("capability", [pytest.param(c, id=c.value, marks=about(c)) for c in Capability])
+    @pytest.mark.parametrize(
+        "capability",
+        [
+            pytest.param(
+                c,
+                id=c.value,
+                marks=[about(c)]
+                + ([pytest.mark.xfail(strict=True, reason="no facade call yet")] if c in NO_FACADE_YET else []),
+            )
+            for c in Capability
+        ],
+    )
     def test_an_undeclared_capability_is_refused(
         self, request: pytest.FixtureRequest, conformance: ConformanceTarget, capability: Capability
     ) -> None:
