@@ -10,9 +10,14 @@ its OPEN message and goes to that command alone.
 
 Guarantees it keeps, the same as the ``docker exec`` path:
 
-* per-call timeout: the command's process group is killed, and so is every process whose
-  environment carries the command's marker (also ``setsid`` descendants), scanned as the
-  command's own user;
+* per-call timeout, abandonment and the client's going away kill the command's whole tree:
+  each command runs below its own child subreaper (:mod:`sandboxkit_docker._reaper`), so
+  ``setsid``, double forks and ``env -i`` do not take a process out of it; the agent is a
+  subreaper too and kills every orphan that reaches it from a reaper that was killed;
+* a channel nothing in the sandbox can touch: the agent is non-dumpable (the loader makes it so
+  before anything else), so ``/proc/<pid>/fd``, ``mem`` and ``environ`` are closed to processes
+  without CAP_SYS_PTRACE, even root's; at start it kills any process that already holds one of
+  its stdio pipes; commands inherit none of its fds;
 * stdin (exact bytes, then EOF), env, cwd, user (name, uid, ``user:group``, with Docker's
   group and HOME rules), exit code (``128 + signal`` when killed), output order;
 * flow control both ways: the agent reads a command's output only while the client has
@@ -40,9 +45,21 @@ import select
 import signal
 import stat
 import struct
-import subprocess
 import time
 from typing import Any
+
+try:  # in the sandbox the reaper's source runs first, in the same namespace
+    from sandboxkit_docker._reaper import (
+        Reaper,
+        become_private,
+        become_subreaper,
+        kill_tree,
+        prepare,
+        start_error,
+        strays,
+    )
+except ImportError:  # pragma: no cover - only inside the sandbox
+    pass
 
 #: Frame header: message kind, channel id, payload length.
 HEADER = struct.Struct(">BII")
@@ -63,6 +80,8 @@ EXIT_GRACE = 2.0
 COMM = "sbk-exec-agent"
 #: Exit code when a command cannot be started (Docker's exec reports 126 too).
 CANNOT_RUN = 126
+#: Largest payload of any frame, either way; a longer announced length is a broken or forged stream.
+MAX_FRAME = (1 << 20) + 65536
 _READ = 1 << 20
 _F_SETPIPE_SZ = 1031
 
@@ -98,47 +117,6 @@ def resolve_user(spec: str) -> tuple[int, int, list[int], str]:
     return uid, gid, sorted({gid, *extra}), home
 
 
-def start_error(argv0: str, cwd: str | None, exc: BaseException) -> str:
-    """What ``docker exec`` would say when a command cannot start."""
-    if isinstance(exc, LookupError):
-        return f"exec failed: {exc}"
-    if isinstance(exc, OSError):
-        if cwd is not None and exc.filename == cwd:
-            return f'exec failed: chdir to cwd ("{cwd}") failed: {(exc.strerror or "error").lower()}'
-        if isinstance(exc, FileNotFoundError) and "/" not in argv0:
-            return f'exec failed: exec: "{argv0}": executable file not found in $PATH'
-        reason = (exc.strerror or str(exc)).lower()
-        return f'exec failed: exec: "{argv0}": {reason}'
-    return f"exec failed: {type(exc).__name__}: {exc}"
-
-
-def kill_marked(marker: bytes) -> None:
-    """Kill every process whose environment holds ``marker``, until none is left.
-
-    Each pass stops them all first (so nothing forks while the pass runs), then kills them.
-    """
-    me = os.getpid()
-    for _ in range(20):
-        found = False
-        for sig in (signal.SIGSTOP, signal.SIGKILL):
-            for entry in os.listdir("/proc"):
-                if not entry.isdigit() or int(entry) == me:
-                    continue
-                try:
-                    with open(f"/proc/{entry}/environ", "rb") as f:
-                        env = f.read()
-                except OSError:
-                    continue
-                if marker in env.split(b"\0"):
-                    try:
-                        os.kill(int(entry), sig)
-                        found = True
-                    except OSError:
-                        pass
-        if not found:
-            return
-
-
 def can_switch_user() -> bool:
     """Whether commands can run as other users: root with CAP_SETGID and CAP_SETUID."""
     if os.geteuid() != 0:
@@ -151,14 +129,49 @@ def can_switch_user() -> bool:
     return (caps >> 6) & 3 == 3
 
 
-class Command:
-    """One running command and its pipes."""
+def evict_holders() -> None:
+    """Kill every other process that holds one of this process's stdio pipes.
 
-    proc: subprocess.Popen[bytes] | None
+    Once the agent is non-dumpable nobody can open them any more; this ends whoever did in the
+    moment before (processes that hide their fds, being non-dumpable themselves, are not seen).
+    """
+    mine = set()
+    for fd in (0, 1, 2):
+        try:
+            st = os.fstat(fd)
+            mine.add((st.st_dev, st.st_ino))
+        except OSError:
+            pass
+    me = os.getpid()
+    deadline = time.monotonic() + 2.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me or time.monotonic() > deadline:
+            continue
+        try:
+            names = os.listdir(f"/proc/{entry}/fd")
+        except OSError:
+            continue
+        for name in names:
+            try:
+                st = os.stat(f"/proc/{entry}/fd/{name}")
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) in mine:
+                try:
+                    os.kill(int(entry), signal.SIGKILL)
+                except OSError:
+                    pass
+                break
+
+
+class Command:
+    """One running command: its reaper, its pipes, its exit."""
+
+    reaper: Reaper | None
+    status_fd: int | None
     outputs: dict[int, int]  # fd -> STDOUT/STDERR
-    files: dict[int, Any]  # fd -> its file object, closed with it
+    files: dict[int, Any]  # fd -> its file object, closed with it (plain fds are closed directly)
     stdin_fd: int | None
-    ids: tuple[int, int, list[int]] | None  # (uid, gid, groups) for user=
     returncode: int | None
     exited_at: float | None
     deadline: float | None
@@ -168,67 +181,79 @@ class Command:
         argv = [str(a) for a in spec["argv"]]
         cwd = spec.get("cwd")
         try:
-            self.proc = self._spawn(argv, cwd, spec)
+            self._start(argv, cwd, spec)
         except Exception as exc:  # the command could not start: report it as docker exec does
-            agent.send(STDOUT, cid, (start_error(argv[0], cwd, exc) + "\r\n").encode())
-            self.returncode = CANNOT_RUN
-            return
-        assert self.proc.stdout is not None and self.proc.stderr is not None
-        self.outputs = {self.proc.stdout.fileno(): STDOUT, self.proc.stderr.fileno(): STDERR}
-        self.files = {self.proc.stdout.fileno(): self.proc.stdout, self.proc.stderr.fileno(): self.proc.stderr}
-        for fd in self.outputs:
-            os.set_blocking(fd, False)
-            try:
-                fcntl.fcntl(fd, _F_SETPIPE_SZ, _READ)
-            except OSError:
-                pass
-        if self.proc.stdin is not None:
-            self.stdin_fd = self.proc.stdin.fileno()
-            self.files[self.stdin_fd] = self.proc.stdin
-            os.set_blocking(self.stdin_fd, False)
+            self.fail_to_start(start_error(argv[0], cwd, exc))
 
     def _init_state(self, agent: Agent, cid: int, spec: dict[str, Any]) -> None:
-        """What every channel's work keeps: output credit, stdin buffer, exit, deadline, marker."""
+        """What every channel's work keeps: output credit, stdin buffer, exit, deadline."""
         self.agent, self.cid = agent, cid
-        self.marker = str(spec.get("marker", "")).encode("utf-8", "surrogateescape")
         self.timed_out = False
         self.killed = False
         self.exited_at = None
         self.credit = WINDOW
         self.stdin_buf = bytearray()
         self.stdin_eof = False
-        self.proc = None
+        self.reaper = None
+        self.status_fd = None
         self.outputs = {}
         self.files = {}
         self.stdin_fd = None
-        self.ids = None
         self.returncode = None
         timeout = spec.get("timeout")
         self.deadline = None if timeout is None else time.monotonic() + float(timeout)
 
-    def _spawn(self, argv: list[str], cwd: str | None, spec: dict[str, Any]) -> subprocess.Popen[bytes]:
+    def _start(self, argv: list[str], cwd: str | None, spec: dict[str, Any]) -> None:
         env = dict(self.agent.base_env)
         sent: dict[str, str] = spec.get("env") or {}
-        extra: dict[str, Any] = {}
+        ids = None
         user = spec.get("user")
         if user:
             uid, gid, groups, home = resolve_user(str(user))
-            self.ids = (uid, gid, groups)
-            extra = {"user": uid, "group": gid, "extra_groups": groups}
+            ids = (uid, gid, groups)
             if not self.agent.config.get("home_in_config") and "HOME" not in sent:
                 env["HOME"] = home
         env.update(sent)
-        return subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE if spec.get("stdin") else self.agent.devnull,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            cwd=cwd,
-            start_new_session=True,
-            bufsize=0,
-            **extra,
-        )
+        reaper = self.agent.reaper()
+        try:
+            reaper.start(argv, env=env, cwd=cwd, user=ids, stdin=bool(spec.get("stdin")))
+        except BaseException:
+            reaper.discard()
+            raise
+        self.reaper = reaper
+        self.agent.reapers.add(reaper.pid)  # (already there when it was the spare)
+        self.status_fd = reaper.status_fd
+        self.outputs = {reaper.stdout: STDOUT, reaper.stderr: STDERR}
+        if reaper.stdin >= 0:
+            self.stdin_fd = reaper.stdin
+        for fd in (reaper.stdout, reaper.stderr, reaper.stdin):
+            if fd >= 0:
+                os.set_blocking(fd, False)
+        for fd in self.outputs:
+            try:
+                fcntl.fcntl(fd, _F_SETPIPE_SZ, _READ)
+            except OSError:
+                pass
+
+    def fail_to_start(self, message: str) -> None:
+        self.agent.send(STDOUT, self.cid, (message + "\r\n").encode())
+        self.returncode = CANNOT_RUN
+        self.exited_at = time.monotonic()
+
+    def on_status(self) -> None:
+        """The reaper reported the command's end (or died, which ends the command too)."""
+        assert self.reaper is not None
+        self.agent.forget(self.reaper.status_fd)
+        self.status_fd = None
+        kind, value = self.reaper.read_status()
+        if kind == "error":
+            self.fail_to_start(value)
+            return
+        if kind == "lost":  # killed from inside the sandbox: what it ran is killed too
+            self.kill(timed_out=self.timed_out)
+        code = int(value)
+        self.returncode = 128 - code if code < 0 else code
+        self.exited_at = time.monotonic()
 
     # ------------------------------------------------------------ output
     def read(self, fd: int, limit: int) -> None:
@@ -247,7 +272,17 @@ class Command:
     def close_output(self, fd: int) -> None:
         if self.outputs.pop(fd, None) is not None:
             self.agent.forget(fd)
-            self.files.pop(fd).close()
+            self.close_fd(fd)
+
+    def close_fd(self, fd: int) -> None:
+        file = self.files.pop(fd, None)
+        try:
+            if file is not None:
+                file.close()
+            else:
+                os.close(fd)
+        except OSError:  # unflushed data to a command that exited: nothing to flush it to
+            pass
 
     def drain(self) -> None:
         """Send whatever is already in the pipes, ignoring the window (at most a pipe's worth)."""
@@ -299,30 +334,18 @@ class Command:
         fd, self.stdin_fd = self.stdin_fd, None
         if fd is not None:
             self.agent.forget(fd)
-            try:
-                self.files.pop(fd).close()
-            except OSError:  # unflushed data to a command that exited: nothing to flush it to
-                pass
+            self.close_fd(fd)
 
     # ------------------------------------------------------------ ending
     def kill(self, timed_out: bool) -> None:
-        """Kill the command's whole tree: its process group, then everything carrying its marker."""
-        if self.killed or self.proc is None:
+        """Kill the command's whole tree: its reaper and everything below it."""
+        if self.killed or self.reaper is None:
             return
         self.killed, self.timed_out = True, timed_out
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        if self.marker:
-            self.agent.kill_marked_as(self.marker, self.ids)
+        self.agent.kill_tree({self.reaper.pid})
 
     def poll(self) -> None:
-        if self.proc is not None and self.returncode is None:
-            code = self.proc.poll()
-            if code is not None:
-                self.returncode = 128 - code if code < 0 else code
-                self.exited_at = time.monotonic()
+        """Nothing to poll: the reaper's report arrives on ``status_fd``."""
 
     def finished(self, now: float) -> bool:
         if self.returncode is None:
@@ -360,7 +383,7 @@ class Transfer(Command):
     """
 
     def __init__(self, agent: Agent, cid: int, spec: dict[str, Any]) -> None:
-        self._init_state(agent, cid, spec)  # a transfer's spec has no marker and no timeout
+        self._init_state(agent, cid, spec)  # a transfer's spec has no timeout
         self.declined = ""
         self.path = str(spec["path"])
         self.tmp: str | None = None
@@ -474,6 +497,12 @@ class Agent:
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
+        if not (become_private() and become_subreaper()):
+            raise SystemExit(5)  # the client stays on docker exec
+        self.reapers: set[int] = set()
+        self.spare: Reaper | None = None
+        self.orphans_due = False
+        evict_holders()
         try:  # the name the idle watchdog knows: the agent alone is not activity, its commands are
             with open("/proc/self/comm", "w") as comm:
                 comm.write(COMM)
@@ -489,7 +518,6 @@ class Agent:
         self.poller = select.poll()
         self.registered: dict[int, int] = {}
         self.owner: dict[int, Command] = {}
-        self.devnull = os.open(os.devnull, os.O_RDONLY)  # what docker exec gives a command without stdin
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -511,24 +539,51 @@ class Agent:
             self.poller.unregister(fd)
         self.owner.pop(fd, None)
 
-    def kill_marked_as(self, marker: bytes, ids: tuple[int, int, list[int]] | None) -> None:
-        """Scan for the marker as the command's user: reading another user's environ needs CAP_SYS_PTRACE."""
-        if ids is None or ids[0] == os.geteuid():
-            kill_marked(marker)
-            return
-        try:
-            pid = os.fork()
-        except OSError:  # no pid left (fork bomb): the process group kill is all we can do
-            return
-        if pid == 0:
+    def reaper(self) -> Reaper:
+        """A reaper for the next command: the one forked ahead, or a new one."""
+        spare, self.spare = self.spare, None
+        if spare is not None:
+            self.collect()
+            if spare.pid in self.reapers:  # still there (not killed from inside)
+                return spare
+            spare.discard()
+        return prepare()
+
+    def refill(self) -> None:
+        """Fork the next command's reaper while nothing waits for it."""
+        if self.spare is None and self.stdin_open:
             try:
-                os.setgroups(ids[2])
-                os.setgid(ids[1])
-                os.setuid(ids[0])
-                kill_marked(marker)
-            finally:
-                os._exit(0)
-        os.waitpid(pid, 0)
+                self.spare = prepare()
+                self.reapers.add(self.spare.pid)
+            except OSError:  # no pid left: the next command forks its own (or reports why it cannot)
+                pass
+
+    def kill_tree(self, roots: set[int]) -> None:
+        """Kill ``roots`` and everything below them, then any orphan a killed reaper left here."""
+        kill_tree(roots, reap=self.collect)
+        self.kill_strays()
+
+    def collect(self) -> None:
+        """Reap dead children; note when a reaper was among them (its orphans are now ours)."""
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid in self.reapers:
+                self.reapers.discard(pid)
+                self.orphans_due = True
+
+    def kill_strays(self) -> None:
+        """Kill every child the agent did not start: a command's processes whose reaper was killed."""
+        self.orphans_due = False
+        for _ in range(5):
+            found = strays(self.reapers)
+            if not found:
+                return
+            kill_tree(found, reap=self.collect)
 
     # ------------------------------------------------------------ messages in
     def handle(self, kind: int, cid: int, payload: bytes) -> None:
@@ -567,6 +622,11 @@ class Agent:
         pos = 0
         while len(self.inbuf) - pos >= HEADER.size:
             kind, cid, length = HEADER.unpack_from(self.inbuf, pos)
+            if length > MAX_FRAME:  # not the client's stream any more: stop taking it
+                self.stdin_open = False
+                self.forget(0)
+                self.inbuf.clear()
+                return
             end = pos + HEADER.size + length
             if end > len(self.inbuf):
                 break
@@ -606,6 +666,9 @@ class Agent:
                 for fd in cmd.outputs:
                     wanted[fd] = select.POLLIN
                     self.owner[fd] = cmd
+            if cmd.status_fd is not None:
+                wanted[cmd.status_fd] = select.POLLIN
+                self.owner[cmd.status_fd] = cmd
             if cmd.stdin_fd is not None and cmd.stdin_buf:
                 wanted[cmd.stdin_fd] = select.POLLOUT
                 self.owner[cmd.stdin_fd] = cmd
@@ -645,17 +708,25 @@ class Agent:
                     cmd = self.owner.get(fd)
                     if cmd is None:
                         continue
-                    if fd == cmd.stdin_fd:
+                    if fd == cmd.status_fd:
+                        cmd.on_status()
+                    elif fd == cmd.stdin_fd:
                         cmd.write_stdin()
                     elif fd in cmd.outputs and cmd.credit > 0:  # the other stream may have used it up
                         cmd.read(fd, min(_READ, cmd.credit))
             self.settle()
             self.flush()
+            self.refill()
         for cmd in self.commands.values():  # the client went away: nothing may outlive it
             cmd.kill(timed_out=False)
+        if self.spare is not None:
+            self.spare.discard()
 
     def settle(self) -> None:
         """Enforce deadlines, reap exits and report finished commands."""
+        self.collect()
+        if self.orphans_due:
+            self.kill_strays()
         now = time.monotonic()
         for cid, cmd in list(self.commands.items()):
             if cmd.deadline is not None and now >= cmd.deadline and cmd.returncode is None:

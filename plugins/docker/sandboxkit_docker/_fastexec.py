@@ -68,6 +68,8 @@ LOADER = (
     "#sandboxkit-exec-agent\n"
     "import os,sys\n"
     "if sys.version_info<(3,9):sys.exit(3)\n"
+    "import ctypes\n"
+    "if ctypes.CDLL(None).prctl(4,0,0,0,0):sys.exit(5)\n"  # PR_SET_DUMPABLE 0 first: /proc/<pid>/fd closes
     "n=int(sys.argv[1]);b=b''\n"
     "while len(b)<n:\n"
     " c=os.read(0,n-len(b))\n"
@@ -78,8 +80,10 @@ LOADER = (
 
 
 def agent_source() -> bytes:
-    """The agent module's source, as sent to the sandbox."""
-    return importlib.resources.files("sandboxkit_docker").joinpath("_agent.py").read_bytes()
+    """The agent's source as sent to the sandbox: the reaper module, then the agent module."""
+    package = importlib.resources.files("sandboxkit_docker")
+    agent = package.joinpath("_agent.py").read_bytes().replace(b"from __future__ import annotations\n", b"", 1)
+    return package.joinpath("_reaper.py").read_bytes() + b"\n" + agent
 
 
 def enabled_by_env() -> bool:

@@ -5,7 +5,9 @@ small sh watchdog that also ends the sandbox after ``idle_timeout`` seconds with
 command. A command is a process that ``docker exec`` started: inside the sandbox's pid namespace
 its parent is outside, so its ppid reads 0 (only docker-init, pid 1, shares that). The watchdog
 reads /proc with shell builtins only, once a second. The fast exec path's agent is such a
-process too, but it is not activity by itself: its commands (its children) are.
+process too, but it is not activity by itself: its commands are. Each command runs below a reaper
+(a child of the agent with the agent's name, so the command is a child of an agent-named process);
+a reaper whose command ended renames itself ``sbk-reaper`` and is skipped with its background work.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ while [ $((now - start)) -lt "$life" ]; do
   for s in /proc/[0-9]*/stat; do
     [ "$s" = /proc/1/stat ] && continue
     read -r l 2>/dev/null < "$s" || continue
-    case $l in *"(sbk-exec-agent) "*) agents="$agents${l%% *} "; continue;; esac
+    case $l in *"(sbk-exec-agent) "*) agents="$agents${l%% *} "; continue;; *"(sbk-reaper) "*) continue;; esac
     set -- ${l##*) }
     if [ "$2" = 0 ]; then last=$now; break; fi
     parents="$parents$2 "

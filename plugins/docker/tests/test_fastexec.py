@@ -35,8 +35,8 @@ def via_docker_exec(sb: sandboxkit.Sandbox) -> Iterator[None]:
 
 
 def agent_pid(sb: sandboxkit.Sandbox) -> int:
-    """The agent's pid; fails unless the next command really goes through the agent."""
-    ppid = int(sb.execute("echo $PPID").stdout)
+    """The agent's pid; fails unless the next command really goes through the agent (its reaper's parent)."""
+    ppid = int(sb.execute("ps -o ppid= -p $PPID").stdout)
     mux = sb.handle.fast.mux  # type: ignore[attr-defined]
     assert mux is not None and mux.hello is not None, sb.handle.fast.disabled  # type: ignore[attr-defined]
     assert ppid == mux.hello["pid"] != 0
@@ -85,7 +85,7 @@ def test_commands_starting_together_start_one_agent(docker_engine: Any) -> None:
 
         sandboxkit._portal.call(together)  # type: ignore[attr-defined]
         agent_pid(sandbox)
-        assert sandbox.execute("ps -eo comm | grep -c '^sbk-exec-agent$'").stdout.strip() == "1"
+        assert sandbox.execute("ps -eo ppid=,comm= | grep -c '^ *0 sbk-exec-agent$'").stdout.strip() == "1"
 
 
 ENV_AND_IDENTITY = (
@@ -236,7 +236,7 @@ def test_values_passed_per_command_never_reach_the_agent(sb: sandboxkit.Sandbox)
 def test_agent_killed_mid_command_reports_and_recovers(docker_engine: Any) -> None:
     with sandboxkit.Sandbox.create(provider="docker", timeout=120) as sandbox:
         first = agent_pid(warm(sandbox))
-        r = sandbox.execute("kill -9 $PPID; sleep 0.5; echo after")
+        r = sandbox.execute(f"kill -9 {first}; sleep 0.5; echo after")
         assert r.exit_code == 137  # the command's end could not be seen: it is reported killed
         assert sandbox.execute("echo ok").stdout == "ok\n"  # plain docker exec while a new agent starts
         assert sandbox.execute("echo ok").stdout == "ok\n"
@@ -283,7 +283,8 @@ def test_secrets_reach_agent_commands_and_no_long_lived_process(
     create_secret("fast-keys", {"FAST_TOKEN": value})
     with sandboxkit.Sandbox.create(provider="docker", timeout=120, secrets=["fast-keys"]) as sandbox:
         pid = agent_pid(warm(sandbox))
-        assert sandbox.execute("echo $FAST_TOKEN $PPID").stdout == f"{value} {pid}\n"  # through the agent
+        through = sandbox.execute("echo $FAST_TOKEN $(ps -o ppid= -p $PPID)").stdout.split()
+        assert through == [value, str(pid)]  # through the agent
         # scanned with a plain docker exec that carries no secret: no process holds the value now
         head, tail = value[:5], value[5:]  # the scanner's own argv must not hold the value whole
         scan = docker_engine.containers.get(sandbox.id).exec_run(
