@@ -23,6 +23,7 @@ import collections
 import importlib.resources
 import json
 import os
+import secrets
 import socket
 import struct
 import threading
@@ -58,6 +59,10 @@ TRANSFER_TIMEOUT = 300.0
 STDIN_WINDOW = 1 << 20
 _STDIN_CHUNK = 256 << 10
 _ACK_EVERY = _agent.WINDOW // 4
+#: Most output bytes of one channel the client holds unacknowledged: the agent's window, plus what
+#: it drains from two full pipes past the window at a command's end. More means a forged stream.
+MAX_UNACKED = _agent.WINDOW + 2 * _agent.MAX_FRAME
+_KINDS = frozenset({_agent.HELLO, _agent.STDOUT, _agent.STDERR, _agent.EXIT, _agent.STDIN_ACK})
 _DOCKER_FRAME = struct.Struct(">BxxxI")
 _RECV = 1 << 20
 _STREAMS: dict[int, StreamName] = {_agent.STDOUT: "stdout", _agent.STDERR: "stderr"}
@@ -103,6 +108,8 @@ class Channel:
         self.chunks: collections.deque[tuple[StreamName, bytes]] = collections.deque()
         self.exit: dict[str, Any] | None = None
         self.stdin_acked = 0
+        #: output bytes received and not yet acknowledged to the agent
+        self.unacked = 0
         self.changed = anyio.Event()
 
     def notify(self) -> None:
@@ -123,7 +130,6 @@ class Mux:
         self.hello: dict[str, Any] | None = None
         self.dead: str | None = None
         self.reading = False
-        self._next = 1
         self._docker = bytearray()
         self._frames = bytearray()
         self._stderr = bytearray()
@@ -131,8 +137,10 @@ class Mux:
 
     # ------------------------------------------------------------ channels
     def open(self) -> Channel:
-        cid = self._next
-        self._next = self._next + 1 if self._next < 0xFFFFFFFF else 1
+        """A channel with an unguessable id: a stream forged from inside cannot aim at another command."""
+        cid = 0
+        while cid == 0 or cid in self.channels:
+            cid = secrets.randbits(32)
         channel = self.channels[cid] = Channel(cid)
         return channel
 
@@ -234,29 +242,53 @@ class Mux:
             while len(buf) - pos >= HEADER.size and self.dead is None:
                 kind, cid, length = HEADER.unpack_from(view, pos)
                 if self.hello is None and (kind != _agent.HELLO or length > 4096):
-                    text = bytes(view[:200]).decode(errors="replace").strip()
-                    self.lose(f"the agent did not start: {text}{self._stderr_note()}")
+                    # what came instead is not repeated: it may be anything a process in the sandbox wrote
+                    self.lose(f"the agent did not start (its stream began with {len(buf)} unexpected bytes)")
+                    return
+                if kind not in _KINDS or length > _agent.MAX_FRAME:
+                    self.lose(f"the agent's stream is malformed (frame kind {kind}, {length} bytes)")
                     return
                 end = pos + HEADER.size + length
                 if end > len(buf):
                     break
                 payload = bytes(view[pos + HEADER.size : end])
                 pos = end
-                if kind == _agent.HELLO:
-                    self.hello = json.loads(payload)
-                    self.control.notify()
-                    continue
-                channel = self.channels.get(cid)
-                if channel is None:
-                    continue
-                if kind in _STREAMS:
-                    channel.chunks.append((_STREAMS[kind], payload))
-                elif kind == _agent.EXIT:
-                    channel.exit = json.loads(payload)
-                elif kind == _agent.STDIN_ACK:
-                    channel.stdin_acked += COUNT.unpack(payload)[0]
-                channel.notify()
+                problem = self._deliver(kind, cid, payload)
+                if problem:
+                    self.lose(f"the agent's stream is malformed ({problem})")
+                    return
         del buf[:pos]
+
+    def _deliver(self, kind: int, cid: int, payload: bytes) -> str:
+        """Hand one frame to its channel; what is wrong with it, or "" (frames for no channel are dropped)."""
+        if kind == _agent.HELLO:
+            if self.hello is not None:
+                return "a second HELLO"
+            hello = _json_object(payload)
+            if hello is None:
+                return "HELLO is not a JSON object"
+            self.hello = hello
+            self.control.notify()
+            return ""
+        channel = self.channels.get(cid)
+        if channel is None or channel is self.control:
+            return ""
+        if kind in _STREAMS:
+            channel.unacked += len(payload)
+            if channel.unacked > MAX_UNACKED:
+                return f"{channel.unacked} bytes past the window"
+            channel.chunks.append((_STREAMS[kind], payload))
+        elif kind == _agent.EXIT:
+            result = _json_object(payload)
+            if result is None or type(result.get("code")) is not int or channel.exit is not None:
+                return "a bad EXIT"
+            channel.exit = result
+        elif kind == _agent.STDIN_ACK:
+            if len(payload) != COUNT.size:
+                return "a bad STDIN_ACK"
+            channel.stdin_acked += COUNT.unpack(payload)[0]
+        channel.notify()
+        return ""
 
     def _stderr_note(self) -> str:
         text = bytes(self._stderr).decode(errors="replace").strip()
@@ -535,6 +567,7 @@ async def _pump(mux: Mux, channel: Channel, on_output: OutputCallback) -> bool:
                     await mux.send(_agent.ACK, channel.id, COUNT.pack(unacked))
                 except AgentLost:
                     return False
+                channel.unacked -= unacked
                 unacked = 0
         if channel.exit is not None:
             return True
@@ -562,6 +595,14 @@ async def _feed(mux: Mux, channel: Channel, data: bytes) -> None:
         await mux.send(_agent.STDIN_EOF, channel.id)
     except AgentLost:
         return
+
+
+def _json_object(payload: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(payload)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _agent_config(env: list[str]) -> dict[str, Any]:
