@@ -447,6 +447,16 @@ class AsyncSandbox:
                 ),
                 result,
             )
+        if outcome.pids_exhausted:
+            raise _with_result(
+                SandboxError(
+                    ErrorCode.RESOURCE_LIMIT_EXCEEDED,
+                    f"the command exited with code {result.exit_code} while the sandbox was at its process "
+                    "limit (a process could not start); end what holds the processes, or raise the limit",
+                    **where,
+                ),
+                result,
+            )
         if check and result.exit_code != 0:
             raise _with_result(
                 SandboxError(

@@ -146,6 +146,8 @@ class ExecExit:
     timed_out: bool = False
     #: a memory limit killed a process of the command
     oom_killed: bool = False
+    #: the command failed while the sandbox's process limit refused to start processes
+    pids_exhausted: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -42,7 +42,7 @@ from sandboxkit_docker import _archive, _gc, _gpu, _labels, _lifetime, _limits, 
 from sandboxkit_docker._errors import PROVIDER, map_error, translate
 from sandboxkit_docker._exec import ExecEngine
 from sandboxkit_docker._fastexec import FastExec
-from sandboxkit_docker._oom import OomCounter
+from sandboxkit_docker._oom import OomCounter, PidsCounter
 from sandboxkit_docker.images import DEFAULT_IMAGE
 
 T = TypeVar("T")
@@ -348,6 +348,7 @@ class DockerProvider(Provider):
         sandbox = DockerSandbox(self, container, labels)
         if sandbox.oom is not None:
             await sandbox.oom.prime()
+        await sandbox.pids.prime()
         return sandbox
 
     async def from_name(self, app: str, name: str) -> DockerSandbox:
@@ -531,6 +532,10 @@ class DockerSandbox(SandboxHandle):
             self.oom = OomCounter(self.id, self._run_inside)
             if fresh:
                 self.oom.baseline = 0
+        #: forks refused at the pids limit (every sandbox has one)
+        self.pids = PidsCounter(self.id, self._run_inside)
+        if fresh:
+            self.pids.baseline = 0
         self.engine = ExecEngine(provider.client().api, container.id, self.exec_env)
         attrs: dict[str, Any] = getattr(container, "attrs", None) or {}
         memory = int(float(labels.get(_labels.MEMORY_MIB) or 0)) << 20
@@ -584,6 +589,7 @@ class DockerSandbox(SandboxHandle):
 
     async def exec(self, request: ExecRequest, on_output: OutputCallback) -> ExecExit:
         before = None if self.oom is None else self.oom.before()
+        pids_before = self.pids.before()
         outcome = await self.fast.run(request, on_output)
         # exec in a container that died or was removed mid-command ends like this, without an error
         if outcome.exit_code in (126, 137, -1) and not outcome.timed_out and await self._stopped(outcome.exit_code):
@@ -596,6 +602,9 @@ class DockerSandbox(SandboxHandle):
         # Docker's OOMKilled stays false for a kill inside an exec; the cgroup's counter does not
         if self.oom is not None and not outcome.timed_out and await self.oom.killed_since(before, outcome.exit_code):
             return dataclasses.replace(outcome, oom_killed=True)
+        # a command that failed while forks were refused at the pids limit failed for that reason
+        if outcome.exit_code != 0 and not outcome.timed_out and await self.pids.killed_since(pids_before, 1):
+            return dataclasses.replace(outcome, pids_exhausted=True)
         return outcome
 
     async def _stopped(self, exit_code: int) -> bool:
