@@ -8,7 +8,7 @@ import json
 import posixpath
 import tarfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 MODE_DIR_BIT = 1 << 31  # Go's os.ModeDir, as the archive stat header reports it
@@ -46,9 +46,54 @@ def fetch(api: Any, container_id: str, path: str) -> tarfile.TarInfo | bytes:
             info = tarfile.TarInfo(path)
             info.type = tarfile.DIRTYPE
             return info
-        return unpack_one(b"".join(response.iter_content(1 << 20)))
+        return read_member(response.iter_content(1 << 20))
     finally:
         response.close()
+
+
+def read_member(chunks: Iterator[bytes]) -> tarfile.TarInfo | bytes:
+    """The first member of a streamed tar, as :func:`unpack_one`, holding a plain file's bytes only once."""
+    stream = _Chunks(chunks)
+    head_block = stream.take(tarfile.BLOCKSIZE)
+    try:
+        head = tarfile.TarInfo.frombuf(head_block, tarfile.ENCODING, "surrogateescape")
+    except tarfile.TarError:
+        head = None
+    if head is None or head.type not in (tarfile.REGTYPE, tarfile.AREGTYPE) or head.sparse:
+        return unpack_one(head_block + stream.take(None))  # anything unusual: the general path
+    out = io.BytesIO()  # getvalue() hands over its own buffer: no second copy
+    left = head.size
+    while left:
+        piece = stream.take_some(left)
+        if not piece:
+            raise tarfile.ReadError("archive ended early")
+        out.write(piece)
+        left -= len(piece)
+    return out.getvalue()
+
+
+class _Chunks:
+    """Exact reads over an iterator of byte chunks."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks, self.rest = iter(chunks), b""
+
+    def take_some(self, most: int) -> bytes:
+        if not self.rest:
+            self.rest = next(self.chunks, b"")
+        piece, self.rest = self.rest[:most], self.rest[most:]
+        return piece
+
+    def take(self, size: int | None) -> bytes:
+        parts = []
+        while size is None or size > 0:
+            piece = self.take_some(size if size is not None else 1 << 30)
+            if not piece:
+                break
+            parts.append(piece)
+            if size is not None:
+                size -= len(piece)
+        return b"".join(parts)
 
 
 def unpack_one(data: bytes) -> tarfile.TarInfo | bytes:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import importlib.resources
+import io
 import json
 import os
 import secrets
@@ -382,13 +383,13 @@ class FastExec:
         mux = self.transfer_agent()
         if mux is None:
             return None
-        parts: list[bytes] = []
+        buffer = io.BytesIO()  # its getvalue() hands over its own buffer: the file is held once
 
         async def collect(stream: StreamName, data: bytes) -> None:
-            parts.append(data)
+            buffer.write(data)
 
         ok = await self._transfer(mux, {"file": "read", "path": path}, None, collect)
-        return b"".join(parts) if ok else None
+        return buffer.getvalue() if ok else None
 
     async def write_file(self, path: str, data: bytes) -> bool:
         """Write the file through a running agent; False when the archive API should do it instead."""

@@ -38,7 +38,7 @@ from sandboxkit.spi import (
     VolumeInfo,
     file_error,
 )
-from sandboxkit_docker import _archive, _gc, _gpu, _labels, _lifetime, _limits, _threads
+from sandboxkit_docker import _archive, _gc, _gpu, _kernelfs, _labels, _lifetime, _limits, _threads
 from sandboxkit_docker._errors import PROVIDER, map_error, translate
 from sandboxkit_docker._exec import ExecEngine
 from sandboxkit_docker._fastexec import FastExec
@@ -647,6 +647,13 @@ class DockerSandbox(SandboxHandle):
     async def write_files(self, files: Sequence[tuple[str, bytes]]) -> builtins.list[SandboxError | None]:
         if not files:
             return []
+        if any(_kernelfs.is_kernel_path(path) for path, _ in files):  # refused on every path, see _kernelfs
+            refused: builtins.list[SandboxError | None] = [
+                self._kernel_write_error(path) if _kernelfs.is_kernel_path(path) else None for path, _ in files
+            ]
+            rest = [(path, data) for path, data in files if not _kernelfs.is_kernel_path(path)]
+            done = iter(await self.write_files(rest))
+            return [error if error is not None else next(done) for error in refused]
         if self.fast.transfer_agent() is None:
             return await self._write_archived(files)
         results: builtins.list[SandboxError | None] = []
@@ -656,6 +663,15 @@ class DockerSandbox(SandboxHandle):
             else:
                 results += await self._write_archived([(path, data)])
         return results
+
+    def _kernel_write_error(self, path: str) -> SandboxError:
+        return file_error(
+            "permission_denied",
+            path,
+            "/proc and /sys are kernel filesystems; change them with execute() (e.g. sysctl) if the sandbox allows it",
+            provider=PROVIDER,
+            sandbox_id=self.id,
+        )
 
     async def _write_archived(self, files: Sequence[tuple[str, bytes]]) -> builtins.list[SandboxError | None]:
         try:
@@ -719,6 +735,8 @@ class DockerSandbox(SandboxHandle):
         data = await self.fast.read_file(path)
         if data is not None:
             return data
+        if _kernelfs.is_kernel_path(path):
+            return await self._read_live(path)
         current = path
         for _ in range(16):  # follow symlinks, as reading a path inside the sandbox would
             try:
@@ -738,6 +756,22 @@ class DockerSandbox(SandboxHandle):
         raise file_error(
             "invalid_path", path, "too many levels of symbolic links", provider=PROVIDER, sandbox_id=self.id
         )
+
+    async def _read_live(self, path: str) -> bytes:
+        """A /proc or /sys file as the sandbox sees it (the archive API sees the layer under them)."""
+        code, out, err = await self.provider.call(_kernelfs.read_live, self._api(), self.id, path, sandbox_id=self.id)
+        if code == 0:
+            return out
+        text = err.decode(errors="replace").strip()
+        if "no such file" in text.lower():
+            kind = "file_not_found"
+        elif "is a directory" in text.lower():
+            kind = "is_directory"
+        elif "permission denied" in text.lower():
+            kind = "permission_denied"
+        else:
+            kind = "invalid_path"
+        raise file_error(kind, path, text[-200:], provider=PROVIDER, sandbox_id=self.id)
 
     async def read_files(self, paths: Sequence[str]) -> builtins.list[bytes | SandboxError]:
         results: builtins.list[bytes | SandboxError] = [b""] * len(paths)
