@@ -80,6 +80,8 @@ EXIT_GRACE = 2.0
 COMM = "sbk-exec-agent"
 #: Exit code when a command cannot be started (Docker's exec reports 126 too).
 CANNOT_RUN = 126
+#: Idle reapers kept for the next commands (more are let go); reapers forked ahead at most.
+MAX_IDLE, MAX_REAPERS = 4, 256
 #: Largest payload of any frame, either way; a longer announced length is a broken or forged stream.
 MAX_FRAME = (1 << 20) + 65536
 _READ = 1 << 20
@@ -168,7 +170,6 @@ class Command:
     """One running command: its reaper, its pipes, its exit."""
 
     reaper: Reaper | None
-    status_fd: int | None
     outputs: dict[int, int]  # fd -> STDOUT/STDERR
     files: dict[int, Any]  # fd -> its file object, closed with it (plain fds are closed directly)
     stdin_fd: int | None
@@ -195,7 +196,6 @@ class Command:
         self.stdin_buf = bytearray()
         self.stdin_eof = False
         self.reaper = None
-        self.status_fd = None
         self.outputs = {}
         self.files = {}
         self.stdin_fd = None
@@ -214,21 +214,33 @@ class Command:
             if not self.agent.config.get("home_in_config") and "HOME" not in sent:
                 env["HOME"] = home
         env.update(sent)
-        reaper = self.agent.reaper()
+        ours: list[int] = []
+        theirs: list[int] = []  # the command's ends of its pipes, closed here once the reaper holds them
         try:
-            reaper.start(argv, env=env, cwd=cwd, user=ids, stdin=bool(spec.get("stdin")))
+            for _ in range(3 if spec.get("stdin") else 2):
+                r, w = os.pipe()
+                ours.append(r if len(ours) < 2 else w)
+                theirs.append(w if len(theirs) < 2 else r)
+            reaper = self.agent.reaper()
+            stdin = theirs[2] if len(theirs) > 2 else None
+            try:
+                reaper.start(argv, env=env, cwd=cwd, user=ids, stdio=(stdin, theirs[0], theirs[1]))
+            except OSError:  # it did not take the command (stopped or killed from inside): drop it
+                self.agent.drop(reaper)
+                raise
         except BaseException:
-            reaper.discard()
+            for fd in ours:
+                os.close(fd)
             raise
+        finally:
+            for fd in theirs:
+                os.close(fd)
+        reaper.owner = self
         self.reaper = reaper
-        self.agent.reapers.add(reaper.pid)  # (already there when it was the spare)
-        self.status_fd = reaper.status_fd
-        self.outputs = {reaper.stdout: STDOUT, reaper.stderr: STDERR}
-        if reaper.stdin >= 0:
-            self.stdin_fd = reaper.stdin
-        for fd in (reaper.stdout, reaper.stderr, reaper.stdin):
-            if fd >= 0:
-                os.set_blocking(fd, False)
+        self.outputs = {ours[0]: STDOUT, ours[1]: STDERR}
+        self.stdin_fd = ours[2] if len(ours) > 2 else None
+        for fd in ours:
+            os.set_blocking(fd, False)
         for fd in self.outputs:
             try:
                 fcntl.fcntl(fd, _F_SETPIPE_SZ, _READ)
@@ -240,12 +252,10 @@ class Command:
         self.returncode = CANNOT_RUN
         self.exited_at = time.monotonic()
 
-    def on_status(self) -> None:
-        """The reaper reported the command's end (or died, which ends the command too)."""
-        assert self.reaper is not None
-        self.agent.forget(self.reaper.status_fd)
-        self.status_fd = None
-        kind, value = self.reaper.read_status()
+    def on_report(self, kind: str, value: Any) -> None:
+        """The reaper reported the command's end, or that it could not start, or died (which ends it too)."""
+        if self.returncode is not None:
+            return
         if kind == "error":
             self.fail_to_start(value)
             return
@@ -342,10 +352,11 @@ class Command:
         if self.killed or self.reaper is None:
             return
         self.killed, self.timed_out = True, timed_out
-        self.agent.kill_tree({self.reaper.pid})
+        if self.reaper.owner is self:  # an idle reaper (nothing left below it) may run another command now
+            self.agent.kill_tree({self.reaper.pid})
 
     def poll(self) -> None:
-        """Nothing to poll: the reaper's report arrives on ``status_fd``."""
+        """Nothing to poll: the reaper's report arrives through :meth:`Agent.hear`."""
 
     def finished(self, now: float) -> bool:
         if self.returncode is None:
@@ -499,8 +510,9 @@ class Agent:
         self.config = config
         if not (become_private() and become_subreaper()):
             raise SystemExit(5)  # the client stays on docker exec
-        self.reapers: set[int] = set()
-        self.spare: Reaper | None = None
+        self.reapers: dict[int, Reaper] = {}  # pid -> every live reaper
+        self.idle: list[Reaper] = []  # those waiting for a command
+        self.listening: dict[int, Reaper] = {}  # fd -> reaper, as last polled
         self.orphans_due = False
         evict_holders()
         try:  # the name the idle watchdog knows: the agent alone is not activity, its commands are
@@ -540,23 +552,48 @@ class Agent:
         self.owner.pop(fd, None)
 
     def reaper(self) -> Reaper:
-        """A reaper for the next command: the one forked ahead, or a new one."""
-        spare, self.spare = self.spare, None
-        if spare is not None:
-            self.collect()
-            if spare.pid in self.reapers:  # still there (not killed from inside)
-                return spare
-            spare.discard()
-        return prepare()
+        """A reaper for the next command: an idle one, or a new one."""
+        if self.idle:
+            return self.idle.pop()
+        reaper = prepare()
+        self.reapers[reaper.pid] = reaper
+        return reaper
 
     def refill(self) -> None:
-        """Fork the next command's reaper while nothing waits for it."""
-        if self.spare is None and self.stdin_open:
+        """Keep one reaper ready, forked while nothing waits for it."""
+        if not self.idle and self.stdin_open and len(self.reapers) < MAX_REAPERS:
             try:
-                self.spare = prepare()
-                self.reapers.add(self.spare.pid)
+                reaper = prepare()
             except OSError:  # no pid left: the next command forks its own (or reports why it cannot)
-                pass
+                return
+            self.reapers[reaper.pid] = reaper
+            self.idle.append(reaper)
+
+    def drop(self, reaper: Reaper) -> None:
+        """Forget a reaper (killed, lost, or one idle too many); it exits when its socket closes."""
+        self.reapers.pop(reaper.pid, None)
+        if reaper in self.idle:
+            self.idle.remove(reaper)
+        self.forget(reaper.fd)
+        reaper.close()
+
+    def hear(self, reaper: Reaper) -> None:
+        """Read what a reaper reported; pass the command's end on; take it back when it is idle."""
+        for kind, value in reaper.reports():
+            command, lost = reaper.owner, kind == "lost"
+            if command is not None and kind != "idle":
+                command.on_report(kind, value)
+            if lost or kind == "idle":
+                reaper.owner = None
+            if lost:
+                self.drop(reaper)
+                self.orphans_due = True
+                return
+            if kind == "idle":
+                if len(self.idle) < MAX_IDLE:
+                    self.idle.append(reaper)
+                else:
+                    self.drop(reaper)
 
     def kill_tree(self, roots: set[int]) -> None:
         """Kill ``roots`` and everything below them, then any orphan a killed reaper left here."""
@@ -572,15 +609,15 @@ class Agent:
                 return
             if pid == 0:
                 return
-            if pid in self.reapers:
-                self.reapers.discard(pid)
+            if pid in self.reapers:  # killed from inside, or by a kill: its command ends with it
                 self.orphans_due = True
+                self.hear(self.reapers[pid])
 
     def kill_strays(self) -> None:
         """Kill every child the agent did not start: a command's processes whose reaper was killed."""
         self.orphans_due = False
         for _ in range(5):
-            found = strays(self.reapers)
+            found = strays(set(self.reapers))
             if not found:
                 return
             kill_tree(found, reap=self.collect)
@@ -661,14 +698,14 @@ class Agent:
         if self.out:
             wanted[1] = select.POLLOUT
         room = self.pending < MAX_PENDING
+        self.listening = {reaper.fd: reaper for reaper in self.reapers.values()}
+        for reaper in self.reapers.values():
+            wanted[reaper.fd] = select.POLLIN
         for cmd in self.commands.values():
             if room and cmd.credit > 0:
                 for fd in cmd.outputs:
                     wanted[fd] = select.POLLIN
                     self.owner[fd] = cmd
-            if cmd.status_fd is not None:
-                wanted[cmd.status_fd] = select.POLLIN
-                self.owner[cmd.status_fd] = cmd
             if cmd.stdin_fd is not None and cmd.stdin_buf:
                 wanted[cmd.stdin_fd] = select.POLLOUT
                 self.owner[cmd.stdin_fd] = cmd
@@ -704,13 +741,15 @@ class Agent:
                             pass
                     except OSError:
                         pass
+                elif fd in self.listening:
+                    reaper = self.listening.pop(fd)
+                    if self.reapers.get(reaper.pid) is reaper:  # not dropped meanwhile
+                        self.hear(reaper)
                 else:
                     cmd = self.owner.get(fd)
                     if cmd is None:
                         continue
-                    if fd == cmd.status_fd:
-                        cmd.on_status()
-                    elif fd == cmd.stdin_fd:
+                    if fd == cmd.stdin_fd:
                         cmd.write_stdin()
                     elif fd in cmd.outputs and cmd.credit > 0:  # the other stream may have used it up
                         cmd.read(fd, min(_READ, cmd.credit))
@@ -719,8 +758,8 @@ class Agent:
             self.refill()
         for cmd in self.commands.values():  # the client went away: nothing may outlive it
             cmd.kill(timed_out=False)
-        if self.spare is not None:
-            self.spare.discard()
+        for reaper in list(self.reapers.values()):
+            reaper.close()
 
     def settle(self) -> None:
         """Enforce deadlines, reap exits and report finished commands."""

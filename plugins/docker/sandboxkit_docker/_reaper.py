@@ -17,14 +17,14 @@ The caller (the agent) must be a subreaper too (:func:`become_subreaper`): if ho
 reaper, its orphans re-parent to the caller, which kills every child it did not start
 (:func:`strays`).
 
-Interface for reuse (background processes, PTYs): ``reaper = prepare()`` forks a reaper with
-fresh pipes; ``reaper.start(argv, env=..., cwd=..., user=(uid, gid, groups) or None, stdin=bool)``
-runs the command with those pipes as its 0/1/2 (stdin /dev/null unless asked for); the caller
-reads ``reaper.stdout``/``reaper.stderr``, writes ``reaper.stdin``, and polls ``reaper.status_fd``,
-which becomes readable once: ``reaper.read_status()`` -> ``("exit", code)``, ``("error",
-message)`` (the command could not start) or ``("lost", 137)`` (the reaper was killed).
-``kill_tree({reaper.pid}, reap=...)`` ends the reaper and everything below it; ``reaper.discard()``
-drops one never started. The caller must be a subreaper and kill its :func:`strays`.
+Interface for reuse (background processes, PTYs): ``reaper = prepare()`` forks a reaper (the
+caller must be a subreaper and kill its :func:`strays`). ``reaper.start(argv, env=..., cwd=...,
+user=(uid, gid, groups) or None, stdio=(stdin or None, stdout, stderr))`` hands it a command with
+the command's ends of its pipes (the caller closes its copies). Poll ``reaper.fd``;
+``reaper.reports()`` returns what happened: ``("exit", code)``, ``("error", message)`` (could not
+start), ``("idle", 0)`` (nothing left below it: it takes the next command), ``("lost", 137)`` (it
+was killed). ``kill_tree({reaper.pid}, reap=...)`` ends it and everything below it;
+``reaper.close()`` lets an idle one go.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ import ctypes
 import json
 import os
 import signal
+import socket
+import struct
 import time
 from typing import Any
 
@@ -41,6 +43,12 @@ PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 #: A reaper's process name once its command's main process has exited (the idle watchdog skips it).
 IDLE_COMM = "sbk-reaper"
+#: ... and while its command runs: the agent's, so the watchdog counts the command as activity.
+BUSY_COMM = "sbk-exec-agent"
+#: Longest the caller waits to hand a reaper its command.
+SEND_SECONDS = 5.0
+_LENGTH = struct.Struct(">I")
+_home = [-1]  # the reaper's starting directory, as an fd
 #: Longest one :func:`kill_tree` may take before it gives up on what is left.
 KILL_SECONDS = 20.0
 _libc: Any = None
@@ -145,15 +153,17 @@ def _signal(pid: int, sig: int) -> None:
 
 
 class Reaper:
-    """A reaper forked ahead of its command: its pid and the caller's ends of the command's pipes.
+    """The caller's end of one reaper: its pid and the socket that carries commands in and reports out.
 
-    ``stdout``/``stderr`` (and ``stdin``, unless the command was started without one) are the
-    caller's ends; ``status_fd`` reports the command's end (:meth:`read_status`).
+    A reaper runs one command at a time and is reused: once everything below it has exited it
+    says so (``("idle", 0)``) and takes the next command, so a command costs no fork of the caller.
     """
 
-    def __init__(self, pid: int, ctl_fd: int, status_fd: int, stdout: int, stderr: int, stdin: int) -> None:
-        self.pid, self.ctl_fd, self.status_fd = pid, ctl_fd, status_fd
-        self.stdout, self.stderr, self.stdin = stdout, stderr, stdin
+    def __init__(self, pid: int, sock: socket.socket) -> None:
+        self.pid, self.sock, self.fd = pid, sock, sock.fileno()
+        self.inbox = b""
+        #: whatever the caller attaches (the command it runs)
+        self.owner: Any = None
 
     def start(
         self,
@@ -162,113 +172,144 @@ class Reaper:
         env: dict[str, str],
         cwd: str | None,
         user: tuple[int, int, list[int]] | None,
-        stdin: bool,
+        stdio: tuple[int | None, int, int],
     ) -> None:
-        """Run ``argv`` in a new session with ``cwd``, ``user`` (uid, gid, groups) and exactly ``env``."""
-        spec = {"argv": argv, "env": env, "cwd": cwd, "user": user, "stdin": stdin}
+        """Run ``argv`` in a new session with ``cwd``, ``user`` (uid, gid, groups) and exactly ``env``.
+
+        ``stdio``: the command's ends of its stdin (None: /dev/null), stdout and stderr pipes; the
+        caller closes its copies afterwards. Raises OSError when the reaper does not take it.
+        """
+        spec = json.dumps({"argv": argv, "env": env, "cwd": cwd, "user": user, "stdin": stdio[0] is not None})
+        data = spec.encode()
+        fds = [fd for fd in stdio if fd is not None]
+        self.sock.settimeout(SEND_SECONDS)  # a reaper stopped from inside must not stop the caller
         try:
-            data = memoryview(json.dumps(spec).encode())
-            while data:
-                data = data[os.write(self.ctl_fd, data) :]
+            head = _LENGTH.pack(len(data)) + data[: 1 << 16]
+            sent = socket.send_fds(self.sock, [head], fds)
+            self.sock.sendall(head[sent:] + data[1 << 16 :])
         finally:
-            os.close(self.ctl_fd)
-            self.ctl_fd = -1
-        if not stdin:
-            os.close(self.stdin)
-            self.stdin = -1
+            self.sock.setblocking(False)
 
-    def discard(self) -> None:
-        """Close every end of a reaper never started (it sees EOF and exits)."""
-        for fd in (self.ctl_fd, self.status_fd, self.stdout, self.stderr, self.stdin):
-            if fd >= 0:
-                os.close(fd)
+    def reports(self) -> list[tuple[str, Any]]:
+        """What the reaper said since last asked: ("exit", code), ("error", message), ("idle", 0), ("lost", 137)."""
+        found: list[tuple[str, Any]] = []
+        while True:
+            try:
+                chunk = self.sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                chunk = b""
+            if not chunk:
+                found.append(("lost", 137))
+                break
+            self.inbox += chunk
+        *lines, self.inbox = self.inbox.split(b"\n")
+        parsed = [_parse(line) for line in lines]
+        return parsed + found
 
-    def read_status(self) -> tuple[str, Any]:
-        """The report, once ``status_fd`` is readable: ("exit", code), ("error", message) or ("lost", 137)."""
-        try:
-            data = os.read(self.status_fd, 65536)
-        except OSError:
-            data = b""
-        os.close(self.status_fd)
-        self.status_fd = -1
-        if data[:1] == b"X":
-            return "exit", int(data[1:])
-        if data[:1] == b"E":
-            return "error", data[1:].decode(errors="replace")
-        return "lost", 137
+    def close(self) -> None:
+        """Let the reaper go: it sees EOF and exits (killing nothing: call kill_tree first for that)."""
+        self.sock.close()
+
+
+def _parse(line: bytes) -> tuple[str, Any]:
+    kind, body = line[:1], line[1:]
+    if kind == b"X":
+        return "exit", int(body)
+    if kind == b"E":
+        return "error", json.loads(body)
+    return "idle", 0
 
 
 def prepare() -> Reaper:
-    """Fork a reaper and the pipes of the command it will run; it waits for :meth:`Reaper.start`."""
-    fds: list[int] = []
+    """Fork a reaper; it waits for :meth:`Reaper.start`."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        for _ in range(5):
-            fds += os.pipe()
-        ctl_r, ctl_w, status_r, status_w, out_r, out_w, err_r, err_w, in_r, in_w = fds
         pid = os.fork()
     except BaseException:
-        for fd in fds:
-            os.close(fd)
+        ours.close()
+        theirs.close()
         raise
     if pid == 0:
         try:  # the reaper: nothing below may raise out of here
-            _reaper(ctl_r, status_w, (in_r, out_w, err_w))
+            ours.detach()
+            _reaper(theirs)
         finally:
             os._exit(0)
-    for fd in (ctl_r, status_w, out_w, err_w, in_r):
-        os.close(fd)
-    return Reaper(pid, ctl_w, status_r, out_r, err_r, in_w)
+    theirs.close()
+    ours.setblocking(False)
+    return Reaper(pid, ours)
 
 
-def _reaper(ctl_r: int, status_w: int, stdio: tuple[int, int, int]) -> None:
+def _reaper(sock: socket.socket) -> None:
     parent = os.getppid()
     signal.set_wakeup_fd(-1)
     for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(sig, signal.SIG_DFL)
-    _keep_only({*stdio, ctl_r, status_w})
+    _keep_only({sock.fileno()})
+    _home[0] = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
     become_subreaper()
-    running = [True]
+    running = [False]
 
     def parent_died(*_: Any) -> None:  # the agent is gone: a command still running must not outlive it
         if running[0]:
             kill_tree(_children())
-            os._exit(0)
+        os._exit(0)
 
     signal.signal(signal.SIGUSR1, parent_died)
     prctl(PR_SET_PDEATHSIG, signal.SIGUSR1)
     if os.getppid() != parent:
         return
-    raw = b""
-    while True:
-        chunk = os.read(ctl_r, 1 << 16)
-        if not chunk:
-            break
-        raw += chunk
-    os.close(ctl_r)
-    if not raw:  # discarded, or the agent went away
-        return
-    spec = json.loads(raw)
-    argv, env, cwd, user = spec["argv"], spec["env"], spec["cwd"], spec["user"]
-    if not spec["stdin"]:
-        os.close(stdio[0])
-        stdio = (0, stdio[1], stdio[2])  # fd 0 is /dev/null here
-    try:
-        child = _start(argv, env, cwd, user, stdio)
-    except Exception as exc:
-        _report(status_w, b"E" + start_error(argv[0], cwd, exc).encode())
-        return
-    env.clear()  # this copy of the command's environment (secrets) is not needed any more
-    for fd in set(stdio) - {0}:  # the command holds its pipes now; its ends close when its processes do
-        os.close(fd)
+    sock.setblocking(True)
     while True:
         try:
-            pid, status = os.waitpid(-1, 0)
-        except ChildProcessError:
+            head, fds, _, _ = socket.recv_fds(sock, 1 << 16, 3)
+        except OSError:
             return
-        if pid == child:
-            running[0] = False
-            _report(status_w, b"X%d" % os.waitstatus_to_exitcode(status))
-            _rename(IDLE_COMM)  # what is left below is background work, not a running command
+        for fd in fds:  # received fds are inheritable: none may leak into the command
+            os.set_inheritable(fd, False)
+        if len(head) < _LENGTH.size:
+            return  # EOF: let go, or the agent went away
+        size = _LENGTH.unpack_from(head)[0]
+        data = head[_LENGTH.size :]
+        while len(data) < size:
+            chunk = sock.recv(min(1 << 20, size - len(data)))
+            if not chunk:
+                return
+            data += chunk
+        spec = json.loads(data)
+        argv, env, cwd, user = spec["argv"], spec["env"], spec["cwd"], spec["user"]
+        stdio = (fds[0], fds[1], fds[2]) if spec["stdin"] else (0, fds[0], fds[1])  # fd 0 is /dev/null here
+        _rename(BUSY_COMM)
+        try:
+            child = _start(argv, env, cwd, user, stdio)
+        except Exception as exc:
+            child = 0
+            _send(sock, b"E" + json.dumps(start_error(argv[0], cwd, exc)).encode())
+        finally:
+            env.clear()  # this copy of the command's environment (secrets) is not needed any more
+            for fd in fds:  # the command holds its pipes now; its ends close when its processes do
+                os.close(fd)
+        running[0] = child != 0
+        while child:
+            try:
+                pid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            if pid == child:
+                running[0] = False
+                _send(sock, b"X%d" % os.waitstatus_to_exitcode(status))
+                _rename(IDLE_COMM)  # what is left below is background work, not a running command
+        _rename(IDLE_COMM)
+        _send(sock, b"I")  # nothing below any more: ready for the next command
+
+
+def _send(sock: socket.socket, message: bytes) -> None:
+    try:
+        sock.sendall(message + b"\n")
+    except OSError:
+        pass
 
 
 def _start(argv: list[str], env: dict[str, str], cwd: str | None, user: Any, stdio: tuple[int, int, int]) -> int:
@@ -279,19 +320,30 @@ def _start(argv: list[str], env: dict[str, str], cwd: str | None, user: Any, std
     if user is None and hasattr(os, "posix_spawn"):
         if cwd is not None:
             os.chdir(cwd)
-        actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(stdio)]
-        first: OSError | None = None
         try:
-            for path in _candidates(argv[0], env):
-                try:
-                    return os.posix_spawn(path, argv, env, file_actions=actions, setsid=True)
-                except OSError as exc:
-                    if exc.errno not in (2, 20):  # ENOENT, ENOTDIR: try the next directory of PATH
-                        first = first or exc
-            failed = first or FileNotFoundError(2, os.strerror(2))
-            raise OSError(failed.errno, failed.strerror, argv[0])
+            return _spawn(argv, env, stdio)
         except NotImplementedError:  # a libc without POSIX_SPAWN_SETSID: fork and exec below
-            cwd = None
+            pass
+        finally:
+            os.fchdir(_home[0])  # the reaper is reused: the next command starts where this one did not
+    return _fork_exec(argv, env, cwd, user, stdio)
+
+
+def _spawn(argv: list[str], env: dict[str, str], stdio: tuple[int, int, int]) -> int:
+    actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(stdio)]
+    first: OSError | None = None
+    for path in _candidates(argv[0], env):
+        try:
+            return os.posix_spawn(path, argv, env, file_actions=actions, setsid=True)
+        except OSError as exc:
+            if exc.errno not in (2, 20):  # ENOENT, ENOTDIR: try the next directory of PATH
+                first = first or exc
+    failed = first or FileNotFoundError(2, os.strerror(2))
+    raise OSError(failed.errno, failed.strerror, argv[0])
+
+
+def _fork_exec(argv: list[str], env: dict[str, str], cwd: str | None, user: Any, stdio: tuple[int, int, int]) -> int:
+    """Fork and exec, switching user in the child (posix_spawn cannot)."""
     err_r, err_w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -360,14 +412,6 @@ def _keep_only(keep: set[int]) -> None:
         os.closerange(low, fd)
         low = fd + 1
     os.closerange(low, max(low + 1, os.sysconf("SC_OPEN_MAX")))
-
-
-def _report(fd: int, message: bytes) -> None:
-    try:
-        os.write(fd, message)
-        os.close(fd)
-    except OSError:
-        pass
 
 
 def start_error(argv0: str, cwd: str | None, exc: BaseException) -> str:
