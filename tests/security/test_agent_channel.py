@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import time
 from typing import Any
 
 import anyio
@@ -208,4 +209,23 @@ def test_a_command_that_stops_and_kills_the_agent_loses_only_its_own_result(sand
     with pytest.raises(SandboxError) as err:
         sandbox.execute("sleep 5", timeout=1)
     assert err.value.code == ErrorCode.COMMAND_TIMEOUT
+    assert sandbox.execute("echo ok").stdout == "ok\n"
+
+
+def test_a_stopped_agent_is_killed_and_takes_its_commands_trees_with_it(
+    docker_engine: Any, sandbox: sandboxkit.Sandbox
+) -> None:
+    pid = warm(sandbox)
+    with pytest.raises(SandboxError) as err:  # the client waits timeout + 5 s, then gives the agent up
+        sandbox.execute(f"env -i setsid sleep 1001 & kill -STOP {pid}; sleep 1000", timeout=2)
+    assert err.value.code == ErrorCode.COMMAND_TIMEOUT
+    container = docker_engine.containers.get(sandbox.id)
+    deadline = time.monotonic() + 20
+    while True:  # the agent was killed by pid through docker exec; its reaper killed the command's tree
+        ps = container.exec_run(["ps", "-eo", "pid=,args="]).output.decode()
+        left = [line for line in ps.splitlines() if "sleep 100" in line or line.split()[0] == str(pid)]
+        if not left:
+            break
+        assert time.monotonic() < deadline, f"left running: {left}"
+        time.sleep(0.3)
     assert sandbox.execute("echo ok").stdout == "ok\n"

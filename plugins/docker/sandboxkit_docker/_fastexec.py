@@ -68,6 +68,9 @@ _DOCKER_FRAME = struct.Struct(">BxxxI")
 _RECV = 1 << 20
 _STREAMS: dict[int, StreamName] = {_agent.STDOUT: "stdout", _agent.STDERR: "stderr"}
 
+#: Kills a wedged (stopped) agent by pid; its reapers then kill what their commands still run.
+_KILL_AGENT = 'read -r c < /proc/{pid}/comm 2>/dev/null && [ "$c" = sbk-exec-agent ] && kill -9 {pid}; true'
+
 #: Runs in the sandbox as ``python3 -I -S -c LOADER <source length> <config json>``: it reads the
 #: agent's source from stdin (so the process list shows no code) and runs it.
 LOADER = (
@@ -486,8 +489,9 @@ class FastExec:
         api, container_id = self.engine.api, self.engine.container_id
 
         def kill(token: str, user: str | None) -> bool:
+            script = _KILL_AGENT.format(pid=token[4:]) if token.startswith("pid:") else _KILL.format(token=token)
             try:
-                created = api.exec_create(container_id, ["sh", "-c", _KILL.format(token=token)], user=user or "")
+                created = api.exec_create(container_id, ["sh", "-c", script], user=user or "")
                 api.exec_start(created["Id"])
                 return bool(api.exec_inspect(created["Id"]).get("ExitCode") == 0)
             except Exception as exc:  # a gone sandbox has nothing left to kill
@@ -545,6 +549,9 @@ class FastExec:
             # through docker exec and report it killed; the next command starts a new agent
             done = True
             self._retire(mux, restart=True)
+            if mux.hello is not None:  # the agent is non-dumpable: the marker kill cannot see it, its pid can;
+                # first, so its reapers (parent-death signal) kill their commands' whole trees
+                self.pending_kills.append((f"pid:{int(mux.hello.get('pid') or 0)}", None))
             self.pending_kills += [(token, request.user), (mux.token, None)]
             with anyio.CancelScope(shield=True):
                 await self._kill_pending()

@@ -4,14 +4,14 @@ Runs in the sandbox as part of the exec agent's source (standard library only, P
 client imports it only for its source. One job: own every process a command starts.
 
 :func:`prepare` forks a *reaper* that marks itself a child subreaper (``PR_SET_CHILD_SUBREAPER``)
-and waits; :meth:`Reaper.start` hands it a command, which it starts as its child (forking ahead
-keeps the fork of the agent, its slowest step, off the command's path). Whatever the command does
-— ``setsid``, double forks, ``env -i`` — its processes stay below the reaper: an orphan re-parents
-to its nearest subreaper ancestor, and the reaper is that ancestor. The reaper waits for every
-process below it, reports the command's exit status on a pipe, and lives on (quietly reaping)
-while background processes of the command remain, so they stay attributable. :func:`kill_tree`
-stops and then kills a whole subtree in passes until a scan finds none left, so a fork bomb cannot
-outrun it.
+and waits; :meth:`Reaper.start` hands it a command, which it starts as its child. Whatever the
+command does — ``setsid``, double forks, ``env -i`` — its processes stay below the reaper: an
+orphan re-parents to its nearest subreaper ancestor, and the reaper is that ancestor. The reaper
+waits for every process below it and reports the command's exit status; while background processes
+of the command remain it lives on, reaping them, so they stay attributable; once nothing is left
+below it, it says so and takes the next command (reuse keeps the fork of the agent off the
+command's path). :func:`kill_tree` stops and then kills a whole subtree in passes until a scan
+finds none left, so a fork bomb cannot outrun it.
 
 The caller (the agent) must be a subreaper too (:func:`become_subreaper`): if hostile code kills a
 reaper, its orphans re-parent to the caller, which kills every child it did not start
