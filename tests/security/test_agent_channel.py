@@ -45,7 +45,7 @@ for pid in os.listdir("/proc"):
         comm = open(f"/proc/{pid}/comm").read().strip()
     except OSError:
         continue
-    if comm not in ("sbk-exec-agent", "sbk-reaper"):
+    if comm not in ("sbk-exec-agent", "sbk-exec-cmd", "sbk-reaper"):
         continue
     try:
         fds = os.listdir(f"/proc/{pid}/fd")

@@ -5,9 +5,9 @@ small sh watchdog that also ends the sandbox after ``idle_timeout`` seconds with
 command. A command is a process that ``docker exec`` started: inside the sandbox's pid namespace
 its parent is outside, so its ppid reads 0 (only docker-init, pid 1, shares that). The watchdog
 reads /proc with shell builtins only, once a second. The fast exec path's agent is such a
-process too, but it is not activity by itself: its commands are. Each command runs below a reaper
-(a child of the agent with the agent's name, so the command is a child of an agent-named process);
-a reaper whose command ended renames itself ``sbk-reaper`` and is skipped with its background work.
+process too, but it is not activity by itself: its commands are. Each command runs below a reaper,
+a child of the agent (so activity) while its command runs; a reaper that waits or whose command
+ended is named ``sbk-reaper`` and skipped with whatever background work runs below it.
 """
 
 from __future__ import annotations

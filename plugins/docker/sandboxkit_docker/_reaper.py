@@ -41,10 +41,11 @@ from typing import Any
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
-#: A reaper's process name once its command's main process has exited (the idle watchdog skips it).
+#: A reaper's process name while it waits or its command's main process has exited: the idle
+#: watchdog skips it and what runs below it (background work is not activity).
 IDLE_COMM = "sbk-reaper"
-#: ... and while its command runs: the agent's, so the watchdog counts the command as activity.
-BUSY_COMM = "sbk-exec-agent"
+#: ... and while its command runs: a child of the agent, so the watchdog counts it as activity.
+BUSY_COMM = "sbk-exec-cmd"
 #: Longest the caller waits to hand a reaper its command.
 SEND_SECONDS = 5.0
 _LENGTH = struct.Struct(">I")
@@ -247,6 +248,7 @@ def _reaper(sock: socket.socket) -> None:
     signal.set_wakeup_fd(-1)
     for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(sig, signal.SIG_DFL)
+    _rename(IDLE_COMM)
     _keep_only({sock.fileno()})
     _home[0] = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
     become_subreaper()
