@@ -229,3 +229,11 @@ def test_a_stopped_agent_is_killed_and_takes_its_commands_trees_with_it(
         assert time.monotonic() < deadline, f"left running: {left}"
         time.sleep(0.3)
     assert sandbox.execute("echo ok").stdout == "ok\n"
+
+
+def test_killing_idle_reapers_changes_no_other_commands_result(sandbox: sandboxkit.Sandbox) -> None:
+    warm(sandbox)
+    for i in range(5):
+        sandbox.execute("kill -9 $(pgrep -x sbk-reaper) 2>/dev/null; true")  # every waiting reaper
+        r = sandbox.execute(f"echo hi{i}", timeout=10)
+        assert (r.stdout, r.exit_code) == (f"hi{i}\n", 0)

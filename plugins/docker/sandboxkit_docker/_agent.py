@@ -221,13 +221,16 @@ class Command:
                 r, w = os.pipe()
                 ours.append(r if len(ours) < 2 else w)
                 theirs.append(w if len(theirs) < 2 else r)
-            reaper = self.agent.reaper()
             stdin = theirs[2] if len(theirs) > 2 else None
-            try:
-                reaper.start(argv, env=env, cwd=cwd, user=ids, stdio=(stdin, theirs[0], theirs[1]))
-            except OSError:  # it did not take the command (stopped or killed from inside): drop it
-                self.agent.drop(reaper)
-                raise
+            for attempt in (1, 2):
+                reaper = self.agent.reaper()
+                try:
+                    reaper.start(argv, env=env, cwd=cwd, user=ids, stdio=(stdin, theirs[0], theirs[1]))
+                    break
+                except OSError:  # it did not take the command (stopped or killed from inside): a new one does
+                    self.agent.drop(reaper)
+                    if attempt == 2:
+                        raise
         except BaseException:
             for fd in ours:
                 os.close(fd)
@@ -552,9 +555,14 @@ class Agent:
         self.owner.pop(fd, None)
 
     def reaper(self) -> Reaper:
-        """A reaper for the next command: an idle one, or a new one."""
-        if self.idle:
-            return self.idle.pop()
+        """A reaper for the next command: an idle one still alive, or a new one."""
+        while self.idle:
+            reaper = self.idle.pop()
+            self.hear(reaper)  # anything unread: it may have been killed from inside meanwhile
+            if self.reapers.get(reaper.pid) is reaper and reaper.owner is None:
+                if reaper in self.idle:
+                    self.idle.remove(reaper)
+                return reaper
         reaper = prepare()
         self.reapers[reaper.pid] = reaper
         return reaper
