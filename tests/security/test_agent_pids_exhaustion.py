@@ -1,8 +1,8 @@
 """A sandbox at its process limit says so (issue #11, item 5, detection).
 
-A background fork bomb holds every pid slot of its sandbox; each later command that fails because
-it could not start a process must raise RESOURCE_LIMIT_EXCEEDED (with its result attached, as an
-OOM kill does), never return a silent exit 126.
+A background fork bomb (one that never dies out) holds every pid slot of its sandbox; each later
+command that fails because it could not start a process must raise RESOURCE_LIMIT_EXCEEDED (with
+its result attached, as an OOM kill does), never return a silent exit 126.
 """
 
 from __future__ import annotations
@@ -17,7 +17,11 @@ from sandboxkit import ErrorCode, SandboxError
 
 pytestmark = pytest.mark.docker
 
-BOMB = "(bomb() { bomb | bomb & }; bomb) >/dev/null 2>&1 &"
+#: A fork bomb that never dies out: every child sleeps, the parent retries every failed fork.
+BOMB = (
+    "nohup python3 -c 'import os, time\nwhile True:\n try:\n  os.fork() or (time.sleep(1000), os._exit(0))\n"
+    " except OSError:\n  time.sleep(0.01)' >/dev/null 2>&1 &"
+)
 
 
 @pytest.fixture

@@ -127,14 +127,14 @@ def test_a_foreground_fork_bomb_returns_within_seconds(
     warm(sandbox)
     start = time.monotonic()
     with pytest.raises(SandboxError) as err:
-        sandbox.execute("bomb() { bomb | bomb & }; bomb; sleep 1000", timeout=5)
+        sandbox.execute("bomb() { bomb | bomb & }; bomb; exec sleep 1000", timeout=5)  # exec: no fork needed
     took = time.monotonic() - start
-    assert err.value.code in (ErrorCode.COMMAND_TIMEOUT, ErrorCode.RESOURCE_LIMIT_EXCEEDED), err.value
+    assert err.value.code == ErrorCode.COMMAND_TIMEOUT, err.value
     assert took < 60, f"the kill took {took:.0f}s"  # the issue saw 300 s; a loaded 2-core host needs slack
     deadline = time.monotonic() + 30
     while True:
         out = docker_engine.containers.get(sandbox.id).exec_run(["sh", "-c", "ls -d /proc/[0-9]* | wc -l"]).output
-        if int(out.decode().strip() or 999) < 20:
+        if out.decode().strip().isdigit() and int(out) < 20:  # "Cannot fork" while slots are still held
             break
         assert time.monotonic() < deadline, f"{out!r} processes left after the bomb's timeout"
         time.sleep(0.5)

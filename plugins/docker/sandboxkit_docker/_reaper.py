@@ -106,32 +106,24 @@ def below(table: dict[int, tuple[int, str]], roots: set[int]) -> set[int]:
 
 
 def kill_tree(roots: set[int], reap: Any = None) -> bool:
-    """SIGSTOP every process at and under ``roots`` until none runs, then SIGKILL them; repeat until none is left.
+    """SIGSTOP, then SIGKILL, every process at and under ``roots``, in passes until a scan finds none.
 
-    Stopped processes cannot fork, so each pass only has to catch what was forked before its
-    SIGSTOP landed. ``reap`` (called between passes) collects the caller's own dead children.
-    Returns False if processes were still left after :data:`KILL_SECONDS`.
+    Within a pass every member is stopped before any is killed, so none forks while the pass runs;
+    the next pass catches what was forked before its SIGSTOP landed. ``reap`` (called between
+    passes) collects the caller's own dead children. False if processes were left after
+    :data:`KILL_SECONDS`.
     """
     me = os.getpid()
     deadline = time.monotonic() + KILL_SECONDS
     while time.monotonic() < deadline:
-        table = process_table()
-        tree = below(table, roots) - {me}
+        tree = below(process_table(), roots) - {me}
         if not tree:
             return True
-        running = tree
-        while running and time.monotonic() < deadline:  # freeze: stop until every member is stopped
-            for pid in running:
-                _signal(pid, signal.SIGSTOP)
-            table = process_table()
-            tree = below(table, roots) - {me}
-            running = {pid for pid in tree if table[pid][1] not in "Tt"}
-        for pid in tree:
-            _signal(pid, signal.SIGKILL)
+        for sig in (signal.SIGSTOP, signal.SIGKILL):
+            for pid in tree:
+                _signal(pid, sig)
         if reap is not None:
             reap()
-        else:
-            time.sleep(0.001)
     return False
 
 
