@@ -140,6 +140,15 @@ def figures() -> list[Figure]:
             target=("<=", 1.15),
         ),
         Figure(
+            "create_start_warden",
+            "create and start one sandbox (baseline: the same with the warden off)",
+            lambda c, x: c.create_start(),
+            rounds=(15, 2),
+            target=("<=", 1.05),
+            contenders=("sandboxkit", "sandboxkit-nowarden"),
+            baseline="sandboxkit-nowarden",
+        ),
+        Figure(
             "exec_true",
             "execute `true` on a warm sandbox (fast exec path)",
             lambda c, x: c.exec_true(),
@@ -322,7 +331,7 @@ def run(quick: bool, json_path: Path | None, seed: int | None) -> int:
     figs = figures()
     started = time.perf_counter()
     try:
-        for name in ("sandboxkit", BASELINE, PEER, "sandboxkit-modal"):
+        for name in ("sandboxkit", "sandboxkit-nowarden", BASELINE, PEER, "sandboxkit-modal"):
             try:
                 contenders[name] = clients.make(name, run_id)
             except ImportError as exc:
@@ -443,13 +452,15 @@ def markdown(document: dict[str, Any]) -> str:
         if ".vs_" in name:
             continue
         peer = rows.get(f"{name}.vs_{PEER}")
-        base_name = "docker-py" if row["baseline_name"] == BASELINE else f"{row['baseline_name']} (docker)"
         verdict = "" if row["target"] is None else f"{row['target']} {'met' if row['met'] else '**missed**'}"
         cells = [
             f"`{name}`",
             row["unit"],
             f"{row['sandboxkit']:.1f}",
-            f"{row['baseline']:.1f}" + ("" if base_name == "docker-py" else " (provider docker)"),
+            f"{row['baseline']:.1f}"
+            + {"docker-py": "", "sandboxkit": " (provider docker)"}.get(
+                row["baseline_name"], f" ({row['baseline_name']})"
+            ),
             f"{row['ratio']:.2f}",
             verdict,
             "" if peer is None else f"{peer['baseline']:.1f}",
