@@ -3,7 +3,8 @@
 Every sandbox a test process creates (also through the CLI in a subprocess) carries the label
 ``sandboxkit.label.session=<uuid>`` via $SANDBOXKIT_LABELS, and is reaped at session end even
 when tests fail. The one container allowed to outlive the suite is the Docker provider's warden
-(``sandboxkit-warden``, shared by every client of the engine); a second one fails the run. Tests that need Docker fail, never skip, when no engine answers.
+(``sandboxkit-warden``, shared by every client of the engine); a second one fails the run.
+Tests that need Docker fail, never skip, when no engine answers.
 """
 
 from __future__ import annotations

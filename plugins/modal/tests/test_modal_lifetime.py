@@ -17,12 +17,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sandboxkit_modal.emulator import EmulatorProcess
 from sandboxkit_modal.emulator._state import LIFETIME_SLACK
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests" / "security"))  # the shared attack
-from lifetime_attack import LAUNCH, exists, timer_stopped, wait_for  # noqa: E402
+from lifetime_attack import LAUNCH, exists, timer_stopped, wait_for
 
 TIMEOUT = 8
 BOUND = 10
