@@ -78,18 +78,23 @@ def ensure(api: Any) -> None:
     if not enabled():
         return
     info = inspect(api)
-    if running(info):
-        return
-    try:
-        if info is not None and (info.get("Config") or {}).get("Labels", {}).get(LABEL) != VERSION:
-            api.remove_container(NAME, force=True)  # a stopped warden of another version: replace it
-            info = None
-        if info is None:
-            _create(api)
-        api.start(NAME)  # idempotent: an engine answers 304 when it already runs
-    except docker.errors.APIError as exc:
-        if not running(inspect(api)):
-            raise _failure(exc) from None
+    for attempt in range(3):  # other clients may be creating, starting or replacing it at the same time
+        if running(info):
+            return
+        try:
+            if info is not None and (info.get("Config") or {}).get("Labels", {}).get(LABEL) != VERSION:
+                with contextlib.suppress(docker.errors.NotFound):
+                    api.remove_container(NAME, force=True)  # a stopped warden of another version: replace it
+                info = None
+            if info is None:
+                _create(api)
+            api.start(NAME)  # idempotent: an engine answers 304 when it already runs
+            return
+        except docker.errors.APIError as exc:
+            info = inspect(api)
+            if attempt == 2 and not running(info):
+                raise _failure(exc) from None
+            time.sleep(0.2)
 
 
 def _create(api: Any) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
+import tarfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +101,36 @@ def test_off_means_no_warden_and_a_missing_image_says_what_to_do(
         monkeypatch.delenv(_warden.ENV_IMAGE, raising=False)
         monkeypatch.setenv(_warden.ENV_SWITCH, "on")
         _warden.ensure(docker_engine.api)
+
+
+def _report(docker_engine: Any, sandbox_id: str) -> float | None:
+    """The activity report the warden holds for a sandbox (seconds from its write to idle), if any."""
+    try:
+        stream, _ = docker_engine.api.get_archive(_warden.NAME, f"/{_warden.ACTIVITY_DIR}/{sandbox_id}")
+    except docker.errors.NotFound:
+        return None
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        member = tar.extractfile(tar.getmembers()[0])
+        assert member is not None
+        return float(member.read())
+
+
+def test_clients_report_commands_into_the_warden_not_the_sandbox(docker_engine: Any) -> None:
+    idle = 8.0  # reports at most every 2 s
+    with Sandbox.create(timeout=120, idle_timeout=idle) as sb:
+        assert sb.handle.labels["sandboxkit.idle_reports"] == "1"  # type: ignore[attr-defined]
+        activity = sb.handle.provider.activity()  # type: ignore[attr-defined]
+        done = threading.Event()
+        worker = threading.Thread(target=lambda: (sb.execute("sleep 3"), done.set()))
+        worker.start()
+        busy_offset = 2 * _warden.report_interval(idle) + 1.0
+        deadline = time.monotonic() + 10
+        while _report(docker_engine, sb.id) != pytest.approx(busy_offset) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _report(docker_engine, sb.id) == pytest.approx(busy_offset), "no busy report while a command ran"
+        worker.join(30)
+        assert done.is_set()
+        activity.flush()
+        after = _report(docker_engine, sb.id)
+        assert after is not None and -3.0 < after <= 0, after  # idle since the command ended, moments ago
+        assert "sandboxkit-activity" not in sb.execute("ls /").stdout  # nothing of it inside the sandbox
