@@ -332,7 +332,8 @@ def run(quick: bool, json_path: Path | None, seed: int | None, only: set[str] | 
     started = time.perf_counter()
     try:
         needed = {name for fig in figs for name in fig.contenders}
-        for name in [n for n in ("sandboxkit", "sandboxkit-nowarden", BASELINE, PEER, "sandboxkit-modal") if n in needed]:
+        every = ("sandboxkit", "sandboxkit-nowarden", BASELINE, PEER, "sandboxkit-modal")
+        for name in [n for n in every if n in needed]:
             try:
                 contenders[name] = clients.make(name, run_id)
             except ImportError as exc:
