@@ -45,6 +45,12 @@ def exists(client: Any, container_id: str) -> bool:
     return bool(client.api.containers(all=True, filters={"id": container_id}))
 
 
+def expiry(client: Any, container_id: str) -> float:
+    """The sandbox's ``timeout`` deadline on this process's monotonic clock (from its labels)."""
+    labels = client.api.inspect_container(container_id)["Config"]["Labels"]
+    return time.monotonic() + float(labels["sandboxkit.expires_at"]) - time.time()
+
+
 def wait_for(check: Any, until: float) -> bool:
     """Poll ``check`` until it holds or the monotonic clock passes ``until``."""
     while time.monotonic() < until:

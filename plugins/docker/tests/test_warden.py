@@ -81,8 +81,11 @@ def test_a_create_restarts_a_removed_warden_and_the_cli_shows_it(docker_engine: 
 
 
 def test_off_means_no_warden_and_a_missing_image_says_what_to_do(
-    docker_engine: Any, monkeypatch: pytest.MonkeyPatch
+    docker_engine: Any, monkeypatch: pytest.MonkeyPatch, session_label: str
 ) -> None:
+    def ours() -> set[str]:
+        return {c["Id"] for c in docker_engine.api.containers(all=True, filters={"label": session_label})}
+
     _warden.stop(docker_engine.api)
     try:
         monkeypatch.setenv(_warden.ENV_SWITCH, "off")
@@ -91,12 +94,12 @@ def test_off_means_no_warden_and_a_missing_image_says_what_to_do(
         assert _wardens(docker_engine) == []
         monkeypatch.setenv(_warden.ENV_SWITCH, "on")
         monkeypatch.setenv(_warden.ENV_IMAGE, "sandboxkit/no-such-warden-image:never")
-        before = {c["Id"] for c in docker_engine.api.containers(all=True)}
+        before = ours()
         with pytest.raises(Exception) as err:
             Sandbox.create(timeout=60)
         assert getattr(err.value, "code", None) == "SANDBOX_CREATION_FAILED"
         assert "sandboxkit images bootstrap" in str(err.value) and _warden.ENV_SWITCH in str(err.value)
-        assert {c["Id"] for c in docker_engine.api.containers(all=True)} <= before  # the sandbox was removed
+        assert ours() <= before and _wardens(docker_engine) == []  # the sandbox was removed
     finally:
         monkeypatch.delenv(_warden.ENV_IMAGE, raising=False)
         monkeypatch.setenv(_warden.ENV_SWITCH, "on")
