@@ -2,7 +2,9 @@
 
 Every sandbox a test process creates (also through the CLI in a subprocess) carries the label
 ``sandboxkit.label.session=<uuid>`` via $SANDBOXKIT_LABELS, and is reaped at session end even
-when tests fail. Tests that need Docker fail, never skip, when no engine answers.
+when tests fail. The one container allowed to outlive the suite is the Docker provider's warden
+(``sandboxkit-warden``, shared by every client of the engine); a second one fails the run.
+Tests that need Docker fail, never skip, when no engine answers.
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ def _reap() -> list[str]:
             client.api.remove_container(c["Id"], force=True)
         except Exception:
             pass
+    # the Docker provider's warden is the one container meant to outlive the suite; never a second one
+    for c in client.api.containers(all=True, filters={"label": "sandboxkit.warden"}):
+        if c.get("Names") != ["/sandboxkit-warden"]:
+            leaked.append(f"{c['Id'][:12]} {c.get('Names', [''])[0]} (a second warden)")
     for v in client.volumes.list(filters={"label": SESSION_LABEL}):
         try:
             v.remove(force=True)

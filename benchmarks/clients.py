@@ -381,10 +381,21 @@ def _env(key: str, value: str) -> Iterator[None]:
             os.environ[key] = old
 
 
+class SandboxkitNoWarden(Sandboxkit):
+    """sandboxkit with the Docker provider's warden off: the baseline of the warden's cost."""
+
+    name = "sandboxkit-nowarden"
+
+    def create_start(self) -> float:
+        with _env("SANDBOXKIT_DOCKER_WARDEN", "off"):
+            return super().create_start()
+
+
 def make(name: str, run_id: str) -> Client:
     """The contender called ``name``."""
     kinds: dict[str, Callable[[str], Client]] = {
         "sandboxkit": Sandboxkit,
+        "sandboxkit-nowarden": SandboxkitNoWarden,
         "sandboxkit-modal": SandboxkitModal,
         "docker-py": DockerPy,
         "llm-sandbox": LlmSandbox,

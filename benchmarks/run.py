@@ -1,6 +1,6 @@
 """sandboxkit benchmarks: every figure against raw docker-py (the floor) and llm-sandbox (the peer).
 
-    python benchmarks/run.py [--quick] [--json PATH]
+    python benchmarks/run.py [--quick] [--json PATH] [--only FIGURE,...]
 
 One line per figure, ``NAME sandboxkit=<median> baseline=<median> ratio=<r>`` with docker-py as
 the baseline, and ``NAME.vs_llm-sandbox ...`` with llm-sandbox as the baseline where it can do
@@ -138,6 +138,15 @@ def figures() -> list[Figure]:
             lambda c, x: c.create_start(),
             rounds=(15, 2),
             target=("<=", 1.15),
+        ),
+        Figure(
+            "create_start_warden",
+            "create and start one sandbox (baseline: the same with the warden off)",
+            lambda c, x: c.create_start(),
+            rounds=(15, 2),
+            target=("<=", 1.05),
+            contenders=("sandboxkit", "sandboxkit-nowarden"),
+            baseline="sandboxkit-nowarden",
         ),
         Figure(
             "exec_true",
@@ -306,7 +315,7 @@ def sweep(run_id: str) -> None:
         _log(f"sweep failed: {exc}")
 
 
-def run(quick: bool, json_path: Path | None, seed: int | None) -> int:
+def run(quick: bool, json_path: Path | None, seed: int | None, only: set[str] | None = None) -> int:
     run_id = uuid.uuid4().hex[:10]
     rng = random.Random(seed)
     info = machine()
@@ -319,10 +328,12 @@ def run(quick: bool, json_path: Path | None, seed: int | None) -> int:
     precompile()
     skipped: dict[str, str] = {}
     contenders: dict[str, clients.Client] = {}
-    figs = figures()
+    figs = [f for f in figures() if only is None or f.name in only]
     started = time.perf_counter()
     try:
-        for name in ("sandboxkit", BASELINE, PEER, "sandboxkit-modal"):
+        needed = {name for fig in figs for name in fig.contenders}
+        every = ("sandboxkit", "sandboxkit-nowarden", BASELINE, PEER, "sandboxkit-modal")
+        for name in [n for n in every if n in needed]:
             try:
                 contenders[name] = clients.make(name, run_id)
             except ImportError as exc:
@@ -443,13 +454,15 @@ def markdown(document: dict[str, Any]) -> str:
         if ".vs_" in name:
             continue
         peer = rows.get(f"{name}.vs_{PEER}")
-        base_name = "docker-py" if row["baseline_name"] == BASELINE else f"{row['baseline_name']} (docker)"
         verdict = "" if row["target"] is None else f"{row['target']} {'met' if row['met'] else '**missed**'}"
         cells = [
             f"`{name}`",
             row["unit"],
             f"{row['sandboxkit']:.1f}",
-            f"{row['baseline']:.1f}" + ("" if base_name == "docker-py" else " (provider docker)"),
+            f"{row['baseline']:.1f}"
+            + {"docker-py": "", "sandboxkit": " (provider docker)"}.get(
+                row["baseline_name"], f" ({row['baseline_name']})"
+            ),
             f"{row['ratio']:.2f}",
             verdict,
             "" if peer is None else f"{peer['baseline']:.1f}",
@@ -473,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer rounds: under 2 minutes")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.add_argument("--seed", type=int, help="seed for the order inside each round")
+    parser.add_argument("--only", metavar="NAMES", help="comma-separated figures to run (default: all)")
     parser.add_argument("--markdown", type=Path, metavar="JSON", help="print the README table of a --json file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--run-id", help=argparse.SUPPRESS)
@@ -484,7 +498,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(clients.live(args.child, args.run_id, args.sandboxes)))
         return 0
-    return run(args.quick, args.json, args.seed)
+    only = None if not args.only else set(args.only.split(","))
+    return run(args.quick, args.json, args.seed, only)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import codecs
+import math
 import os
 import posixpath
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -18,6 +19,7 @@ from sandboxkit._errors import (
     FileOperationError,
     SandboxError,
     _ResultError,
+    redact,
 )
 from sandboxkit._provider import OutputCallback, Provider, SandboxHandle
 from sandboxkit._registry import default_provider_name, registry
@@ -195,6 +197,10 @@ class AsyncSandbox:
         options = dict(self._options)
         options["labels"] = {**env_labels(), **dict(options.get("labels") or {})}
         spec = build_spec(options)
+        if spec.secrets:
+            from sandboxkit.secrets import remember_local_secrets  # (python-dotenv only when needed)
+
+            remember_local_secrets(spec.secrets)  # their values never show in an error message
         provider = get_provider(self._provider_name, _plain_auth(spec))
         for capability, what in _spec_capabilities(spec):
             require(provider, capability, what)
@@ -382,9 +388,12 @@ class AsyncSandbox:
             )
         if any("\x00" in a for a in argv):
             raise SandboxError(ErrorCode.INVALID_ARGUMENT, "command must not contain NUL bytes")
-        if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
+        if timeout is not None and not (
+            isinstance(timeout, int | float) and not isinstance(timeout, bool) and 0 < timeout < math.inf
+        ):
             raise SandboxError(
-                ErrorCode.INVALID_ARGUMENT, f"timeout must be a positive number of seconds, got {timeout!r}"
+                ErrorCode.INVALID_ARGUMENT,
+                f"timeout must be a positive, finite number of seconds (or None for no limit), got {timeout!r}",
             )
         try:
             check_env(env or {})
@@ -406,6 +415,15 @@ class AsyncSandbox:
         )
 
     async def _run(
+        self, request: ExecRequest, on_output: OutputCallback, collector: _Collector, check: bool
+    ) -> ExecResult:
+        try:
+            return await self._run_once(request, on_output, collector, check)
+        except SandboxError as exc:
+            exc.redact(request.env.values())  # per-call env= values are as secret as secrets=
+            raise
+
+    async def _run_once(
         self, request: ExecRequest, on_output: OutputCallback, collector: _Collector, check: bool
     ) -> ExecResult:
         handle = self._live_handle()
@@ -458,10 +476,11 @@ class AsyncSandbox:
                 result,
             )
         if check and result.exit_code != 0:
+            tail = redact(result.output, request.env.values())[-500:]  # redacted before the cut: no secret's tail
             raise _with_result(
                 SandboxError(
                     ErrorCode.COMMAND_FAILED,
-                    f"command exited with code {result.exit_code}: {result.output[-500:]}",
+                    f"command exited with code {result.exit_code}: {tail}",
                     **where,
                 ),
                 result,
@@ -534,6 +553,7 @@ class AsyncSandbox:
 
     async def upload_files(self, files: Sequence[tuple[str, str | bytes]]) -> builtins.list[FileUploadResult]:
         """Write many files at once; one result per file, in order. Failures do not stop the rest."""
+        _check_items(files, "upload_files", "a list of (path, content) pairs, e.g. [('/tmp/a.txt', b'data')]", _pair)
         handle = self._live_handle()
         results: builtins.list[FileUploadResult | None] = [None] * len(files)
         batch: builtins.list[tuple[int, str, bytes]] = []
@@ -555,6 +575,7 @@ class AsyncSandbox:
 
     async def download_files(self, paths: Sequence[str]) -> builtins.list[FileDownloadResult]:
         """Read many files at once; one result per path, in order, with content or error."""
+        _check_items(paths, "download_files", "a list of absolute paths, e.g. ['/tmp/a.txt']", _path_item)
         handle = self._live_handle()
         results: builtins.list[FileDownloadResult | None] = [None] * len(paths)
         batch: builtins.list[tuple[int, str]] = []
@@ -610,6 +631,30 @@ class AsyncExecStream:
             return
         if failure:
             raise failure[0]
+
+
+def _check_items(items: Any, call: str, shape: str, check: Callable[[Any], str | None]) -> None:
+    """INVALID_ARGUMENT unless ``items`` is a list/tuple whose every item passes ``check`` (None: fine)."""
+    if isinstance(items, str | bytes) or not isinstance(items, Sequence):
+        raise SandboxError(ErrorCode.INVALID_ARGUMENT, f"{call} takes {shape}; got {type(items).__name__}")
+    for i, item in enumerate(items):
+        problem = check(item)
+        if problem is not None:
+            raise SandboxError(ErrorCode.INVALID_ARGUMENT, f"{call} takes {shape}; item {i} {problem}")
+
+
+def _path_item(path: Any) -> str | None:
+    return None if isinstance(path, str) else f"is a {type(path).__name__}, not a str path"
+
+
+def _pair(item: Any) -> str | None:
+    if isinstance(item, str | bytes) or not isinstance(item, Sequence) or len(item) != 2:
+        return f"is a {type(item).__name__}, not a (path, content) pair"
+    if not isinstance(item[0], str):
+        return f"has a path of type {type(item[0]).__name__}; give a str"
+    if not isinstance(item[1], str | bytes | bytearray | memoryview):
+        return f"has content of type {type(item[1]).__name__}; give str or bytes"
+    return None
 
 
 def _with_result(err: SandboxError, result: ExecResult) -> SandboxError:

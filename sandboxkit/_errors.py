@@ -11,11 +11,16 @@
     └── CapabilityNotSupportedError + NotImplementedError CAPABILITY_NOT_SUPPORTED
 
 ``SandboxError(code, message)`` builds the matching subclass, so a provider only has to name
-the code. Messages say what to do next and never carry secret values.
+the code. Messages say what to do next and never carry secret values: every value this process
+read from the secret store (:func:`remember_secret_values`) is replaced by ``***`` in each
+message, ``str()`` and ``repr()``, whoever built the error (a command's output on
+COMMAND_FAILED, a provider's own text); ``.result`` keeps the raw output.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -41,6 +46,29 @@ class ErrorCode(StrEnum):
     CAPABILITY_NOT_SUPPORTED = "CAPABILITY_NOT_SUPPORTED"
     PROVIDER_NOT_FOUND = "PROVIDER_NOT_FOUND"
     PROVIDER_UNAVAILABLE = "PROVIDER_UNAVAILABLE"
+
+
+REDACTED = "***"
+#: shorter values are not redacted: they are no secret, and would garble every message ("exit code 1")
+MIN_SECRET_LENGTH = 4
+_secret_values: set[str] = set()
+_secret_lock = threading.Lock()
+
+
+def remember_secret_values(values: Iterable[str]) -> None:
+    """Redact these values from every SandboxError message of this process from now on."""
+    with _secret_lock:
+        _secret_values.update(v for v in values if isinstance(v, str) and len(v) >= MIN_SECRET_LENGTH)
+
+
+def redact(text: str, extra: Iterable[str] = ()) -> str:
+    """``text`` with every remembered secret value (and each of ``extra``) replaced by ``***``."""
+    with _secret_lock:
+        values = _secret_values | {v for v in extra if isinstance(v, str) and len(v) >= MIN_SECRET_LENGTH}
+    for value in sorted(values, key=len, reverse=True):  # the longest first: one may contain another
+        if value in text:
+            text = text.replace(value, REDACTED)
+    return text
 
 
 class SandboxError(Exception):
@@ -79,17 +107,23 @@ class SandboxError(Exception):
         if resolved is None:
             raise TypeError("SandboxError needs an ErrorCode")
         self.code = ErrorCode(resolved)
-        self.message = message
+        self.message = redact(message)
         self.provider = provider
         self.sandbox_id = sandbox_id
-        super().__init__(message)
+        super().__init__(self.message)
+
+    def redact(self, values: Iterable[str]) -> SandboxError:
+        """Also redact ``values`` (e.g. a command's ``env=``) from this error's message; returns it."""
+        self.message = redact(self.message, values)
+        self.args = (self.message,)
+        return self
 
     def __str__(self) -> str:
         where = ", ".join(f"{k}={v}" for k, v in (("provider", self.provider), ("sandbox", self.sandbox_id)) if v)
-        return f"[{self.code}] {self.message}" + (f" ({where})" if where else "")
+        return f"[{self.code}] {redact(self.message)}" + (f" ({where})" if where else "")
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(code={self.code.value!r}, message={self.message!r})"
+        return f"{type(self).__name__}(code={self.code.value!r}, message={redact(self.message)!r})"
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (type(self), self.code, self.message, self.provider, self.sandbox_id, self.__dict__))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import posixpath
 import re
 from collections.abc import Mapping
@@ -13,6 +14,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -56,10 +58,10 @@ class SandboxSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
     image: str | None = None
-    timeout: float = Field(DEFAULT_TIMEOUT, gt=0)
+    timeout: float = Field(DEFAULT_TIMEOUT, gt=0, allow_inf_nan=False)
     workdir: str | None = None
     gpu: str | None = None
-    cpu: float | None = Field(None, gt=0)
+    cpu: float | None = Field(None, gt=0, allow_inf_nan=False)
     memory_mib: int | None = Field(None, gt=0)
     volumes: dict[str, Name] = Field(default_factory=dict)
     secrets: list[Name] = Field(default_factory=list)
@@ -69,7 +71,7 @@ class SandboxSpec(BaseModel):
     name: Name | None = None
     app: Name = DEFAULT_APP
     tags: dict[str, str] = Field(default_factory=dict)
-    idle_timeout: float | None = Field(None, gt=0)
+    idle_timeout: float | None = Field(None, gt=0, allow_inf_nan=False)
     auth: dict[str, SecretStr] | None = Field(None, repr=False)
     provider_options: Any = None
     #: bookkeeping labels (not user tags): the test suites' session label, the CLI's owner
@@ -80,6 +82,16 @@ class SandboxSpec(BaseModel):
     snapshot: str | None = None
     #: egress allowlist (capability NETWORK_POLICY); ``block_network=True`` is ``NetworkPolicy.deny_all()``
     network: NetworkPolicy | None = None
+
+    @field_validator("timeout", "idle_timeout", "cpu", mode="before")
+    @classmethod
+    def _finite(cls, v: Any, info: ValidationInfo) -> Any:
+        if isinstance(v, bool):
+            raise ValueError(f"{info.field_name} must be a number, not a bool")
+        if isinstance(v, float) and not math.isfinite(v):
+            hint = "; for a long-lived sandbox give a large number of seconds such as 86400" if v > 0 else ""
+            raise ValueError(f"{info.field_name} must be a finite number, got {v}{hint}")
+        return v
 
     @field_validator("image")
     @classmethod
@@ -159,12 +171,19 @@ class SandboxSpec(BaseModel):
 
 
 def check_env(env: Mapping[str, str]) -> None:
-    """Raise ValueError unless every key is a shell identifier and every value a string."""
+    """Raise ValueError unless every key is a shell identifier and every value a string without NUL."""
+    if not isinstance(env, Mapping):
+        raise ValueError(f"env must be a mapping of names to strings, got {type(env).__name__}")
     for key, value in env.items():
-        if not isinstance(key, str) or not _ENV_KEY.match(key):
-            raise ValueError(f"env key {key!r} must match [A-Za-z_][A-Za-z0-9_]*")
+        if not isinstance(key, str) or not _ENV_KEY.fullmatch(key):
+            raise ValueError(f"env key {key!r} must match [A-Za-z_][A-Za-z0-9_]* (letters, digits, underscore)")
         if not isinstance(value, str):
-            raise ValueError(f"env value of {key} must be a string")
+            raise ValueError(f"env value of {key} must be a string, got {type(value).__name__}")
+        if "\x00" in value:  # no process environment can hold one; the value itself is not shown
+            raise ValueError(
+                f"env value of {key} contains a NUL byte, which an environment variable cannot hold; "
+                "remove it, or pass binary data as a file (write_file)"
+            )
 
 
 def validation_error(exc: ValidationError, what: str = "option") -> SandboxError:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
-from sandboxkit._errors import ErrorCode, SandboxError
+from sandboxkit._errors import ErrorCode, SandboxError, remember_secret_values
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -79,6 +79,7 @@ def create_secret(name: str, values: Mapping[str, str], *, overwrite: bool = Fal
     """Store ``values`` under ``name`` (file mode 0600); ALREADY_EXISTS unless ``overwrite``."""
     path = _path(name)
     _check_values(name, values)
+    remember_secret_values(values.values())
     if path.exists() and not overwrite:
         raise SandboxError(
             ErrorCode.ALREADY_EXISTS,
@@ -111,7 +112,9 @@ def get_secret(name: str) -> dict[str, str]:
             f"create it with `sandboxkit secret create {name} KEY=VALUE...`",
         )
     parsed = dotenv_values(path, interpolate=False, encoding="utf-8")
-    return {k: v for k, v in parsed.items() if v is not None}
+    values = {k: v for k, v in parsed.items() if v is not None}
+    remember_secret_values(values.values())  # from now on no SandboxError message shows them
+    return values
 
 
 def resolve_secrets(names: Iterable[str]) -> dict[str, str]:
@@ -120,6 +123,16 @@ def resolve_secrets(names: Iterable[str]) -> dict[str, str]:
     for name in names:
         merged.update(get_secret(name))
     return merged
+
+
+def remember_local_secrets(names: Iterable[str]) -> None:
+    """Read the secrets of ``names`` that the local store holds, so errors redact their values.
+
+    For providers whose secrets live elsewhere (Modal) a missing name is no error here.
+    """
+    for name in names:
+        with contextlib.suppress(SandboxError):
+            get_secret(name)
 
 
 def list_secrets() -> list[SecretInfo]:
@@ -155,6 +168,7 @@ __all__ = [
     "delete_secret",
     "get_secret",
     "list_secrets",
+    "remember_local_secrets",
     "resolve_secrets",
     "secrets_dir",
 ]

@@ -146,6 +146,7 @@ def private_daemon(docker_engine: Any) -> Iterator[PrivateDaemon]:
 def on_private_daemon(private_daemon: PrivateDaemon, monkeypatch: Any) -> PrivateDaemon:
     """Point sandboxkit at the private daemon: DOCKER_HOST, and a fresh provider that reads it."""
     monkeypatch.setenv("DOCKER_HOST", private_daemon.url)
+    monkeypatch.setenv("SANDBOXKIT_DOCKER_WARDEN", "off")  # this test is about the client; no warden there
     monkeypatch.setattr(_async_sandbox, "_providers", {})
     return private_daemon
 

@@ -22,6 +22,9 @@ EXPIRES_AT = f"{PREFIX}.expires_at"
 #: ``host/boot/pid/start`` of the process that created the sandbox; absent for detached sandboxes
 OWNER = f"{PREFIX}.owner"
 IDLE_TIMEOUT = f"{PREFIX}.idle_timeout"
+#: "1": clients report this sandbox's commands to the warden, which then enforces ``idle_timeout`` too
+#: (sandboxes made by clients that do not report keep only their in-container watchdog)
+IDLE_REPORTS = f"{PREFIX}.idle_reports"
 #: comma-separated secret names (values live only in the local store)
 SECRETS = f"{PREFIX}.secrets"
 #: comma-separated keys of ``env=``, which win over secrets as in Modal
@@ -55,6 +58,7 @@ def for_sandbox(spec: SandboxSpec, now: float, *, cpuset: str | None, gpu: tuple
         # a spec label "owner" names the owner itself: the creating process may exit on purpose
         OWNER: None if OWNER_KEY in spec.labels else owner_here(),
         IDLE_TIMEOUT: None if spec.idle_timeout is None else f"{spec.idle_timeout:g}",
+        IDLE_REPORTS: None if spec.idle_timeout is None else "1",
         SECRETS: join(spec.secrets) or None,
         ENV_KEYS: join(spec.env) or None,
         CPU: None if spec.cpu is None else f"{spec.cpu:g}",

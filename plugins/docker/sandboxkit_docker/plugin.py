@@ -41,6 +41,18 @@ def sandboxkit_cli_commands(subparsers: argparse._SubParsersAction) -> None:  # 
     boot.add_argument("--force", action="store_true", help="rebuild even if the image exists")
     boot.set_defaults(handler=_bootstrap)
 
+    warden = subparsers.add_parser(
+        "warden", help="the container that ends Docker sandboxes past their timeout or idle_timeout from outside"
+    )
+    actions = warden.add_subparsers(dest="warden_command", required=True)
+    status = actions.add_parser("status", help="whether the warden runs, its version and last log lines")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(handler=_warden_status)
+    actions.add_parser("start", help="start it now (every create starts it anyway)").set_defaults(handler=_warden_start)
+    actions.add_parser(
+        "stop", help="remove it; the next create starts it again unless SANDBOXKIT_DOCKER_WARDEN=off"
+    ).set_defaults(handler=_warden_stop)
+
 
 def _bootstrap(args: argparse.Namespace) -> int:
     import sys
@@ -57,3 +69,52 @@ def _bootstrap(args: argparse.Namespace) -> int:
         return 2
     print(tag)
     return 0
+
+
+def _warden_call(action: str) -> tuple[int, object]:
+    import sys
+
+    import docker
+
+    from sandboxkit_docker import _warden
+
+    try:
+        client = docker.from_env(timeout=10)
+        try:
+            func = {"status": _warden.status, "start": _warden.ensure, "stop": _warden.stop}[action]
+            return 0, func(client.api)
+        finally:
+            client.close()
+    except Exception as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1, None
+
+
+def _warden_status(args: argparse.Namespace) -> int:
+    import json
+
+    code, found = _warden_call("status")
+    if code or not isinstance(found, dict):
+        return code or 1
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return 0
+    current = "" if found["current"] or found["version"] is None else " (another sandboxkit version's)"
+    print(f"{found['name']}: {found['state']}{current}" + ("" if found["enabled"] else "; off in this environment"))
+    if found["started_at"]:
+        print(f"started {found['started_at']}, engine socket {found['socket']}")
+    for line in found["log"]:
+        print(f"  {line}")
+    return 0 if found["state"] == "running" else 3
+
+
+def _warden_start(args: argparse.Namespace) -> int:
+    code, _ = _warden_call("start")
+    return code
+
+
+def _warden_stop(args: argparse.Namespace) -> int:
+    code, removed = _warden_call("stop")
+    if not code:
+        print("removed" if removed else "no warden was running")
+    return code

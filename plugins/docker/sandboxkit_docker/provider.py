@@ -38,7 +38,7 @@ from sandboxkit.spi import (
     VolumeInfo,
     file_error,
 )
-from sandboxkit_docker import _archive, _gc, _gpu, _kernelfs, _labels, _lifetime, _limits, _threads
+from sandboxkit_docker import _archive, _gc, _gpu, _kernelfs, _labels, _lifetime, _limits, _threads, _warden
 from sandboxkit_docker._errors import PROVIDER, map_error, translate
 from sandboxkit_docker._exec import ExecEngine
 from sandboxkit_docker._fastexec import FastExec
@@ -121,6 +121,7 @@ class DockerProvider(Provider):
         self._client: docker.DockerClient | None = None
         self._info: dict[str, Any] | None = None
         self._lock = threading.Lock()
+        self._activity: _warden.Activity | None = None
 
     def version(self) -> str:
         try:
@@ -168,7 +169,18 @@ class DockerProvider(Provider):
         """True when the engine listens on a local unix socket (host files describe its containers)."""
         return str(self.client().api.base_url).startswith("http+docker://localhost")
 
+    def activity(self) -> _warden.Activity:
+        """Where handles report command activity for the warden's idle timeouts."""
+        api = self.client().api
+        with self._lock:
+            if self._activity is None:
+                self._activity = _warden.Activity(api)
+            return self._activity
+
     async def aclose(self) -> None:
+        if self._activity is not None:
+            await _threads.run_sync(self._activity.flush)
+            self._activity = None
         if self._client is not None:
             await _threads.run_sync(self._client.close)
             self._client = None
@@ -233,6 +245,7 @@ class DockerProvider(Provider):
                 await self.call(
                     client.api.put_archive, container.id, "/", _archive.pack(gpu.files(), mode=0o755), creating=True
                 )
+            await self.call(_warden.ensure, client.api, creating=True)  # enforces the lifetime from outside
             await self.call(container.start, sandbox_id=container.id, creating=True)
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -527,6 +540,8 @@ class DockerSandbox(SandboxHandle):
         self.secret_names = _labels.split(labels.get(_labels.SECRETS))
         self._env_keys = frozenset(_labels.split(labels.get(_labels.ENV_KEYS)))
         self._secret_env = None if secret_env is None else self._without_env_keys(secret_env)
+        idle = labels.get(_labels.IDLE_TIMEOUT)
+        self._idle_timeout = None if idle is None else float(idle)
         self.oom: OomCounter | None = None
         if _labels.MEMORY_MIB in labels:
             self.oom = OomCounter(self.id, self._run_inside)
@@ -590,7 +605,8 @@ class DockerSandbox(SandboxHandle):
     async def exec(self, request: ExecRequest, on_output: OutputCallback) -> ExecExit:
         before = None if self.oom is None else self.oom.before()
         pids_before = self.pids.before()
-        outcome = await self.fast.run(request, on_output)
+        with _warden.command(self.provider, self.id, self._idle_timeout):  # the warden's idle clock
+            outcome = await self.fast.run(request, on_output)
         # exec in a container that died or was removed mid-command ends like this, without an error
         if outcome.exit_code in (126, 137, -1) and not outcome.timed_out and await self._stopped(outcome.exit_code):
             raise SandboxError(
@@ -632,6 +648,8 @@ class DockerSandbox(SandboxHandle):
 
     async def terminate(self) -> None:
         self.fast.close()
+        if self._idle_timeout is not None:
+            self.provider.activity().forget(self.id)
         try:
             await self.provider.call(self._api().remove_container, self.id, force=True, sandbox_id=self.id)
         except SandboxError as exc:
