@@ -67,9 +67,8 @@ def check_runtime(runtime: str, engine_runtimes: Mapping[str, Any]) -> None:
     if runtime in engine_runtimes:
         return
     hint = (
-        'add it to /etc/docker/daemon.json as {"runtimes": {"runsc": {"path": "/usr/bin/runsc", '
-        '"runtimeArgs": ["--platform=ptrace"]}}} (apt-get install runsc) and restart dockerd; '
-        "scripts/setup.sh prints these lines"
+        "install it (apt-get install runsc), register it with `runsc install -- --platform=ptrace --network=host` "
+        "and restart dockerd (scripts/setup.sh prints these lines)"
         if runtime == "runsc"
         else "register it in the engine's daemon.json `runtimes` and restart dockerd"
     )
