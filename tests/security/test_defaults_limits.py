@@ -60,6 +60,7 @@ def test_busy_loops_on_every_cpu_get_no_more_than_the_default_quota(docker_engin
     ncpu, _ = _host(docker_engine)
     quota = max(1.0, ncpu / 2)
     with Sandbox.create(timeout=120) as sb:
-        cpu_seconds, wall = (float(x) for x in sb.execute(["python3", "-c", HOG], check=True, timeout=60).stdout.split())
+        out = sb.execute(["python3", "-c", HOG], check=True, timeout=60).stdout
+    cpu_seconds, wall = (float(x) for x in out.split())
     # CFS enforces the quota per 100 ms period; allow one period of slack over the run
     assert cpu_seconds / wall <= quota * 1.1, f"{cpu_seconds:.2f} CPU-s in {wall:.2f} s with a quota of {quota} CPUs"
