@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import docker.types
+
 from sandboxkit.spi import ErrorCode, SandboxError
 from sandboxkit_docker._errors import PROVIDER
 
@@ -36,6 +38,11 @@ KNOWN_CAPS = frozenset(
 
 #: The environment variable naming the runtime when ``provider_options`` does not.
 RUNTIME_ENV = "SANDBOXKIT_DOCKER_RUNTIME"
+
+#: gVisor mounts a tmpfs of its own over an image's empty /tmp, which Docker's archive API (used by
+#: the file methods) cannot see; an anonymous volume there is shared by both, and removed with the
+#: sandbox (``v=True`` on every removal).
+RUNSC_TMP = docker.types.Mount(target="/tmp", source=None, type="volume")
 
 
 def normalize_caps(names: Iterable[str]) -> tuple[str, ...]:

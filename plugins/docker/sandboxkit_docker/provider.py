@@ -251,6 +251,8 @@ class DockerProvider(Provider):
             **_security.container_kwargs(options.cap_add, options.cap_drop, options.no_new_privileges, runtime),
             **(gpu.kwargs if gpu else {}),
         }
+        if runtime == "runsc" and "/tmp" not in spec.volumes:
+            kwargs["mounts"] = [_security.RUNSC_TMP]
         if spec.name:
             kwargs["name"] = container_name(spec.app, spec.name)
         if spec.block_network:
@@ -371,7 +373,7 @@ class DockerProvider(Provider):
 
     async def _remove(self, client: docker.DockerClient, container_id: str) -> None:
         try:
-            await self.call(client.api.remove_container, container_id, force=True, sandbox_id=container_id)
+            await self.call(client.api.remove_container, container_id, force=True, v=True, sandbox_id=container_id)
         except SandboxError as exc:
             if exc.code not in (ErrorCode.SANDBOX_NOT_FOUND,):
                 raise
@@ -674,7 +676,7 @@ class DockerSandbox(SandboxHandle):
     async def terminate(self) -> None:
         self.fast.close()
         try:
-            await self.provider.call(self._api().remove_container, self.id, force=True, sandbox_id=self.id)
+            await self.provider.call(self._api().remove_container, self.id, force=True, v=True, sandbox_id=self.id)
         except SandboxError as exc:
             if exc.code != ErrorCode.SANDBOX_NOT_FOUND:
                 raise
