@@ -34,7 +34,7 @@ def _reap() -> list[str]:
     for c in client.api.containers(all=True, filters={"label": SESSION_LABEL}):
         leaked.append(f"{c['Id'][:12]} {c.get('Names', [''])[0]} ({c.get('State')})")
         try:
-            client.api.remove_container(c["Id"], force=True)
+            client.api.remove_container(c["Id"], force=True, v=True)  # and its anonymous volumes (runsc /tmp)
         except Exception:
             pass
     # the Docker provider's warden is the one container meant to outlive the suite; never a second one

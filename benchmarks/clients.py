@@ -285,6 +285,53 @@ class SandboxkitModal(Sandboxkit):
             self.emulator.stop()
 
 
+class SandboxkitUnhardened(Sandboxkit):
+    """sandboxkit's Docker provider as it was before the hardened defaults: Docker's default
+    capabilities, no no-new-privileges, no default CPU or memory cap (patched off per call, so the
+    other contenders in this process are untouched)."""
+
+    name = "sandboxkit-unhardened"
+
+    def _create(self) -> Any:
+        from unittest import mock
+
+        from sandboxkit_docker import _limits, _security
+
+        with (
+            mock.patch.object(_security, "container_kwargs", lambda *a: {}),
+            mock.patch.object(_limits, "default_cpu", lambda ncpu: None),
+            mock.patch.object(_limits, "default_memory_mib", lambda total: None),
+        ):
+            return super()._create()
+
+    def setup(self) -> None:
+        self.warm = self._create()
+        for _ in range(3):
+            self.warm.execute(["true"])
+
+
+class SandboxkitRunsc(SandboxkitUnhardened):
+    """sandboxkit's Docker provider with ``runtime="runsc"`` (gVisor), hardened defaults on."""
+
+    name = "sandboxkit-runsc"
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(run_id)
+        import docker
+
+        client = docker.from_env()
+        try:
+            if "runsc" not in (client.info().get("Runtimes") or {}):
+                raise RuntimeError("the Docker engine has no runsc runtime (scripts/setup.sh registers it)")
+        finally:
+            client.close()
+
+    def _create(self) -> Any:
+        return self.sk.Sandbox.create(
+            provider="docker", image=IMAGE, timeout=LIFETIME, provider_options={"runtime": "runsc"}
+        )
+
+
 # ---------------------------------------------------------------------------------------- llm-sandbox
 class LlmSandbox(Client):
     """llm-sandbox's SandboxSession with the offline settings of research/peer-bench.md B."""
@@ -397,6 +444,8 @@ def make(name: str, run_id: str) -> Client:
         "sandboxkit": Sandboxkit,
         "sandboxkit-nowarden": SandboxkitNoWarden,
         "sandboxkit-modal": SandboxkitModal,
+        "sandboxkit-unhardened": SandboxkitUnhardened,
+        "sandboxkit-runsc": SandboxkitRunsc,
         "docker-py": DockerPy,
         "llm-sandbox": LlmSandbox,
     }

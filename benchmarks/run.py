@@ -4,7 +4,10 @@
 
 One line per figure, ``NAME sandboxkit=<median> baseline=<median> ratio=<r>`` with docker-py as
 the baseline, and ``NAME.vs_llm-sandbox ...`` with llm-sandbox as the baseline where it can do
-the same thing. The ``modal_*`` lines put sandboxkit's Modal provider, through the project's
+the same thing. The ``hardening_*`` lines put the Docker provider against itself without its
+hardened defaults (capabilities, no-new-privileges, default CPU and memory caps; runc both), the
+``runsc_*`` lines its gVisor runtime against runc (skipped when the engine has no runsc). The
+``modal_*`` lines put sandboxkit's Modal provider, through the project's
 Modal emulator, against its Docker provider (``sandboxkit=`` is Modal, ``baseline=`` Docker).
 Times are milliseconds, memory MiB. All contenders run in the same process (the live-sandbox
 figures in fresh child processes), against the same daemon and the same local image, in
@@ -224,6 +227,38 @@ def figures() -> list[Figure]:
                 ("full_cycle", "create, execute, write 1 MiB, read it back, close", _cycle),
             )
         ),
+        *(
+            Figure(
+                f"hardening_{name}",
+                f"{what}: hardened defaults (baseline: the same provider without them, runc)",
+                run,
+                rounds=(15, 2),
+                inner=inner,
+                target=("<=", 1.05),
+                contenders=("sandboxkit", "sandboxkit-unhardened"),
+                baseline="sandboxkit-unhardened",
+            )
+            for name, what, run, inner in (
+                ("create_start", "create and start one sandbox", lambda c, x: c.create_start(), 1),
+                ("exec_true", "execute `true` on a warm sandbox", lambda c, x: c.exec_true(), 5),
+            )
+        ),
+        *(
+            Figure(
+                f"runsc_{name}",
+                f"{what}: runtime runsc, gVisor (baseline: runc)",
+                run,
+                rounds=(15, 2),
+                inner=inner,
+                contenders=("sandboxkit-runsc", "sandboxkit"),
+                subject="sandboxkit-runsc",
+                baseline="sandboxkit",
+            )
+            for name, what, run, inner in (
+                ("create_start", "create and start one sandbox", lambda c, x: c.create_start(), 1),
+                ("exec_true", "execute `true` on a warm sandbox", lambda c, x: c.exec_true(), 5),
+            )
+        ),
         Figure(
             "pool_acquire",
             "acquire from a warm Pool (baseline: one raw docker-py exec)",
@@ -333,15 +368,15 @@ def run(quick: bool, json_path: Path | None, seed: int | None, only: set[str] | 
     try:
         needed = {name for fig in figs for name in fig.contenders}
         every = ("sandboxkit", "sandboxkit-nowarden", BASELINE, PEER, "sandboxkit-modal")
-        for name in [n for n in every if n in needed]:
+        for name in [n for n in (*every, "sandboxkit-unhardened", "sandboxkit-runsc") if n in needed]:
             try:
                 contenders[name] = clients.make(name, run_id)
             except ImportError as exc:
                 hint = WHY_MISSING.get(name, "")
                 skipped[f"*.vs_{name}" if name == PEER else "modal_*"] = f"{name} is not installed ({exc}){hint}"
                 _log(f"skipping {name}: {exc}")
-            except RuntimeError as exc:  # the Modal emulator did not start
-                skipped["modal_*"] = f"{name}: {exc}"
+            except RuntimeError as exc:  # the Modal emulator did not start, or the engine has no runsc
+                skipped["runsc_*" if name == "sandboxkit-runsc" else "modal_*"] = f"{name}: {exc}"
                 _log(f"skipping {name}: {exc}")
         for client in contenders.values():
             client.setup()

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs everything sandboxkit and its tests need on a fresh Debian machine, idempotently:
 # the Docker engine (Debian's docker.io, started in the background when no daemon answers),
-# debootstrap and busybox-static, a virtualenv at .venv with every package of this repo, and
-# the offline base images. Needs root for apt and debootstrap.
+# gVisor's runsc (registered as the runtime "runsc" with a dockerd this script starts; an engine
+# that already runs is never reconfigured: the lines that would add it are printed), debootstrap
+# and busybox-static, a virtualenv at .venv with every package of this repo, and the offline base
+# images. Needs root for apt and debootstrap.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +13,7 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 need_apt=()
 command -v dockerd >/dev/null || need_apt+=(docker.io)
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+command -v runsc >/dev/null || need_apt+=(runsc)
 [ -x /bin/busybox ] && ldd /bin/busybox 2>&1 | grep -q "not a dynamic" || need_apt+=(busybox-static)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"
@@ -18,11 +21,23 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
+# gVisor's ptrace platform (kvm needs nested virtualisation); --network=host: this runsc build
+# (2022) takes every network namespace for the host's on kernels that show net.core.rmem_default
+# per namespace (6.x) and refuses its own netstack; with host, the sentry uses the container's
+# own namespace (Docker's bridge, or none for block_network), never the host's
+RUNSC_ARGS=(--platform=ptrace --network=host)
 if ! timeout 5 docker info >/dev/null 2>&1; then
+  log "registering runsc (gVisor) in /etc/docker/daemon.json"
+  runsc install -- "${RUNSC_ARGS[@]}" >/dev/null
   log "starting dockerd in the background (log: /var/log/sandboxkit-dockerd.log)"
   nohup dockerd >/var/log/sandboxkit-dockerd.log 2>&1 &
   for _ in $(seq 1 60); do timeout 5 docker info >/dev/null 2>&1 && break; sleep 0.5; done
   timeout 5 docker info >/dev/null 2>&1 || { log "dockerd did not come up"; tail -20 /var/log/sandboxkit-dockerd.log >&2; exit 1; }
+elif ! timeout 5 docker info --format '{{json .Runtimes}}' | grep -q '"runsc"'; then
+  log "this Docker engine has no runsc runtime, and setup does not reconfigure an engine it did not start;"
+  log "to run sandboxes under gVisor (provider_options={'runtime': 'runsc'}), run as root:"
+  log "  runsc install -- ${RUNSC_ARGS[*]}"
+  log "  systemctl restart docker   # or restart your dockerd"
 fi
 
 if [ ! -x .venv/bin/python ]; then

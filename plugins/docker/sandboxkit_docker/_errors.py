@@ -64,10 +64,10 @@ _NO_GPU = (
     "the Docker engine cannot attach GPUs ({detail}); install the NVIDIA container toolkit, or set "
     "SANDBOXKIT_DOCKER_GPU=simulate to run GPU code paths without a GPU"
 )
-_NO_DISK_QUOTA = (
+NO_DISK_QUOTA = (
     "this Docker engine cannot cap a sandbox's disk ({detail}); disk_mib needs a storage driver with "
-    "per-container quotas (overlay2 on xfs mounted with pquota, btrfs, zfs). Leave disk_mib unset, or use "
-    "max_file_mib to cap the size of each file"
+    "per-container quotas: overlay2 on an xfs data-root mounted with pquota (a kernel with CONFIG_XFS_QUOTA), "
+    "or zfs. Leave disk_mib unset, or use max_file_mib to cap the size of each file"
 )
 
 
@@ -95,7 +95,7 @@ def map_error(
         if "could not select device driver" in lower or "unknown runtime specified nvidia" in lower:
             return SandboxError(ErrorCode.CAPABILITY_NOT_SUPPORTED, _NO_GPU.format(detail=detail), **where)
         if "storage-opt" in lower or "storage opt" in lower:
-            return SandboxError(ErrorCode.CAPABILITY_NOT_SUPPORTED, _NO_DISK_QUOTA.format(detail=detail), **where)
+            return SandboxError(ErrorCode.CAPABILITY_NOT_SUPPORTED, NO_DISK_QUOTA.format(detail=detail), **where)
         if status == 404:
             if creating:
                 return SandboxError(

@@ -3,7 +3,11 @@
 cpu -> CFS quota (``nano_cpus``) plus a cpuset of ceil(cpu) CPUs so ``nproc`` reports the limit;
 memory -> hard limit with no swap (``mem_limit == memswap_limit``); pids -> ``pids_limit``;
 disk -> ``storage_opt size`` (only storage drivers with quotas accept it: overlay2 on xfs with
-pquota, btrfs, zfs; Docker rejects it on overlay2 over ext4); max_file_mib -> ``ulimit -f``.
+pquota, zfs; Docker rejects it on overlay2 over ext4); max_file_mib -> ``ulimit -f``.
+
+Every sandbox is capped even when the spec says nothing: a CFS quota of half the host's CPUs (at
+least one; ``cpu=`` replaces it), memory at half the host's RAM up to 8 GiB (``memory_mib=``
+replaces it), 4096 pids (``pids_limit``) and, where the engine has quotas, 10 GiB of disk.
 """
 
 from __future__ import annotations
@@ -33,18 +37,34 @@ def choose_cpuset(cpu: float, ncpu: int, in_use: Iterable[str]) -> str | None:
     return ",".join(str(i) for i in sorted(order[:want]))
 
 
+#: Ceiling of the default memory cap, MiB.
+DEFAULT_MEMORY_MAX_MIB = 8192
+
+
+def default_cpu(ncpu: int) -> float:
+    """The CPU quota of a sandbox that asked for none: half the host's CPUs, at least one."""
+    return max(1.0, ncpu / 2)
+
+
+def default_memory_mib(mem_total: int) -> int | None:
+    """The memory cap of a sandbox that asked for none: half the host's RAM, at most 8 GiB."""
+    return min(DEFAULT_MEMORY_MAX_MIB, max(512, (mem_total >> 20) // 2)) if mem_total > 0 else None
+
+
 def host_config(
     spec: SandboxSpec,
     *,
     pids_limit: int,
     cpuset: str | None,
+    fallback_cpu: float | None,
     disk_mib: int | None,
     max_file_mib: int | None,
 ) -> dict[str, Any]:
-    """docker-py ``containers.create`` kwargs for every limit of ``spec``."""
+    """docker-py ``containers.create`` kwargs for every limit of ``spec`` (``fallback_cpu`` when it has no cpu)."""
     kwargs: dict[str, Any] = {"pids_limit": pids_limit}
-    if spec.cpu is not None:
-        kwargs["nano_cpus"] = int(spec.cpu * 1e9)
+    cpu = spec.cpu if spec.cpu is not None else fallback_cpu
+    if cpu is not None:
+        kwargs["nano_cpus"] = int(cpu * 1e9)
     if cpuset is not None:
         kwargs["cpuset_cpus"] = cpuset
     if spec.memory_mib is not None:
@@ -55,6 +75,21 @@ def host_config(
         size = max_file_mib << 20
         kwargs["ulimits"] = [docker.types.Ulimit(name="fsize", soft=size, hard=size)]
     return kwargs
+
+
+#: The disk cap of a sandbox that asked for none, MiB, where the engine enforces one.
+DEFAULT_DISK_MIB = 10240
+
+
+def disk_quota_problem(info: dict[str, Any]) -> str | None:
+    """Why this engine cannot cap a sandbox's disk, or None when its storage driver can."""
+    driver = str(info.get("Driver") or "unknown")
+    backing = dict(info.get("DriverStatus") or []).get("Backing Filesystem", "")
+    if driver == "zfs" or (driver in ("overlay2", "vfs") and backing == "xfs"):
+        return None  # xfs also needs pquota: without it Docker refuses storage_opt, and create says so
+    if driver == "btrfs":
+        return "its btrfs qgroup quotas let one sandbox in three write past the cap in our tests"
+    return f"its storage driver {driver} on {backing or 'an unknown filesystem'} has no per-container quota"
 
 
 def limit_env(spec: SandboxSpec, *, pids_limit: int, disk_mib: int | None, max_file_mib: int | None) -> dict[str, str]:

@@ -14,11 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-#: The Docker provider's default image: Debian minbase with bash, coreutils, procps and full python3.
+#: The Docker provider's default image: Debian minbase with bash, coreutils, procps, full python3 and pip.
 DEFAULT_IMAGE = "sandboxkit/base:bookworm"
 #: A 2 MB image with only busybox (no python).
 BUSYBOX_IMAGE = "sandboxkit/busybox:latest"
-DEBIAN_PACKAGES = ("python3", "python-is-python3", "procps")
+DEBIAN_PACKAGES = ("python3", "python-is-python3", "procps", "python3-pip")
+#: The image label listing DEBIAN_PACKAGES: an image built with another list is rebuilt.
+PACKAGES_LABEL = "sandboxkit.image.packages"
 _ENV = ["ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "ENV LANG=C.UTF-8"]
 
 Kind = Literal["debian", "busybox"]
@@ -62,11 +64,14 @@ def bootstrap(
     client = docker.from_env(timeout=2)
     client.api.timeout = 600
     try:
+        packages = ",".join(DEBIAN_PACKAGES) if kind == "debian" else ""
         if not force:
             try:
-                client.images.get(tag)
-                progress(f"{tag}: already present (use --force to rebuild)")
-                return tag
+                present = client.images.get(tag)
+                if (present.labels or {}).get(PACKAGES_LABEL, "") == packages:
+                    progress(f"{tag}: already present (use --force to rebuild)")
+                    return tag
+                progress(f"{tag}: built with other packages; rebuilding with {packages}")
             except docker.errors.ImageNotFound:
                 pass
         with tempfile.TemporaryDirectory(prefix="sandboxkit-rootfs-") as tmp:
@@ -74,7 +79,7 @@ def bootstrap(
             started = time.monotonic()
             if kind == "debian":
                 _debootstrap(rootfs, mirror or apt_mirror(suite), suite, progress)
-                changes = ['CMD ["/bin/bash"]', *_ENV]
+                changes = ['CMD ["/bin/bash"]', *_ENV, f"LABEL {PACKAGES_LABEL}={packages}"]
             else:
                 _busybox(rootfs, progress)
                 changes = ['CMD ["/bin/sh"]', "ENV PATH=/bin:/sbin:/usr/bin", "ENV LANG=C.UTF-8"]

@@ -19,7 +19,7 @@ import anyio
 import docker
 import docker.errors
 from docker.models.containers import _create_container_args
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sandboxkit import Capability
 from sandboxkit.secrets import resolve_secrets
@@ -38,8 +38,8 @@ from sandboxkit.spi import (
     VolumeInfo,
     file_error,
 )
-from sandboxkit_docker import _archive, _gc, _gpu, _kernelfs, _labels, _lifetime, _limits, _threads, _warden
-from sandboxkit_docker._errors import PROVIDER, map_error, translate
+from sandboxkit_docker import _archive, _gc, _gpu, _kernelfs, _labels, _lifetime, _limits, _security, _threads, _warden
+from sandboxkit_docker._errors import NO_DISK_QUOTA, PROVIDER, map_error, translate
 from sandboxkit_docker._exec import ExecEngine
 from sandboxkit_docker._fastexec import FastExec
 from sandboxkit_docker._oom import OomCounter, PidsCounter
@@ -81,10 +81,34 @@ class DockerOptions(BaseModel):
     gpu_mode: Literal["auto", "simulate", "off"] | None = None
     #: give a cpu-limited sandbox a cpuset of ceil(cpu) CPUs, so ``nproc`` reports its limit
     pin_cpus: bool = True
-    #: cap on the sandbox's writable layer, MiB (needs a storage driver with quotas, e.g. overlay2 on xfs+pquota)
+    #: cap on the sandbox's writable layer, MiB (needs a storage driver with quotas, e.g. overlay2 on xfs+pquota);
+    #: None: 10 GiB where the engine enforces quotas, else no cap
     disk_mib: int | None = Field(None, gt=0)
     #: largest file a process may write, MiB (``ulimit -f``; works on every host)
     max_file_mib: int | None = Field(None, gt=0)
+    #: capabilities added to the default allow-list (CHOWN DAC_OVERRIDE FOWNER KILL SETGID SETUID), e.g. NET_RAW
+    cap_add: tuple[str, ...] = ()
+    #: capabilities removed from the default allow-list, e.g. DAC_OVERRIDE
+    cap_drop: tuple[str, ...] = ()
+    #: setuid binaries and file capabilities cannot raise privileges (``no-new-privileges``)
+    no_new_privileges: bool = True
+    #: OCI runtime the engine runs the sandbox with, e.g. "runsc" (gVisor); None reads $SANDBOXKIT_DOCKER_RUNTIME,
+    #: else the engine's default
+    runtime: str | None = Field(None, min_length=1)
+
+    @field_validator("cap_add", "cap_drop", mode="before")
+    @classmethod
+    def _caps(cls, v: Any) -> tuple[str, ...]:
+        if isinstance(v, str) or not isinstance(v, Sequence):
+            raise ValueError(f"give a list of capability names like ['NET_RAW'], got {v!r}")
+        return _security.normalize_caps(v)
+
+    @model_validator(mode="after")
+    def _caps_disjoint(self) -> DockerOptions:
+        both = set(self.cap_add) & set(self.cap_drop)
+        if both:
+            raise ValueError(f"{', '.join(sorted(both))} is in both cap_add and cap_drop; name it in one")
+        return self
 
 
 def container_name(app: str, name: str) -> str:
@@ -120,6 +144,7 @@ class DockerProvider(Provider):
         super().__init__(auth)
         self._client: docker.DockerClient | None = None
         self._info: dict[str, Any] | None = None
+        self._quota_refused = False
         self._lock = threading.Lock()
         self._activity: _warden.Activity | None = None
 
@@ -197,12 +222,19 @@ class DockerProvider(Provider):
         gpu = await self._gpu_plan(spec, options)
         secret_env = _resolve_secrets(spec.secrets)
         await self._check_volumes(client, spec.volumes)
+        info = await self.engine_info()
+        runtime = options.runtime or os.environ.get(_security.RUNTIME_ENV) or None
+        if runtime is not None:
+            _security.check_runtime(runtime, info.get("Runtimes") or {})
+        disk_mib = self._disk_mib(options.disk_mib, info)
+        if spec.memory_mib is None:  # the default cap, reported like an asked-for one (OOM, env, label)
+            spec = spec.model_copy(update={"memory_mib": _limits.default_memory_mib(int(info.get("MemTotal") or 0))})
         cpuset = await self._cpuset(spec.cpu) if spec.cpu is not None and options.pin_cpus else None
 
         gpu_label = None if gpu is None else (gpu.spec, gpu.simulated)
         labels = _labels.for_sandbox(spec, time.time(), cpuset=cpuset, gpu=gpu_label)
         env = _limits.limit_env(
-            spec, pids_limit=options.pids_limit, disk_mib=options.disk_mib, max_file_mib=options.max_file_mib
+            spec, pids_limit=options.pids_limit, disk_mib=disk_mib, max_file_mib=options.max_file_mib
         )
         env.update(gpu.env() if gpu else {})
         env.update(spec.env)
@@ -224,21 +256,30 @@ class DockerProvider(Provider):
                 spec,
                 pids_limit=options.pids_limit,
                 cpuset=cpuset,
-                disk_mib=options.disk_mib,
+                fallback_cpu=_limits.default_cpu(int(info.get("NCPU") or 1)),
+                disk_mib=disk_mib,
                 max_file_mib=options.max_file_mib,
             ),
+            **_security.container_kwargs(options.cap_add, options.cap_drop, options.no_new_privileges, runtime),
             **(gpu.kwargs if gpu else {}),
         }
+        if runtime == "runsc" and "/tmp" not in spec.volumes:
+            kwargs["mounts"] = [_security.RUNSC_TMP]
         if spec.name:
             kwargs["name"] = container_name(spec.app, spec.name)
         if spec.block_network:
             kwargs["network_mode"] = "none"
         try:
             container = await self._create_container(client, kwargs, spec)
-        except SandboxError as exc:  # the image is looked at only when it is missing: one round trip less
-            if not isinstance(exc.__cause__, docker.errors.ImageNotFound) or options.pull == "always":
+        except SandboxError as exc:
+            if options.disk_mib is None and "storage_opt" in kwargs and exc.code == ErrorCode.CAPABILITY_NOT_SUPPORTED:
+                self._quota_refused = True  # xfs without pquota: this engine gets no default disk cap
+                del kwargs["storage_opt"], env["SANDBOXKIT_DISK_MIB"]
+            # the image is looked at only when it is missing: one round trip less
+            elif not isinstance(exc.__cause__, docker.errors.ImageNotFound) or options.pull == "always":
                 raise
-            await self._ensure_image(client, image, options.pull, explicit=explicit)  # a clear error, or a pull
+            else:
+                await self._ensure_image(client, image, options.pull, explicit=explicit)  # a clear error, or a pull
             container = await self._create_container(client, kwargs, spec)
         try:
             if gpu is not None and gpu.files():
@@ -252,6 +293,17 @@ class DockerProvider(Provider):
                 await self._remove(client, container.id)
             raise
         return DockerSandbox(self, container, labels, secret_env=secret_env, fresh=True)
+
+    def _disk_mib(self, asked: int | None, info: Mapping[str, Any]) -> int | None:
+        """The disk cap to set: ``asked``, else the default where the engine enforces quotas."""
+        problem = _limits.disk_quota_problem(dict(info))
+        if problem is None and not (asked is None and self._quota_refused):
+            return asked or _limits.DEFAULT_DISK_MIB
+        if asked is not None:
+            raise SandboxError(
+                ErrorCode.CAPABILITY_NOT_SUPPORTED, NO_DISK_QUOTA.format(detail=problem), provider=PROVIDER
+            )
+        return None
 
     async def _gpu_plan(self, spec: SandboxSpec, options: DockerOptions) -> _gpu.GpuPlan | None:
         if spec.gpu is None:
@@ -334,7 +386,7 @@ class DockerProvider(Provider):
 
     async def _remove(self, client: docker.DockerClient, container_id: str) -> None:
         try:
-            await self.call(client.api.remove_container, container_id, force=True, sandbox_id=container_id)
+            await self.call(client.api.remove_container, container_id, force=True, v=True, sandbox_id=container_id)
         except SandboxError as exc:
             if exc.code not in (ErrorCode.SANDBOX_NOT_FOUND,):
                 raise
@@ -651,7 +703,7 @@ class DockerSandbox(SandboxHandle):
         if self._idle_timeout is not None:
             self.provider.activity().forget(self.id)
         try:
-            await self.provider.call(self._api().remove_container, self.id, force=True, sandbox_id=self.id)
+            await self.provider.call(self._api().remove_container, self.id, force=True, v=True, sandbox_id=self.id)
         except SandboxError as exc:
             if exc.code != ErrorCode.SANDBOX_NOT_FOUND:
                 raise

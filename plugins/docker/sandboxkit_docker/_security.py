@@ -1,0 +1,87 @@
+"""Hardened container defaults: every capability dropped but a short allow-list, no new privileges,
+and the OCI runtime (runc, or gVisor's runsc) the engine must offer.
+
+The allow-list is what root needs for the workflows users expect, measured on the default image:
+``apt-get install ./x.deb`` and ``dpkg`` (CHOWN, FOWNER; SETUID and SETGID for apt's ``_apt``
+sandbox user), ``pip install``, ``useradd`` + ``su``/``execute(user=)`` (SETUID, SETGID),
+``chown``, root killing another user's processes, as the per-command tree kill does (KILL), and
+root writing where a file's mode says no (DAC_OVERRIDE: into ``/home/<user>`` or a 0444 file, as
+root can anywhere). Gone, among Docker's 14 defaults: NET_RAW (raw sockets, ARP/ICMP spoofing),
+MKNOD (device nodes), SETFCAP (file capabilities), SETPCAP, FSETID, SYS_CHROOT, AUDIT_WRITE and
+NET_BIND_SERVICE (ports below 1024 still bind: Docker sets ``ip_unprivileged_port_start=0``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import docker.types
+
+from sandboxkit.spi import ErrorCode, SandboxError
+from sandboxkit_docker._errors import PROVIDER
+
+#: What every sandbox keeps; ``cap_add``/``cap_drop`` change it per sandbox.
+DEFAULT_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETGID", "SETUID")
+
+#: Linux capabilities by name (capability(7)), without the CAP_ prefix.
+KNOWN_CAPS = frozenset(
+    {
+        "AUDIT_CONTROL", "AUDIT_READ", "AUDIT_WRITE", "BLOCK_SUSPEND", "BPF", "CHECKPOINT_RESTORE", "CHOWN",
+        "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "IPC_LOCK", "IPC_OWNER", "KILL", "LEASE",
+        "LINUX_IMMUTABLE", "MAC_ADMIN", "MAC_OVERRIDE", "MKNOD", "NET_ADMIN", "NET_BIND_SERVICE",
+        "NET_BROADCAST", "NET_RAW", "PERFMON", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYSLOG", "SYS_ADMIN",
+        "SYS_BOOT", "SYS_CHROOT", "SYS_MODULE", "SYS_NICE", "SYS_PACCT", "SYS_PTRACE", "SYS_RAWIO",
+        "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "WAKE_ALARM",
+    }
+)  # fmt: skip
+
+#: The environment variable naming the runtime when ``provider_options`` does not.
+RUNTIME_ENV = "SANDBOXKIT_DOCKER_RUNTIME"
+
+#: gVisor mounts a tmpfs of its own over an image's empty /tmp, which Docker's archive API (used by
+#: the file methods) cannot see; an anonymous volume there is shared by both, and removed with the
+#: sandbox (``v=True`` on every removal).
+RUNSC_TMP = docker.types.Mount(target="/tmp", source=None, type="volume")
+
+
+def normalize_caps(names: Iterable[str]) -> tuple[str, ...]:
+    """``["cap_net_raw", "SYS_PTRACE"]`` -> ``("NET_RAW", "SYS_PTRACE")``; ValueError for unknown names."""
+    out = []
+    for name in names:
+        cap = str(name).strip().upper().removeprefix("CAP_")
+        if cap not in KNOWN_CAPS:
+            raise ValueError(f"{name!r} is not a Linux capability (e.g. 'NET_RAW', 'SYS_PTRACE'; see capabilities(7))")
+        out.append(cap)
+    return tuple(sorted(set(out)))
+
+
+def container_kwargs(
+    cap_add: Iterable[str], cap_drop: Iterable[str], no_new_privileges: bool, runtime: str | None
+) -> dict[str, Any]:
+    """docker-py ``containers.create`` kwargs for the hardened defaults, loosened as asked."""
+    caps = sorted((set(DEFAULT_CAPS) | set(cap_add)) - set(cap_drop))
+    kwargs: dict[str, Any] = {"cap_drop": ["ALL"], "cap_add": caps}
+    if no_new_privileges:
+        kwargs["security_opt"] = ["no-new-privileges"]
+    if runtime:
+        kwargs["runtime"] = runtime
+    return kwargs
+
+
+def check_runtime(runtime: str, engine_runtimes: Mapping[str, Any]) -> None:
+    """CAPABILITY_NOT_SUPPORTED when the engine does not offer ``runtime``, naming how to add it."""
+    if runtime in engine_runtimes:
+        return
+    hint = (
+        "install it (apt-get install runsc), register it with `runsc install -- --platform=ptrace --network=host` "
+        "and restart dockerd (scripts/setup.sh prints these lines)"
+        if runtime == "runsc"
+        else "register it in the engine's daemon.json `runtimes` and restart dockerd"
+    )
+    raise SandboxError(
+        ErrorCode.CAPABILITY_NOT_SUPPORTED,
+        f"the Docker engine has no runtime {runtime!r} (it has: {', '.join(sorted(engine_runtimes)) or 'none'}); "
+        f"{hint}. Or leave runtime (and ${RUNTIME_ENV}) unset for the engine's default",
+        provider=PROVIDER,
+    )

@@ -1,0 +1,68 @@
+"""The conformance suite again, every sandbox under gVisor (``provider_options={"runtime": "runsc"}``).
+
+The engine must offer the runtime ``runsc``: scripts/setup.sh registers it with the dockerd it
+starts (CI's). These tests fail, never skip, on an engine without it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+#: What gVisor (runsc 2022, ptrace platform) does differently, each a strict xfail with its reason.
+RUNSC_DIFFERENCES: dict[str, str] = {
+    "TestCpuLimit::test_cpu_limit_caps_cpu_time": (
+        "gVisor reports CPU time from its own accounting: two busy loops at cpu=0.25 read ~2 s of CPU in 3 s "
+        "inside, while the host's cgroup counted ~0.34 s; the quota holds on the host, the in-sandbox measure "
+        "this test uses does not show it"
+    ),
+}
+
+
+#: Differences that do not happen every time: a strict xfail would fail the runs where they do not.
+RUNSC_FLAKY = {
+    "TestMemoryLimit::test_memory_limit": (
+        "under gVisor the host's OOM killer picks one of the sandbox's host processes: the stub running the "
+        "allocating program (RESOURCE_LIMIT_EXCEEDED, as under runc) or the gVisor kernel itself, which ends "
+        "the whole sandbox (SANDBOX_NOT_FOUND); we saw both"
+    ),
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.parent == here:
+            reason = RUNSC_FLAKY.get(item.nodeid.split("::", 1)[-1].partition("[")[0])
+            if reason is not None:
+                item.add_marker(pytest.mark.xfail(reason=reason, strict=False))
+
+
+@pytest.fixture(scope="session")
+def sandboxkit_provider(docker_engine: Any) -> str:
+    runtimes = docker_engine.info().get("Runtimes") or {}
+    if "runsc" not in runtimes:
+        pytest.fail(
+            f"the Docker engine has no runtime 'runsc' (it has: {', '.join(sorted(runtimes))}); scripts/setup.sh "
+            "registers it with the dockerd it starts; on an engine you run yourself: "
+            "`runsc install -- --platform=ptrace --network=host` and restart dockerd",
+            pytrace=False,
+        )
+    return "docker"
+
+
+@pytest.fixture(scope="session")
+def sandboxkit_create_options() -> dict[str, Any]:
+    return {"image": "sandboxkit/base:bookworm", "provider_options": {"pull": "never", "runtime": "runsc"}}
+
+
+@pytest.fixture(scope="session")
+def sandboxkit_expected_failures() -> dict[str, str]:
+    return RUNSC_DIFFERENCES
+
+
+@pytest.fixture
+def sandboxkit_gpu_options() -> dict[str, Any]:
+    return {"provider_options": {"gpu_mode": "simulate", "runtime": "runsc"}}
