@@ -32,4 +32,5 @@ def test_ships_py_typed() -> None:
     import sandboxkit
 
     for pkg in (sandboxkit, sandboxkit_docker):
+        assert pkg.__file__ is not None
         assert (Path(pkg.__file__).parent / "py.typed").exists()

@@ -32,7 +32,7 @@ import pytest
 from fault_helpers import host_processes_naming
 
 import sandboxkit
-from sandboxkit import ErrorCode, SandboxError, _async_sandbox
+from sandboxkit import ErrorCode, SandboxError
 
 pytestmark = pytest.mark.docker
 
@@ -143,11 +143,12 @@ def private_daemon(docker_engine: Any) -> Iterator[PrivateDaemon]:
 
 
 @pytest.fixture
-def on_private_daemon(private_daemon: PrivateDaemon, monkeypatch: Any) -> PrivateDaemon:
+def on_private_daemon(private_daemon: PrivateDaemon, monkeypatch: Any) -> Iterator[PrivateDaemon]:
     """Point sandboxkit at the private daemon: DOCKER_HOST, and a fresh provider that reads it."""
     monkeypatch.setenv("DOCKER_HOST", private_daemon.url)
-    monkeypatch.setattr(_async_sandbox, "_providers", {})
-    return private_daemon
+    sandboxkit.reset_providers()
+    yield private_daemon
+    sandboxkit.reset_providers()  # the next test's provider talks to the shared engine again
 
 
 def test_daemon_restart_mid_session(on_private_daemon: PrivateDaemon) -> None:
@@ -171,7 +172,8 @@ def test_daemon_restart_mid_session(on_private_daemon: PrivateDaemon) -> None:
         with pytest.raises(SandboxError) as err:
             sb.execute("echo while down")
         assert err.value.code == ErrorCode.PROVIDER_UNAVAILABLE
-        assert "did not answer" in err.value.message and "DOCKER_HOST" in err.value.message
+        assert "did not answer" in err.value.message
+        assert "DOCKER_HOST" in err.value.message
         assert time.monotonic() - start < 10
 
         daemon.start()
