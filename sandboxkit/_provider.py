@@ -1,9 +1,10 @@
 """The provider SPI: a narrow async contract that every backend implements.
 
 The facade (``AsyncSandbox``/``Sandbox``) owns validation, capability checks, initial files,
-output caps, decoding, factories and sync wrapping; a provider only does the seven primitives
-below (``Provider.create`` and, on the handle, ``exec``, ``read_file``, ``write_file``,
-``terminate``, ``status``; ``from_id`` when it declares RECONNECT) plus what its capabilities add.
+output caps, decoding, factories and sync wrapping; a provider only does the six required
+primitives (``Provider.create`` and the handle's ``exec``, ``read_file``, ``write_file``,
+``terminate``, ``status``) plus the optional hooks its capabilities promise (``from_id`` for
+RECONNECT, ``from_name`` for NAMED, ``list`` for LIST, ...).
 
 The contract, beyond each method's own docstring:
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 
-@pytest.mark.parametrize("module", ["sandboxkit", "sandboxkit.spi"])
+@pytest.mark.parametrize("module", ["sandboxkit", "sandboxkit.spi", "sandboxkit.testing", "sandboxkit.volumes"])
 def test_all_is_sorted_and_importable(module: str) -> None:
     mod = importlib.import_module(module)
     names = list(mod.__all__)
