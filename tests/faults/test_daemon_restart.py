@@ -129,8 +129,9 @@ def private_daemon(docker_engine: Any) -> Iterator[PrivateDaemon]:
     try:
         daemon.start()
         tar = root / "image.tar"
-        with tar.open("wb") as f:
-            for chunk in docker_engine.images.get(IMAGE).save(named=True):
+        # its own client: the session's answers within 5 s, an image export on a loaded machine may not
+        with contextlib.closing(docker.from_env(timeout=300)) as shared, tar.open("wb") as f:
+            for chunk in shared.images.get(IMAGE).save(named=True):
                 f.write(chunk)
         with contextlib.closing(daemon.client()) as c, tar.open("rb") as f:
             c.images.load(f)
