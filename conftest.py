@@ -50,6 +50,14 @@ def _reap() -> list[str]:
     return leaked
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``docker`` every test that uses the engine (through ``docker_engine``, even indirectly),
+    so that ``pytest -m "not docker"`` is the fast lane that needs no engine."""
+    for item in items:
+        if "docker_engine" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.docker)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Reap what is left after every other reaper ran; a leftover sandbox fails the run."""

@@ -4,6 +4,17 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from sandboxkit import volumes
+from sandboxkit._admin import (
+    agc,
+    aprovider_capabilities,
+    areset_providers,
+    gc,
+    provider_capabilities,
+    register_provider,
+    reset_providers,
+    unregister_provider,
+)
 from sandboxkit._async_sandbox import AsyncExecStream, AsyncSandbox
 from sandboxkit._capabilities import Capability
 from sandboxkit._errors import (
@@ -20,6 +31,7 @@ from sandboxkit._errors import (
 from sandboxkit._factory import create_sandbox_factory, create_sandbox_factory_from_sandbox
 from sandboxkit._network import HeaderInjection, NetworkPolicy
 from sandboxkit._pool import AsyncPool, Pool
+from sandboxkit._portal import portal
 from sandboxkit._registry import ProviderStatus, providers
 from sandboxkit._spec import SandboxSpec
 from sandboxkit._sync_sandbox import ExecStream, Sandbox
@@ -32,7 +44,9 @@ from sandboxkit._types import (
     ProcessInfo,
     SandboxInfo,
     SandboxState,
+    StaleSandbox,
     Tunnel,
+    VolumeInfo,
 )
 
 try:
@@ -69,10 +83,22 @@ __all__ = [
     "SandboxNotFoundError",
     "SandboxSpec",
     "SandboxState",
+    "StaleSandbox",
     "Tunnel",
+    "VolumeInfo",
+    "agc",
+    "aprovider_capabilities",
+    "areset_providers",
     "create_sandbox_factory",
     "create_sandbox_factory_from_sandbox",
+    "gc",
+    "portal",
+    "provider_capabilities",
     "providers",
+    "register_provider",
+    "reset_providers",
+    "unregister_provider",
+    "volumes",
 ]
 
 for _name in __all__:

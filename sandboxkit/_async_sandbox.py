@@ -18,7 +18,6 @@ from sandboxkit._errors import (
     ErrorCode,
     FileOperationError,
     SandboxError,
-    _ResultError,
     redact,
 )
 from sandboxkit._provider import OutputCallback, Provider, SandboxHandle
@@ -52,27 +51,37 @@ def env_labels() -> dict[str, str]:
     return {k.strip(): v.strip() for k, _, v in pairs if k.strip()}
 
 
-_providers: dict[tuple[str, tuple[tuple[str, str], ...]], Provider] = {}
-
-
 def get_provider(name: str | None, auth: Mapping[str, str] | None = None) -> Provider:
-    """The shared Provider instance for ``name`` and these credentials."""
-    resolved = name or default_provider_name()
-    key = (resolved, tuple(sorted((auth or {}).items())))
-    if key not in _providers:
-        _providers[key] = registry.provider_class(resolved)(auth=auth)
-    return _providers[key]
+    """The registry's shared Provider instance for ``name`` and these credentials."""
+    return registry.provider(name, auth)
 
 
-def require(provider: Provider, capability: Capability, what: str) -> None:
-    """Raise CAPABILITY_NOT_SUPPORTED unless ``provider`` declares ``capability``."""
-    if capability not in provider.capabilities:
-        raise SandboxError(
-            ErrorCode.CAPABILITY_NOT_SUPPORTED,
+async def require(provider: Provider, capability: Capability, what: str) -> None:
+    """Raise CAPABILITY_NOT_SUPPORTED unless ``provider`` can honour ``capability`` now."""
+    capabilities = await guarded(
+        provider.name, None, ErrorCode.PROVIDER_UNAVAILABLE, registry.current_capabilities(provider)
+    )
+    _check(provider, capabilities, capability, what)
+
+
+def _require_known(provider: Provider, capability: Capability, what: str) -> None:
+    """:func:`require` for a provider whose current capabilities were asked already (a live sandbox's)."""
+    known = registry.known_capabilities(provider)
+    _check(provider, type(provider).capabilities if known is None else known, capability, what)
+
+
+def _check(provider: Provider, capabilities: frozenset[Capability], capability: Capability, what: str) -> None:
+    if capability in capabilities:
+        return
+    if capability in type(provider).capabilities:
+        hint = provider.capability_hint(capability) or "leave the option out or pick another provider"
+        message = f"provider {provider.name!r} cannot honour {what} here (capability {capability.value!r}); {hint}"
+    else:
+        message = (
             f"provider {provider.name!r} does not support {what} (capability {capability.value!r}); "
-            "leave the option out or pick a provider that declares it",
-            provider=provider.name,
+            "leave the option out or pick a provider that declares it"
         )
+    raise SandboxError(ErrorCode.CAPABILITY_NOT_SUPPORTED, message, provider=provider.name)
 
 
 def _spec_capabilities(spec: SandboxSpec) -> builtins.list[tuple[Capability, str]]:
@@ -203,7 +212,7 @@ class AsyncSandbox:
             remember_local_secrets(spec.secrets)  # their values never show in an error message
         provider = get_provider(self._provider_name, _plain_auth(spec))
         for capability, what in _spec_capabilities(spec):
-            require(provider, capability, what)
+            await require(provider, capability, what)
         provider_options = _provider_options(provider, spec.provider_options)
         handle = await guarded(
             provider.name, None, ErrorCode.SANDBOX_CREATION_FAILED, provider.create(spec, provider_options)
@@ -231,20 +240,30 @@ class AsyncSandbox:
         return self
 
     @classmethod
-    async def from_id(cls, sandbox_id: str, provider: str | None = None, **auth: Any) -> AsyncSandbox:
+    async def from_id(
+        cls, sandbox_id: str, provider: str | None = None, *, auth: Mapping[str, str] | None = None, **unknown: Any
+    ) -> AsyncSandbox:
         """Reconnect to a live sandbox by id; SANDBOX_NOT_FOUND when it is gone."""
-        prov = get_provider(provider, auth.get("auth"))
-        require(prov, Capability.RECONNECT, "from_id")
+        prov = get_provider(provider, _auth_only(auth, unknown, "from_id"))
+        await require(prov, Capability.RECONNECT, "from_id")
         if not isinstance(sandbox_id, str) or not sandbox_id:
             raise SandboxError(ErrorCode.INVALID_ARGUMENT, "sandbox_id must be a non-empty string")
         handle = await guarded(prov.name, sandbox_id, ErrorCode.SANDBOX_NOT_FOUND, prov.from_id(sandbox_id))
         return cls._attach(prov, handle)
 
     @classmethod
-    async def from_name(cls, app: str, name: str, provider: str | None = None, **auth: Any) -> AsyncSandbox:
+    async def from_name(
+        cls,
+        app: str,
+        name: str,
+        provider: str | None = None,
+        *,
+        auth: Mapping[str, str] | None = None,
+        **unknown: Any,
+    ) -> AsyncSandbox:
         """Find a live sandbox by its app and name; SANDBOX_NOT_FOUND when none is running."""
-        prov = get_provider(provider, auth.get("auth"))
-        require(prov, Capability.NAMED, "from_name")
+        prov = get_provider(provider, _auth_only(auth, unknown, "from_name"))
+        await require(prov, Capability.NAMED, "from_name")
         handle = await guarded(prov.name, None, ErrorCode.SANDBOX_NOT_FOUND, prov.from_name(app, name))
         return cls._attach(prov, handle)
 
@@ -256,13 +275,14 @@ class AsyncSandbox:
         app: str | None = None,
         tags: Mapping[str, str] | None = None,
         labels: Mapping[str, str] | None = None,
-        **auth: Any,
+        auth: Mapping[str, str] | None = None,
+        **unknown: Any,
     ) -> builtins.list[SandboxInfo]:
         """Live sandboxes of a provider, filtered by app and tags (all must match)."""
-        prov = get_provider(provider, auth.get("auth"))
-        require(prov, Capability.LIST, "list")
+        prov = get_provider(provider, _auth_only(auth, unknown, "list"))
+        await require(prov, Capability.LIST, "list")
         if tags:
-            require(prov, Capability.TAGS, "filtering by tags")
+            await require(prov, Capability.TAGS, "filtering by tags")
         return await guarded(
             prov.name,
             None,
@@ -318,8 +338,21 @@ class AsyncSandbox:
 
     @property
     def capabilities(self) -> frozenset[Capability]:
-        """What this sandbox's provider declares."""
-        return get_provider(self._provider_name).capabilities if self._provider is None else self._provider.capabilities
+        """What this sandbox's provider can honour now (``Provider.current_capabilities``).
+
+        Known once the sandbox exists; before that (two-step form) it is what the provider
+        declares, unless another sandbox of this process asked already. ``Sandbox.capabilities``
+        is always current; in async code, ``await sandboxkit.aprovider_capabilities(name)``.
+        """
+        provider = self._provider or get_provider(self._provider_name)
+        known = registry.known_capabilities(provider)
+        return type(provider).capabilities if known is None else known
+
+    async def _current_capabilities(self) -> frozenset[Capability]:
+        provider = self._provider or get_provider(self._provider_name)
+        return await guarded(
+            provider.name, None, ErrorCode.PROVIDER_UNAVAILABLE, registry.current_capabilities(provider)
+        )
 
     @property
     def instance(self) -> Any:
@@ -402,9 +435,9 @@ class AsyncSandbox:
         provider = self._provider
         assert provider is not None
         if stdin is not None:
-            require(provider, Capability.STDIN, "stdin=")
+            _require_known(provider, Capability.STDIN, "stdin=")
         if user is not None:
-            require(provider, Capability.USER, "user=")
+            _require_known(provider, Capability.USER, "user=")
         return ExecRequest(
             argv=argv,
             cwd=None if cwd is None else _absolute(cwd, "cwd"),
@@ -526,7 +559,8 @@ class AsyncSandbox:
         After the loop, ``.result`` holds the ExecResult.
         """
         self._live_handle()
-        require(self._provider, Capability.STREAMING, "stream()")  # type: ignore[arg-type]
+        assert self._provider is not None  # a live handle has its provider
+        _require_known(self._provider, Capability.STREAMING, "stream()")
         request = self._request(command, timeout=timeout, cwd=cwd, env=env, stdin=stdin, user=user)
 
         def start(forward: Callable[[OutputChunk], Awaitable[None]]) -> Awaitable[ExecResult]:
@@ -658,11 +692,19 @@ def _pair(item: Any) -> str | None:
 
 
 def _with_result(err: SandboxError, result: ExecResult) -> SandboxError:
-    if isinstance(err, _ResultError):
-        err.with_result(result)
-    else:
-        err.result = result  # type: ignore[attr-defined]
+    err.result = result
     return err
+
+
+def _auth_only(auth: Mapping[str, str] | None, unknown: Mapping[str, Any], what: str) -> Mapping[str, str] | None:
+    """``auth`` when no other keyword was given; INVALID_ARGUMENT naming a misspelled one."""
+    if unknown:
+        names = ", ".join(sorted(unknown))
+        raise SandboxError(
+            ErrorCode.INVALID_ARGUMENT,
+            f"{what}() got unknown keyword argument(s): {names}; it takes auth={{...}} for credentials",
+        )
+    return auth
 
 
 def _raise_unless_file_errors(errors: Sequence[SandboxError | None]) -> None:

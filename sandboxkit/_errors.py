@@ -82,6 +82,8 @@ class SandboxError(Exception):
     message: str
     provider: str | None
     sandbox_id: str | None
+    #: the command's (partial) result when the error ends a command (timeouts, failures, OOM)
+    result: ExecResult | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -168,9 +170,6 @@ class CapabilityNotSupportedError(SandboxError, NotImplementedError):
 
 
 class _ResultError(SandboxError):
-    #: The command's (partial) result, when one exists.
-    result: ExecResult | None = None
-
     def with_result(self, result: ExecResult) -> _ResultError:
         self.result = result
         return self

@@ -62,3 +62,17 @@ def _close_forgotten() -> None:
             sandbox.close()
         except Exception:
             pass
+    _close_providers()
+
+
+def _close_providers() -> None:
+    """Close the registry's provider instances: on the shared loop when it runs, else on a new one."""
+    from sandboxkit._registry import registry
+
+    try:
+        if _portal is not None and _thread is not None and _thread.is_alive():
+            _portal.call(registry.aclose)
+        else:
+            anyio.run(registry.aclose)
+    except Exception:  # at exit, closing is best effort
+        pass

@@ -1,7 +1,29 @@
 """The provider SPI: a narrow async contract that every backend implements.
 
 The facade (``AsyncSandbox``/``Sandbox``) owns validation, capability checks, initial files,
-output caps, decoding, factories and sync wrapping; a provider only does the primitives below.
+output caps, decoding, factories and sync wrapping; a provider only does the six required
+primitives (``Provider.create`` and the handle's ``exec``, ``read_file``, ``write_file``,
+``terminate``, ``status``) plus the optional hooks its capabilities promise (``from_id`` for
+RECONNECT, ``from_name`` for NAMED, ``list`` for LIST, ...).
+
+The contract, beyond each method's own docstring:
+
+- **Values arrive resolved.** ``spec.secrets`` names secrets; their values come from
+  :func:`sandboxkit.secrets.resolve_secrets` (call it in ``create``; never log a value).
+  ``ExecRequest.user`` is a user name or a numeric uid as a string, or None for the image's user.
+  ``ExecRequest.cwd`` (and ``spec.workdir``) must be created when missing, not refused.
+- **Errors are SandboxErrors.** Anything else escaping a provider becomes a generic code with
+  "failed unexpectedly" in the message; raise the code that tells the user what happened.
+  File errors come from :func:`sandboxkit.spi.file_error` with one of its kinds.
+- **OOM**: set ``ExecExit.oom_killed`` when the kernel killed a process of the command for memory;
+  the facade turns it into RESOURCE_LIMIT_EXCEEDED with the partial output.
+- **Lifetime**: when ``spec.lifetime`` passes the sandbox ends whatever runs in it; a command
+  running then ends with SANDBOX_NOT_FOUND (or its exit, if it finished first), never hangs.
+- **Idle timeout**: a sandbox is idle while no command runs in it, from any client; the clock
+  starts when the last command ends. File reads and writes need not count as activity.
+- **Capabilities**: the class attribute declares what the provider can ever do;
+  :meth:`Provider.current_capabilities` says what this instance can honour now, and the facade
+  refuses the rest with CAPABILITY_NOT_SUPPORTED before calling the provider.
 """
 
 from __future__ import annotations
@@ -9,8 +31,11 @@ from __future__ import annotations
 import abc
 import builtins
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+from typing import Any, ClassVar, TypeVar
 
+import anyio
 from pydantic import BaseModel, ConfigDict
 
 from sandboxkit._capabilities import Capability
@@ -32,6 +57,9 @@ from sandboxkit._types import (
     VolumeInfo,
 )
 
+T = TypeVar("T")
+R = TypeVar("R")
+
 #: Receives output as it arrives; awaiting it applies back-pressure to the command.
 OutputCallback = Callable[[StreamName, bytes], Awaitable[None]]
 
@@ -51,7 +79,11 @@ class NoOptions(BaseModel):
 
 
 class SandboxHandle(abc.ABC):
-    """One live sandbox as its provider sees it."""
+    """One live sandbox as its provider sees it.
+
+    The provider sets ``id`` (always), ``name`` and ``app`` (from ``spec.name``/``spec.app`` on
+    create, from the sandbox's own record on ``from_id``/``from_name``) before returning a handle.
+    """
 
     #: provider-assigned id, stable across clients (``from_id`` takes it)
     id: str
@@ -59,13 +91,17 @@ class SandboxHandle(abc.ABC):
     name: str | None = None
     #: app the sandbox belongs to
     app: str = ""
+    #: how many files ``read_files``/``write_files`` move at once by default; raise it when safe
+    file_concurrency: ClassVar[int] = 1
 
     @abc.abstractmethod
     async def exec(self, request: ExecRequest, on_output: OutputCallback) -> ExecExit:
         """Run one command to its end, passing every output chunk to ``on_output`` in order.
 
-        On ``request.timeout`` the whole process tree must be killed and ``timed_out`` set.
-        Raise SANDBOX_NOT_FOUND when the sandbox is gone.
+        On ``request.timeout`` the whole process tree must be killed, and be gone, before this
+        returns with ``timed_out`` set. When the calling task is cancelled the tree must be killed
+        too. Set ``oom_killed`` when the kernel killed part of it for memory. Raise
+        SANDBOX_NOT_FOUND when the sandbox is gone (closed, or past its lifetime).
         """
 
     @abc.abstractmethod
@@ -85,25 +121,23 @@ class SandboxHandle(abc.ABC):
         """The sandbox's state now."""
 
     async def write_files(self, files: Sequence[tuple[str, bytes]]) -> builtins.list[SandboxError | None]:
-        """Write many files; one entry per file, None on success. Override to batch."""
-        results: builtins.list[SandboxError | None] = []
-        for path, data in files:
-            try:
-                await self.write_file(path, data)
-                results.append(None)
-            except SandboxError as exc:
-                results.append(exc)
-        return results
+        """Write many files; one entry per file, None on success. Override to batch.
+
+        By default up to ``file_concurrency`` ``write_file`` calls run at once.
+        """
+
+        async def one(item: tuple[str, bytes]) -> SandboxError | None:
+            await self.write_file(*item)
+            return None
+
+        return await _bounded(files, one, self.file_concurrency)
 
     async def read_files(self, paths: Sequence[str]) -> builtins.list[bytes | SandboxError]:
-        """Read many files; one entry per path, the error where one failed. Override to batch."""
-        results: builtins.list[bytes | SandboxError] = []
-        for path in paths:
-            try:
-                results.append(await self.read_file(path))
-            except SandboxError as exc:
-                results.append(exc)
-        return results
+        """Read many files; one entry per path, the error where one failed. Override to batch.
+
+        By default up to ``file_concurrency`` ``read_file`` calls run at once.
+        """
+        return await _bounded(paths, self.read_file, self.file_concurrency)
 
     # -- the stateful half (capabilities PROCESSES, PTY, PORTS, SNAPSHOTS); optional ---------------
 
@@ -186,13 +220,13 @@ class Provider(abc.ABC):
     async def create(self, spec: SandboxSpec, options: BaseModel) -> SandboxHandle:
         """Create and start a sandbox; ``options`` is ``spec.provider_options`` validated."""
 
-    @abc.abstractmethod
     async def from_id(self, sandbox_id: str) -> SandboxHandle:
-        """Reconnect to a live sandbox; SANDBOX_NOT_FOUND when it is gone."""
+        """Reconnect to a live sandbox; SANDBOX_NOT_FOUND when it is gone (capability RECONNECT)."""
+        raise self._unsupported("reconnecting by id")
 
     async def from_name(self, app: str, name: str) -> SandboxHandle:
         """Find a live sandbox by app and name (capability NAMED)."""
-        raise NotImplementedError
+        raise self._unsupported("finding sandboxes by name")
 
     async def list(
         self,
@@ -202,7 +236,7 @@ class Provider(abc.ABC):
         labels: Mapping[str, str] | None = None,
     ) -> builtins.list[SandboxInfo]:
         """Live sandboxes matching every filter given (capability LIST)."""
-        raise NotImplementedError
+        raise self._unsupported("listing sandboxes")
 
     async def create_volume(self, name: str, *, labels: Mapping[str, str] | None = None) -> VolumeInfo:
         """Create a named volume that ``volumes=`` can mount (ALREADY_EXISTS if it exists). Optional."""
@@ -238,6 +272,10 @@ class Provider(abc.ABC):
         """
         return type(self).capabilities
 
+    def capability_hint(self, capability: Capability) -> str:
+        """Why a declared ``capability`` is not current here and how to get it ("" to say nothing)."""
+        return ""
+
     def _unsupported(self, what: str) -> SandboxError:
         return SandboxError(
             ErrorCode.CAPABILITY_NOT_SUPPORTED,
@@ -249,5 +287,33 @@ class Provider(abc.ABC):
         """Release clients and connections held by this provider instance."""
 
     def version(self) -> str:
-        """The provider package's version, for reports."""
+        """The provider package's version, for reports; ``return self.distribution_version("dist")``."""
         return "unknown"
+
+    @staticmethod
+    def distribution_version(distribution: str) -> str:
+        """The installed version of ``distribution`` (e.g. ``"sandboxkit-docker"``), or ``"unknown"``."""
+        try:
+            return package_version(distribution)
+        except PackageNotFoundError:
+            return "unknown"
+
+
+async def _bounded(
+    items: Sequence[T], call: Callable[[T], Awaitable[R]], limit: int
+) -> builtins.list[R | SandboxError]:
+    """``call`` on every item, at most ``limit`` at once; a SandboxError is its item's result."""
+    results: builtins.list[R | SandboxError | None] = [None] * len(items)
+    limiter = anyio.CapacityLimiter(max(1, limit))
+
+    async def one(i: int, item: T) -> None:
+        async with limiter:
+            try:
+                results[i] = await call(item)
+            except SandboxError as exc:
+                results[i] = exc
+
+    async with anyio.create_task_group() as tg:
+        for i, item in enumerate(items):
+            tg.start_soon(one, i, item)
+    return results  # type: ignore[return-value]  # every slot is filled

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import os
 import threading
+import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from types import ModuleType
 
+import anyio
 import pluggy
 
 from sandboxkit import _hookspecs
+from sandboxkit._capabilities import Capability
 from sandboxkit._errors import ErrorCode, SandboxError
 from sandboxkit._hookspecs import ProviderRecord
 from sandboxkit._provider import Provider
 
 DEFAULT_PROVIDER = "docker"
+#: The plugin name under which :func:`register_provider` files provider classes.
+IN_PROCESS = "in-process"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +51,9 @@ class Registry:
         self._broken: dict[str, str] = {}
         self._plugin_of: dict[str, str] = {}
         self._classes: dict[str, type[Provider]] = {}
+        self._instances: dict[tuple[str, str], Provider] = {}
+        self._retired: list[Provider] = []  # instances of unregistered providers, closed by aclose()
+        self._capabilities: weakref.WeakKeyDictionary[Provider, frozenset[Capability]] = weakref.WeakKeyDictionary()
 
     @property
     def plugin_manager(self) -> pluggy.PluginManager:
@@ -60,16 +70,99 @@ class Registry:
         with self._lock:
             self._collect(pm, only=plugin)
 
+    def register_class(self, cls: type[Provider], name: str, summary: str = "") -> None:
+        """Offer ``cls`` as provider ``name`` in this process, replacing an in-process one of that name."""
+        _ = self.plugin_manager
+        with self._lock:
+            owner = self._plugin_of.get(name)
+            if name in self._records and owner != IN_PROCESS:
+                raise SandboxError(
+                    ErrorCode.ALREADY_EXISTS,
+                    f"provider {name!r} is already offered by plugin {owner!r}; register yours under another name",
+                )
+            factory = f"{cls.__module__}:{cls.__qualname__}"
+            self._records[name] = ProviderRecord(name=name, factory=factory, summary=summary or _summary(cls))
+            self._plugin_of[name] = IN_PROCESS
+            self._classes[name] = cls
+            self._broken.pop(name, None)
+
     def unregister(self, name: str) -> None:
-        """Forget a plugin registered under ``name`` and its providers."""
+        """Forget a plugin registered under ``name``, or an in-process provider of that name."""
         pm = self.plugin_manager
-        plugin = pm.unregister(name=name)
+        plugin = pm.unregister(name=name) if pm.has_plugin(name) else None
         with self._lock:
             for provider, owner in list(self._plugin_of.items()):
-                if owner == name or pm.get_name(plugin) == owner:
+                if owner == name or (plugin is None and provider == name and owner == IN_PROCESS):
                     self._records.pop(provider, None)
                     self._classes.pop(provider, None)
                     self._plugin_of.pop(provider, None)
+                    for key in [k for k in self._instances if k[0] == provider]:
+                        self._retired.append(self._instances.pop(key))
+
+    # ------------------------------------------------------------ provider instances
+    def provider(self, name: str | None, auth: Mapping[str, str] | None = None) -> Provider:
+        """The shared Provider instance for ``name`` (default: ``$SANDBOXKIT_PROVIDER``) and these credentials.
+
+        The cache key holds a hash of the credentials, never their values.
+        """
+        resolved = name or default_provider_name()
+        key = (resolved, _fingerprint(auth or {}))
+        with self._lock:
+            found = self._instances.get(key)
+        if found is not None:
+            return found
+        cls = self.provider_class(resolved)
+        try:
+            created = cls(auth=auth)
+        except SandboxError:
+            raise
+        except Exception as exc:
+            raise SandboxError(
+                ErrorCode.PROVIDER_UNAVAILABLE,
+                f"provider {resolved!r} failed to start: {type(exc).__name__}: {exc}",
+                provider=resolved,
+            ) from exc
+        with self._lock:
+            return self._instances.setdefault(key, created)
+
+    async def current_capabilities(self, provider: Provider) -> frozenset[Capability]:
+        """``provider.current_capabilities()``, asked once per instance (a failure asks again next time)."""
+        known = self._capabilities.get(provider)
+        if known is None:
+            known = frozenset(await provider.current_capabilities())
+            self._capabilities[provider] = known
+        return known
+
+    def known_capabilities(self, provider: Provider) -> frozenset[Capability] | None:
+        """What :meth:`current_capabilities` found for ``provider``, or None before it was asked."""
+        return self._capabilities.get(provider)
+
+    async def aclose(self) -> None:
+        """Close every cached provider instance (``Provider.aclose``); later calls make new ones."""
+        with self._lock:
+            instances = [*self._instances.values(), *self._retired]
+            self._instances, self._retired = {}, []
+        for instance in instances:
+            self._capabilities.pop(instance, None)
+            with anyio.move_on_after(10, shield=True):
+                try:
+                    await instance.aclose()
+                except Exception:  # closing is best effort: one failure must not keep the others open
+                    pass
+
+    def forget(self) -> None:
+        """Drop every plugin and in-process registration; entry points load again on next use.
+
+        Cached instances are kept for the next :meth:`aclose`, but no longer handed out.
+        """
+        with self._lock:
+            self._pm = None
+            self._records.clear()
+            self._broken.clear()
+            self._plugin_of.clear()
+            self._classes.clear()
+            self._retired += self._instances.values()
+            self._instances.clear()
 
     def _load(self) -> pluggy.PluginManager:
         pm = pluggy.PluginManager(_hookspecs.PROJECT)
@@ -150,6 +243,18 @@ class Registry:
             )
         self._classes[name] = cls
         return cls
+
+
+def _fingerprint(auth: Mapping[str, str]) -> str:
+    digest = hashlib.sha256()
+    for key, value in sorted(auth.items()):
+        digest.update(f"{len(key)}:{key}{len(value)}:{value}".encode())
+    return digest.hexdigest()
+
+
+def _summary(cls: type[Provider]) -> str:
+    doc = (cls.__doc__ or "").strip()
+    return doc.splitlines()[0] if doc else "registered in-process"
 
 
 registry = Registry()

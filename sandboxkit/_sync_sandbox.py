@@ -46,14 +46,26 @@ class Sandbox:
         return self
 
     @classmethod
-    def from_id(cls, sandbox_id: str, provider: str | None = None, **auth: Any) -> Sandbox:
+    def from_id(
+        cls, sandbox_id: str, provider: str | None = None, *, auth: Mapping[str, str] | None = None, **unknown: Any
+    ) -> Sandbox:
         """Reconnect to a live sandbox by id; SANDBOX_NOT_FOUND when it is gone."""
-        return cls._wrap(_portal.call(functools.partial(AsyncSandbox.from_id, sandbox_id, provider, **auth)))
+        call = functools.partial(AsyncSandbox.from_id, sandbox_id, provider, auth=auth, **unknown)
+        return cls._wrap(_portal.call(call))
 
     @classmethod
-    def from_name(cls, app: str, name: str, provider: str | None = None, **auth: Any) -> Sandbox:
+    def from_name(
+        cls,
+        app: str,
+        name: str,
+        provider: str | None = None,
+        *,
+        auth: Mapping[str, str] | None = None,
+        **unknown: Any,
+    ) -> Sandbox:
         """Find a live sandbox by app and name; SANDBOX_NOT_FOUND when none is running."""
-        return cls._wrap(_portal.call(functools.partial(AsyncSandbox.from_name, app, name, provider, **auth)))
+        call = functools.partial(AsyncSandbox.from_name, app, name, provider, auth=auth, **unknown)
+        return cls._wrap(_portal.call(call))
 
     @staticmethod
     def list(
@@ -62,10 +74,17 @@ class Sandbox:
         app: str | None = None,
         tags: Mapping[str, str] | None = None,
         labels: Mapping[str, str] | None = None,
-        **auth: Any,
+        auth: Mapping[str, str] | None = None,
+        **unknown: Any,
     ) -> builtins.list[SandboxInfo]:
         """Live sandboxes of a provider, filtered by app and tags."""
-        return _portal.call(functools.partial(AsyncSandbox.list, provider, app=app, tags=tags, labels=labels, **auth))
+        call = functools.partial(AsyncSandbox.list, provider, app=app, tags=tags, labels=labels, auth=auth, **unknown)
+        return _portal.call(call)
+
+    def detach(self) -> Sandbox:
+        """Let the sandbox outlive this process: it is no longer closed at exit (its lifetime still ends it)."""
+        _portal.untrack(self)
+        return self
 
     def close(self) -> None:
         """Terminate the sandbox. Idempotent."""
@@ -90,8 +109,8 @@ class Sandbox:
 
     @property
     def capabilities(self) -> frozenset[Capability]:
-        """What this sandbox's provider declares."""
-        return self._async.capabilities
+        """What this sandbox's provider can honour now, on this machine (``Provider.current_capabilities``)."""
+        return _portal.call(self._async._current_capabilities)
 
     @property
     def handle(self) -> SandboxHandle:

@@ -10,11 +10,16 @@ cd "$(dirname "$0")/.."
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
+# Debian packages, one a line; each is installed (after one apt-get update) only when missing.
+apt_packages=(
+  debootstrap
+  busybox-static
+  runsc  # gVisor
+)
+installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
 need_apt=()
-command -v dockerd >/dev/null || need_apt+=(docker.io)
-command -v debootstrap >/dev/null || need_apt+=(debootstrap)
-command -v runsc >/dev/null || need_apt+=(runsc)
-[ -x /bin/busybox ] && ldd /bin/busybox 2>&1 | grep -q "not a dynamic" || need_apt+=(busybox-static)
+command -v dockerd >/dev/null || need_apt+=(docker.io)  # any engine will do (docker-ce too)
+for pkg in "${apt_packages[@]}"; do installed "$pkg" || need_apt+=("$pkg"); done
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"
   apt-get update -qq
@@ -47,7 +52,11 @@ fi
 pkgs=(-e . -e plugins/docker)
 for extra in plugins/modal conformance; do [ -f "$extra/pyproject.toml" ] && pkgs+=(-e "$extra"); done
 log "pip install ${pkgs[*]} + dev tools"
-.venv/bin/pip install -q "${pkgs[@]}" -r requirements-dev.txt 2>&1 | grep -v "^WARNING: Location" >&2 || true
+pip_log=$(mktemp)
+if ! .venv/bin/pip install -q "${pkgs[@]}" -r requirements-dev.txt >"$pip_log" 2>&1; then
+  log "pip install failed:"; tail -30 "$pip_log" >&2; exit 1
+fi
+rm -f "$pip_log"
 .venv/bin/python -c "import sandboxkit, sandboxkit_docker" || { log "install failed"; exit 1; }
 
 log "offline images"

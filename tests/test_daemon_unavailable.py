@@ -35,8 +35,10 @@ def _create_with(docker_host: str) -> tuple[str, float, str]:
 
 def test_no_engine_at_all(tmp_path: Path) -> None:
     code, seconds, message = _create_with(f"unix://{tmp_path}/no-engine.sock")
-    assert code == "PROVIDER_UNAVAILABLE" and seconds < 2
-    assert "start it" in message and "DOCKER_HOST" in message
+    assert code == "PROVIDER_UNAVAILABLE"
+    assert seconds < 2
+    assert "start it" in message
+    assert "DOCKER_HOST" in message
 
 
 @pytest.fixture

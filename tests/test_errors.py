@@ -45,14 +45,16 @@ def test_every_design_code_exists() -> None:
 def test_code_builds_the_matching_subclass(code: ErrorCode, cls: type, stdlib: type) -> None:
     err = SandboxError(code, "boom", provider="docker", sandbox_id="abc")
     assert type(err) is cls
-    assert isinstance(err, SandboxError) and isinstance(err, stdlib)
+    assert isinstance(err, SandboxError)
+    assert isinstance(err, stdlib)
     assert err.code is code
     assert str(err) == f"[{code}] boom (provider=docker, sandbox=abc)"
 
 
 def test_codes_without_subclass_stay_sandbox_error() -> None:
     err = SandboxError(ErrorCode.VOLUME_ERROR, "no volume")
-    assert type(err) is SandboxError and err.code is ErrorCode.VOLUME_ERROR
+    assert type(err) is SandboxError
+    assert err.code is ErrorCode.VOLUME_ERROR
     with pytest.raises(TypeError):
         SandboxError()
 
@@ -66,7 +68,8 @@ def test_every_error_pickles(code: ErrorCode) -> None:
     assert type(back) is type(err)
     assert (back.code, back.message, back.provider, back.sandbox_id) == (code, "msg", "p", "s")
     if isinstance(err, CommandTimeoutError):
-        assert back.result is not None and back.result.stdout == "partial"
+        assert back.result is not None
+        assert back.result.stdout == "partial"
 
 
 def test_errors_are_exported_with_public_module() -> None:

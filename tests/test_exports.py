@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 
-@pytest.mark.parametrize("module", ["sandboxkit", "sandboxkit.spi"])
+@pytest.mark.parametrize("module", ["sandboxkit", "sandboxkit.spi", "sandboxkit.testing", "sandboxkit.volumes"])
 def test_all_is_sorted_and_importable(module: str) -> None:
     mod = importlib.import_module(module)
     names = list(mod.__all__)
@@ -32,4 +32,5 @@ def test_ships_py_typed() -> None:
     import sandboxkit
 
     for pkg in (sandboxkit, sandboxkit_docker):
+        assert pkg.__file__ is not None
         assert (Path(pkg.__file__).parent / "py.typed").exists()

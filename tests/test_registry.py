@@ -25,7 +25,8 @@ def test_listing_providers_imports_no_provider_sdk() -> None:
         "print(names, 'docker' in sys.modules, 'sandboxkit_docker.provider' in sys.modules)"
     )
     out = subprocess.run([PY, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert "'docker'" in out and out.strip().endswith("False False")
+    assert "'docker'" in out
+    assert out.strip().endswith("False False")
 
 
 def _fake_distribution(tmp_path: Path, entry_points: str) -> dict[str, str]:
@@ -49,22 +50,27 @@ def test_broken_plugin_is_reported_and_the_others_still_work(tmp_path: Path) -> 
     proc = subprocess.run([CLI, "providers", "--json"], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     rows = {r["name"]: r for r in json.loads(proc.stdout)}
-    assert rows["docker"]["ok"] and rows["demo"]["ok"]
-    assert not rows["broken"]["ok"] and "no_such_module_xyz" in rows["broken"]["error"]
+    assert rows["docker"]["ok"]
+    assert rows["demo"]["ok"]
+    assert not rows["broken"]["ok"]
+    assert "no_such_module_xyz" in rows["broken"]["error"]
     # asking for the demo provider imports its factory, which is missing: a clear error with the hint
     code = "from sandboxkit import Sandbox\nSandbox.create(provider='demo')"
     proc = subprocess.run([PY, "-c", code], capture_output=True, text=True, env=env)
-    assert "PROVIDER_UNAVAILABLE" in proc.stderr and "pip install demo" in proc.stderr
+    assert "PROVIDER_UNAVAILABLE" in proc.stderr
+    assert "pip install demo" in proc.stderr
     # strict mode re-raises during development
     proc = subprocess.run(
         [CLI, "providers"], capture_output=True, text=True, env={**env, "SANDBOXKIT_STRICT_PLUGINS": "1"}
     )
-    assert proc.returncode != 0 and "no_such_module_xyz" in proc.stderr
+    assert proc.returncode != 0
+    assert "no_such_module_xyz" in proc.stderr
     # a plugin can be disabled
     proc = subprocess.run(
         [CLI, "providers"], capture_output=True, text=True, env={**env, "SANDBOXKIT_DISABLED_PLUGINS": "broken"}
     )
-    assert "broken" not in proc.stdout and "demo" in proc.stdout
+    assert "broken" not in proc.stdout
+    assert "demo" in proc.stdout
 
 
 class _RaisingPlugin:
@@ -89,7 +95,8 @@ def test_hook_failures_and_conflicts_are_reported_per_plugin() -> None:
     assert "offered by both" in (status["docker"].error or "")
     with pytest.raises(SandboxError) as info:
         registry.provider_class("notaprovider")
-    assert info.value.code is ErrorCode.PROVIDER_UNAVAILABLE and "not a sandboxkit Provider" in info.value.message
+    assert info.value.code is ErrorCode.PROVIDER_UNAVAILABLE
+    assert "not a sandboxkit Provider" in info.value.message
     assert registry.provider_class("docker").__name__ == "DockerProvider"  # the first registration wins
     registry.unregister("impostor")
     assert "notaprovider" not in {s.name for s in registry.statuses()}
@@ -98,14 +105,17 @@ def test_hook_failures_and_conflicts_are_reported_per_plugin() -> None:
 def test_unknown_provider_lists_the_valid_names() -> None:
     with pytest.raises(SandboxError) as info:
         Sandbox.create(provider="nonexistent")
-    assert info.value.code is ErrorCode.PROVIDER_NOT_FOUND and isinstance(info.value, LookupError)
-    assert "'docker'" not in info.value.message and "docker" in info.value.message
+    assert info.value.code is ErrorCode.PROVIDER_NOT_FOUND
+    assert isinstance(info.value, LookupError)
+    assert "'docker'" not in info.value.message
+    assert "docker" in info.value.message
 
 
 def test_default_provider_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SANDBOXKIT_PROVIDER", "from-env-provider")
     with pytest.raises(SandboxError) as info:
         Sandbox.create()
-    assert info.value.code is ErrorCode.PROVIDER_NOT_FOUND and "from-env-provider" in info.value.message
+    assert info.value.code is ErrorCode.PROVIDER_NOT_FOUND
+    assert "from-env-provider" in info.value.message
     monkeypatch.delenv("SANDBOXKIT_PROVIDER")
     assert Sandbox(None).provider == "docker"

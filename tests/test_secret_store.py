@@ -60,7 +60,8 @@ def test_create_refuses_to_overwrite_unless_asked() -> None:
     create_secret("once", {"K": "first"})
     with pytest.raises(SandboxError) as err:
         create_secret("once", {"K": "second"})
-    assert err.value.code == ErrorCode.ALREADY_EXISTS and "--force" in err.value.message
+    assert err.value.code == ErrorCode.ALREADY_EXISTS
+    assert "--force" in err.value.message
     create_secret("once", {"K": "second"}, overwrite=True)
     assert get_secret("once") == {"K": "second"}
 
@@ -75,10 +76,12 @@ def test_bad_names_are_invalid(name: str) -> None:
 def test_bad_keys_and_values_are_invalid_and_never_echoed() -> None:
     with pytest.raises(SandboxError) as key:
         create_secret("s", {"1BAD": "v"})
-    assert key.value.code == ErrorCode.INVALID_ARGUMENT and "1BAD" in key.value.message
+    assert key.value.code == ErrorCode.INVALID_ARGUMENT
+    assert "1BAD" in key.value.message
     with pytest.raises(SandboxError) as value:
         create_secret("s", {"K": "top-secret\x00value"})
-    assert value.value.code == ErrorCode.INVALID_ARGUMENT and "top-secret" not in str(value.value)
+    assert value.value.code == ErrorCode.INVALID_ARGUMENT
+    assert "top-secret" not in str(value.value)
     with pytest.raises(SandboxError) as empty:
         create_secret("s", {})
     assert empty.value.code == ErrorCode.INVALID_ARGUMENT

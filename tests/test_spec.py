@@ -23,7 +23,8 @@ def test_gpu_strings(gpu: str, expected: tuple[str, int]) -> None:
 def test_bad_gpu_strings(gpu: str) -> None:
     with pytest.raises(SandboxError) as info:
         build_spec({"gpu": gpu})
-    assert info.value.code is ErrorCode.INVALID_ARGUMENT and "gpu" in info.value.message
+    assert info.value.code is ErrorCode.INVALID_ARGUMENT
+    assert "gpu" in info.value.message
 
 
 @pytest.mark.parametrize(
@@ -66,18 +67,24 @@ def test_create_validates_before_any_provider_is_called() -> None:
 
 def test_defaults_and_normalisation() -> None:
     spec = build_spec({"workdir": "/app/../srv/", "gpu": "t4:1", "volumes": {"/data/": "v"}})
-    assert spec.timeout == 300 and spec.app == "sandboxkit" and spec.image is None
-    assert spec.workdir == "/srv" and spec.gpu == "T4" and spec.volumes == {"/data": "v"}
+    assert spec.timeout == 300
+    assert spec.app == "sandboxkit"
+    assert spec.image is None
+    assert spec.workdir == "/srv"
+    assert spec.gpu == "T4"
+    assert spec.volumes == {"/data": "v"}
 
 
 def test_secret_values_never_show() -> None:
     spec = build_spec({"auth": {"token_id": "ak-visible", "token_secret": "as-TOPSECRET"}, "env": {"K": "v"}})
-    assert "TOPSECRET" not in repr(spec) and "TOPSECRET" not in str(spec)
+    assert "TOPSECRET" not in repr(spec)
+    assert "TOPSECRET" not in str(spec)
     assert spec.auth_value("token_secret") == "as-TOPSECRET"
     with pytest.raises(SandboxError) as info:
         build_spec({"auth": {"token_secret": "as-TOPSECRET"}, "env": {"BAD-KEY": "TOPSECRET2"}})
     assert "TOPSECRET" not in str(info.value)
-    assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert info.value.__cause__ is None
+    assert info.value.__suppress_context__
 
 
 def test_spec_is_immutable() -> None:

@@ -29,9 +29,10 @@ CONFTEST = """
 import broken_providers
 import pytest
 
-from sandboxkit._registry import registry
+import sandboxkit
 
-registry.register(broken_providers, name="broken_providers")
+for provider_class in broken_providers.PROVIDERS:
+    sandboxkit.register_provider(provider_class)
 
 
 @pytest.fixture(scope="session")

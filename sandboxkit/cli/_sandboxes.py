@@ -93,12 +93,9 @@ def remove(args: argparse.Namespace) -> int:
 
 
 def collect(args: argparse.Namespace) -> int:
-    from sandboxkit import _portal
-    from sandboxkit._async_sandbox import get_provider
+    from sandboxkit import gc
 
-    provider = get_provider(args.provider)
-    labels = _pairs(args.label, "--label")
-    stale = _portal.call(lambda: provider.gc(dry_run=args.dry_run, labels=labels))
+    stale = gc(args.provider, dry_run=args.dry_run, labels=_pairs(args.label, "--label"))
     if args.json:
         rows = [
             {"id": s.id, "name": s.name, "app": s.app, "state": s.state.value, "reason": s.reason, "removed": s.removed}

@@ -65,8 +65,7 @@ def add(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run_create(args: argparse.Namespace) -> int:
-    from sandboxkit import _portal
-    from sandboxkit._sync_sandbox import Sandbox
+    from sandboxkit import Sandbox
 
     options: dict[str, Any] = {
         key: value
@@ -97,7 +96,7 @@ def run_create(args: argparse.Namespace) -> int:
             sandbox = Sandbox.create(args.provider, **options)
     except SandboxError as exc:
         return _fail(exc, args.json)
-    _portal.untrack(sandbox)  # it must outlive this process
+    sandbox.detach()  # it must outlive this process
     if args.json:
         print(json.dumps({"id": sandbox.id, "provider": sandbox.provider, "name": sandbox.name, "app": sandbox.app}))
     else:

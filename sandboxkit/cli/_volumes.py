@@ -22,22 +22,18 @@ def add(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def create(args: argparse.Namespace) -> int:
-    from sandboxkit import _portal
-    from sandboxkit._async_sandbox import env_labels, get_provider
+    from sandboxkit import volumes
 
-    provider = get_provider(args.provider)
     for name in args.names:
-        _portal.call(lambda n=name: provider.create_volume(n, labels=env_labels()))
+        volumes.create(name, args.provider)
         print(name)
     return 0
 
 
 def list_(args: argparse.Namespace) -> int:
-    from sandboxkit import _portal
-    from sandboxkit._async_sandbox import get_provider
+    from sandboxkit import volumes
 
-    provider = get_provider(args.provider)
-    rows = _portal.call(lambda: provider.list_volumes(unmanaged=args.all))
+    rows = volumes.list(args.provider, unmanaged=args.all)
     if args.json:
         print(
             json.dumps(
@@ -61,11 +57,9 @@ def list_(args: argparse.Namespace) -> int:
 
 
 def remove(args: argparse.Namespace) -> int:
-    from sandboxkit import _portal
-    from sandboxkit._async_sandbox import get_provider
+    from sandboxkit import volumes
 
-    provider = get_provider(args.provider)
     for name in args.names:
-        _portal.call(lambda n=name: provider.delete_volume(n))
+        volumes.delete(name, args.provider)
         print(name)
     return 0

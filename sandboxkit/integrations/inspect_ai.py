@@ -35,7 +35,8 @@ from inspect_ai.util import (
 )
 from pydantic import Field, model_validator
 
-from sandboxkit._async_sandbox import AsyncSandbox, env_labels, get_provider
+from sandboxkit._admin import aprovider_capabilities
+from sandboxkit._async_sandbox import AsyncSandbox, env_labels
 from sandboxkit._capabilities import Capability
 from sandboxkit._errors import (
     CapabilityNotSupportedError,
@@ -120,21 +121,21 @@ class SandboxkitSandboxEnvironment(SandboxEnvironment):
     @classmethod
     async def task_init(cls, task_name: str, config: SandboxEnvironmentConfigType | None) -> None:
         # fail before any sample starts: bad options, unknown or broken provider
-        get_provider(_config(config).provider)
+        await aprovider_capabilities(_config(config).provider)
 
     @classmethod
     async def sample_init(
         cls, task_name: str, config: SandboxEnvironmentConfigType | None, metadata: dict[str, str]
     ) -> dict[str, SandboxEnvironment]:
         settings = _config(config)
-        provider = get_provider(settings.provider)
+        capabilities = await aprovider_capabilities(settings.provider)
         options = settings.create_options()
         if settings.block_network is not None:
             options["block_network"] = settings.block_network
-        elif Capability.NETWORK_BLOCK in provider.capabilities:
+        elif Capability.NETWORK_BLOCK in capabilities:
             options["block_network"] = True
         options["labels"] = {INSPECT_LABEL[0]: INSPECT_LABEL[1], TASK_LABEL: _label_value(task_name)}
-        sandbox = await AsyncSandbox.create(provider.name, **options)
+        sandbox = await AsyncSandbox.create(settings.provider, **options)
         try:
             working_dir = settings.workdir or await _pwd(sandbox)
         except BaseException:

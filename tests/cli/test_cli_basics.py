@@ -28,7 +28,8 @@ def test_run_prints_output_and_passes_the_exit_code() -> None:
     proc = sandboxkit("run", "--", "sh", "-c", "echo to-out; echo to-err >&2; exit 7")
     assert (proc.returncode, proc.stdout, proc.stderr) == (7, "to-out\n", "to-err\n")
     proc = sandboxkit("run", "--", "python3", "-c", "import json, sys; print(json.dumps({'py': sys.version_info[0]}))")
-    assert proc.returncode == 0 and json.loads(proc.stdout) == {"py": 3}
+    assert proc.returncode == 0
+    assert json.loads(proc.stdout) == {"py": 3}
     proc = sandboxkit("run", "--", "echo hi | tr a-z A-Z")  # one word with spaces: a shell line
     assert proc.stdout == "HI\n"
 
@@ -47,20 +48,24 @@ def test_run_leaves_no_container(docker_engine: object, session_label: str) -> N
 @pytest.mark.usefixtures("docker_engine")
 def test_errors_exit_3_with_the_code() -> None:
     proc = sandboxkit("run", "--image", "sandboxkit/absent:never", "--", "true")
-    assert proc.returncode == 3 and "SANDBOX_CREATION_FAILED" in proc.stderr
+    assert proc.returncode == 3
+    assert "SANDBOX_CREATION_FAILED" in proc.stderr
     proc = sandboxkit("run", "--provider", "nope", "--", "true")
-    assert proc.returncode == 3 and "PROVIDER_NOT_FOUND" in proc.stderr
+    assert proc.returncode == 3
+    assert "PROVIDER_NOT_FOUND" in proc.stderr
     assert sandboxkit("run").returncode == 2
 
 
 @pytest.mark.usefixtures("docker_engine")
 def test_images_bootstrap_is_idempotent() -> None:
     proc = sandboxkit("images", "bootstrap", "--kind", "busybox")
-    assert proc.returncode == 0 and proc.stdout.strip() == "sandboxkit/busybox:latest"
+    assert proc.returncode == 0
+    assert proc.stdout.strip() == "sandboxkit/busybox:latest"
     assert "already present" in proc.stderr
 
 
 @pytest.mark.usefixtures("docker_engine")
 def test_busybox_image_runs_sandboxes() -> None:
     proc = sandboxkit("run", "--image", "sandboxkit/busybox:latest", "--", "sh", "-c", "echo busy; ls /bin/busybox")
-    assert proc.returncode == 0 and proc.stdout == "busy\n/bin/busybox\n"
+    assert proc.returncode == 0
+    assert proc.stdout == "busy\n/bin/busybox\n"

@@ -35,7 +35,8 @@ def test_ls_shows_a_live_sandbox_and_rm_ends_it(capsys: pytest.CaptureFixture[st
         assert main(["ls", "--app", "sbk-cli-test", "--label", _label()]) == 0
         table = capsys.readouterr().out.splitlines()
         assert table[0].split() == ["ID", "NAME", "APP", "STATE", "CREATED", "TAGS"]
-        assert table[1].startswith(sb.id[:12]) and f"cli={tag}" in table[1]
+        assert table[1].startswith(sb.id[:12])
+        assert f"cli={tag}" in table[1]
         assert main(["rm", sb.id]) == 0
         assert capsys.readouterr().out == f"{sb.id}\n"
         assert main(["ls", "--json", "--tag", f"cli={tag}"]) == 0
@@ -63,7 +64,8 @@ def test_volume_create_ls_rm(capsys: pytest.CaptureFixture[str]) -> None:
         assert "ALREADY_EXISTS" in capsys.readouterr().err
         assert main(["volume", "ls", "--json"]) == 0
         rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
-        assert rows[name]["managed"] is True and rows[name]["provider"] == "docker"
+        assert rows[name]["managed"] is True
+        assert rows[name]["provider"] == "docker"
         assert main(["volume", "ls"]) == 0
         assert name in capsys.readouterr().out
         with Sandbox.create(volumes={"/v": name}) as sb:

@@ -27,7 +27,8 @@ def test_create_from_pairs_environment_and_dotenv(
     assert get_secret("keys") == {"FROM_FILE": "file value", "A": "one=1", "FROM_SHELL": "shell-value-123"}
     out = capsys.readouterr()
     assert out.out == "keys\n"
-    assert "shell-value-123" not in out.err and "one=1" not in out.err
+    assert "shell-value-123" not in out.err
+    assert "one=1" not in out.err
 
 
 def test_ls_prints_names_and_keys_only(capsys: pytest.CaptureFixture[str]) -> None:
@@ -35,10 +36,14 @@ def test_ls_prints_names_and_keys_only(capsys: pytest.CaptureFixture[str]) -> No
     capsys.readouterr()
     assert main(["secret", "ls"]) == 0
     text = capsys.readouterr().out
-    assert "db" in text and "PASSWORD" in text and "hunter2" not in text
+    assert "db" in text
+    assert "PASSWORD" in text
+    assert "hunter2" not in text
     assert main(["secret", "ls", "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
-    assert row["name"] == "db" and row["keys"] == ["USER", "PASSWORD"] and "hunter2" not in json.dumps(row)
+    assert row["name"] == "db"
+    assert row["keys"] == ["USER", "PASSWORD"]
+    assert "hunter2" not in json.dumps(row)
 
 
 def test_overwrite_needs_force_and_rm_removes(capsys: pytest.CaptureFixture[str]) -> None:

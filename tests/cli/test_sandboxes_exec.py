@@ -33,7 +33,8 @@ def sandbox_id(docker_engine: object) -> Iterator[str]:
 
 
 def test_create_prints_the_id_of_a_sandbox_that_outlives_the_cli(sandbox_id: str) -> None:
-    assert len(sandbox_id) == 64 and sandbox_id.isalnum()
+    assert len(sandbox_id) == 64
+    assert sandbox_id.isalnum()
     reconnected = Sandbox.from_id(sandbox_id, "docker")
     assert reconnected.execute("echo $GREETING; pwd").stdout == "hi\n/srv\n"
     # the CLI process that created it is gone, yet gc does not count it as an orphan
@@ -80,14 +81,17 @@ def test_exec_timeout_kills_the_command_and_exits_124(sandbox_id: str) -> None:
 
 def test_errors_exit_3_with_the_error_code(docker_engine: object) -> None:
     missing = cli("exec", "no-such-sandbox", "--", "true")
-    assert missing.returncode == 3 and b"SANDBOX_NOT_FOUND" in missing.stderr
+    assert missing.returncode == 3
+    assert b"SANDBOX_NOT_FOUND" in missing.stderr
     as_json = cli("exec", "--json", "no-such-sandbox", "--", "true")
     assert as_json.returncode == 3
     assert json.loads(as_json.stdout)["error"]["code"] == "SANDBOX_NOT_FOUND"
     bad = cli("create", "--json", "--cpu", "-1")
-    assert bad.returncode == 3 and json.loads(bad.stdout)["error"]["code"] == "INVALID_ARGUMENT"
+    assert bad.returncode == 3
+    assert json.loads(bad.stdout)["error"]["code"] == "INVALID_ARGUMENT"
     bad_env = cli("create", "--env", "NOEQUALS")
-    assert bad_env.returncode == 3 and b"KEY=VALUE" in bad_env.stderr
+    assert bad_env.returncode == 3
+    assert b"KEY=VALUE" in bad_env.stderr
 
 
 def test_usage_errors_exit_2() -> None:
@@ -116,4 +120,5 @@ def test_create_json_and_progress_on_a_terminal(docker_engine: object) -> None:
         os.close(primary)
         os.close(secondary)
     Sandbox.from_id(on_tty.stdout.decode().strip(), "docker").close()
-    assert b"creating a sandbox on the default provider ..." in shown and b"done in" in shown
+    assert b"creating a sandbox on the default provider ..." in shown
+    assert b"done in" in shown

@@ -40,7 +40,8 @@ def test_close_while_commands_run(docker_engine: Any, monkeypatch: Any, fast: bo
             assert time.monotonic() - start < 10
         assert len(outcomes) == 10
         for outcome in outcomes:
-            assert isinstance(outcome, SandboxError) and outcome.code == ErrorCode.SANDBOX_NOT_FOUND, outcome
+            assert isinstance(outcome, SandboxError), outcome
+            assert outcome.code == ErrorCode.SANDBOX_NOT_FOUND, outcome
         with pytest.raises(SandboxError) as err:
             await sb.execute("echo after close")
         assert err.value.code == ErrorCode.SANDBOX_NOT_FOUND

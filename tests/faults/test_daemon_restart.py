@@ -32,7 +32,7 @@ import pytest
 from fault_helpers import host_processes_naming
 
 import sandboxkit
-from sandboxkit import ErrorCode, SandboxError, _async_sandbox
+from sandboxkit import ErrorCode, SandboxError
 
 pytestmark = pytest.mark.docker
 
@@ -129,8 +129,9 @@ def private_daemon(docker_engine: Any) -> Iterator[PrivateDaemon]:
     try:
         daemon.start()
         tar = root / "image.tar"
-        with tar.open("wb") as f:
-            for chunk in docker_engine.images.get(IMAGE).save(named=True):
+        # its own client: the session's answers within 5 s, an image export on a loaded machine may not
+        with contextlib.closing(docker.from_env(timeout=300)) as shared, tar.open("wb") as f:
+            for chunk in shared.images.get(IMAGE).save(named=True):
                 f.write(chunk)
         with contextlib.closing(daemon.client()) as c, tar.open("rb") as f:
             c.images.load(f)
@@ -143,12 +144,13 @@ def private_daemon(docker_engine: Any) -> Iterator[PrivateDaemon]:
 
 
 @pytest.fixture
-def on_private_daemon(private_daemon: PrivateDaemon, monkeypatch: Any) -> PrivateDaemon:
+def on_private_daemon(private_daemon: PrivateDaemon, monkeypatch: Any) -> Iterator[PrivateDaemon]:
     """Point sandboxkit at the private daemon: DOCKER_HOST, and a fresh provider that reads it."""
     monkeypatch.setenv("DOCKER_HOST", private_daemon.url)
     monkeypatch.setenv("SANDBOXKIT_DOCKER_WARDEN", "off")  # this test is about the client; no warden there
-    monkeypatch.setattr(_async_sandbox, "_providers", {})
-    return private_daemon
+    sandboxkit.reset_providers()
+    yield private_daemon
+    sandboxkit.reset_providers()  # the next test's provider talks to the shared engine again
 
 
 def test_daemon_restart_mid_session(on_private_daemon: PrivateDaemon) -> None:
@@ -172,7 +174,8 @@ def test_daemon_restart_mid_session(on_private_daemon: PrivateDaemon) -> None:
         with pytest.raises(SandboxError) as err:
             sb.execute("echo while down")
         assert err.value.code == ErrorCode.PROVIDER_UNAVAILABLE
-        assert "did not answer" in err.value.message and "DOCKER_HOST" in err.value.message
+        assert "did not answer" in err.value.message
+        assert "DOCKER_HOST" in err.value.message
         assert time.monotonic() - start < 10
 
         daemon.start()

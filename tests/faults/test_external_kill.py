@@ -76,6 +76,7 @@ def test_sandbox_killed_mid_command(docker_engine: Any, path: str) -> None:
         assert not worker.is_alive(), "the command's call hung after its sandbox was killed"
         assert time.monotonic() - start < 15
         (result,) = outcome
-        assert isinstance(result, SandboxError) and result.code == ErrorCode.SANDBOX_NOT_FOUND, result
+        assert isinstance(result, SandboxError), result
+        assert result.code == ErrorCode.SANDBOX_NOT_FOUND, result
     finally:
         sb.close()

@@ -51,7 +51,8 @@ def test_entry_point_registers_the_sandbox_type() -> None:
 def test_config_from_a_task_dict_validates_and_hashes() -> None:
     spec = SandboxEnvironmentSpec("sandboxkit", {"provider": "docker", "cpu": 1, "env": {"A": "1"}})  # type: ignore[arg-type]
     assert isinstance(spec.config, SandboxkitConfig)
-    assert spec.config.create_options()["env"] == {"A": "1"} and spec.config.provider == "docker"
+    assert spec.config.create_options()["env"] == {"A": "1"}
+    assert spec.config.provider == "docker"
     assert hash(spec) == hash(SandboxEnvironmentSpec("sandboxkit", {"provider": "docker", "cpu": 1, "env": {"A": "1"}}))  # type: ignore[arg-type]
     # an eval log stores every field; reading it back must work
     assert SandboxkitConfig(**spec.config.model_dump()) == spec.config
@@ -94,7 +95,8 @@ async def test_exec_output_keeps_the_last_bytes_of_each_stream_like_inspects_doc
         proxied = await SandboxEnvironmentProxy(env).exec(["sh", "-c", script])
     for result in (direct, proxied):
         assert result.success
-        assert result.stdout == full.stdout[-1000:] and result.stderr == full.stderr[-1000:]
+        assert result.stdout == full.stdout[-1000:]
+        assert result.stderr == full.stderr[-1000:]
 
 
 async def test_timeout_raises_with_the_partial_output(env: SandboxkitSandboxEnvironment) -> None:

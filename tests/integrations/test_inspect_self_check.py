@@ -16,6 +16,8 @@ from inspect_ai.util._sandbox.self_check import *  # noqa: F403
 
 from sandboxkit.integrations.inspect_ai import SandboxkitConfig, SandboxkitSandboxEnvironment
 
+# both providers run on the engine (the Modal emulator's sandboxes too); the fixture asks for it late
+pytestmark = pytest.mark.docker
 ROOT_OVERWRITES = "the sandbox user is root, and root can overwrite a read-only file"
 
 #: Per provider: checks it cannot pass, with the reason. Docker's are the ones inspect's own

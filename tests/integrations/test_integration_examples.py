@@ -12,7 +12,8 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 def _load(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -29,7 +30,8 @@ def test_deep_agent_writes_and_runs_a_file_in_a_docker_sandbox(docker_engine: ob
     assert tool_results[0].status == "success"
     assert "0 1 1 2 3 5 8 13 21 34" in tool_results[1].content
     assert "[Command succeeded with exit code 0]" in tool_results[1].content
-    assert messages[-1].type == "ai" and not messages[-1].tool_calls
+    assert messages[-1].type == "ai"
+    assert not messages[-1].tool_calls
 
 
 async def test_deep_agent_runs_async_too(docker_engine: object) -> None:

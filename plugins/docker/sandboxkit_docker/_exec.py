@@ -8,16 +8,16 @@ every process whose environment holds it. Docker's exec has no kill of its own.
 from __future__ import annotations
 
 import socket
-import struct
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
 
-from sandboxkit.spi import ErrorCode, ExecExit, ExecRequest, OutputCallback, SandboxError
-from sandboxkit_docker import _threads
+from sandboxkit.spi import ErrorCode, ExecExit, ExecRequest, OutputCallback, SandboxError, StreamName
+from sandboxkit_docker import _dockerpy, _threads
 from sandboxkit_docker._errors import translate
+from sandboxkit_docker._frames import STDERR, STDOUT, FrameSplitter
 
 MARKER = "SANDBOXKIT_EXEC_ID"
 # Shell builtins only, so it works when a fork bomb holds every pid slot (``read`` drops the NULs
@@ -30,8 +30,7 @@ _KILL = (
     "kill -$sig ${{p#/proc/}} 2>/dev/null && found=1; break;; esac; l=; done 2>/dev/null < $p/environ; "
     "done; done; done; true"
 )
-_STREAMS = {1: "stdout", 2: "stderr"}
-_HEADER = struct.Struct(">BxxxI")
+_STREAMS: dict[int, StreamName] = {STDOUT: "stdout", STDERR: "stderr"}
 #: After a kill, how long to keep reading what the dying processes still write.
 DRAIN_SECONDS = 5.0
 _RECV = 1 << 20
@@ -66,12 +65,12 @@ class ExecEngine:
         )
         exec_id = created["Id"]
         sock = await self._call(self.api.exec_start, exec_id, socket=True)
-        raw: socket.socket = getattr(sock, "_sock", sock)
+        raw: socket.socket = _dockerpy.raw_socket(sock)
         finished = False
         timed_out = False
         try:
             raw.setblocking(False)
-            ahead = _read_ahead(sock)
+            ahead = _dockerpy.read_ahead(sock)
             async with anyio.create_task_group() as tg:
                 if request.stdin is not None:
                     tg.start_soon(_feed, raw, request.stdin)
@@ -123,27 +122,16 @@ class ExecEngine:
             await anyio.sleep(0.1)  # at the pids limit the killer itself may fail to start (exit 126)
 
 
-def _read_ahead(sock: Any) -> bytes:
-    """Output that arrived with the upgrade response and sits in http.client's buffer, not the socket.
-
-    A fast command's first frames (or the engine's "unable to find user" message) can reach the
-    client in the same read as the response headers; reading only the raw socket would lose them.
-    The socket is non-blocking by now, so this never waits.
-    """
-    response = getattr(sock, "_response", None)
-    reader = getattr(getattr(getattr(response, "raw", None), "_fp", None), "fp", None)
-    if reader is None:
-        return b""
-    try:
-        data = reader.peek()
-        return bytes(reader.read(len(data))) if data else b""
-    except (OSError, ValueError):
-        return b""
-
-
 async def _pump(raw: socket.socket, on_output: OutputCallback, ahead: bytes = b"") -> None:
     """Read multiplexed frames until EOF and hand each payload on in order (``ahead`` comes first)."""
-    buf = bytearray()
+    frames = FrameSplitter()
+    payloads: list[tuple[StreamName, bytes]] = []
+
+    def keep(kind: int, payload: memoryview) -> None:
+        stream = _STREAMS.get(kind)
+        if stream is not None and payload:
+            payloads.append((stream, bytes(payload)))
+
     pending = ahead
     while True:
         if pending:
@@ -152,18 +140,10 @@ async def _pump(raw: socket.socket, on_output: OutputCallback, ahead: bytes = b"
             data = await _recv(raw)
         if not data:
             return
-        buf += data
-        pos = 0
-        while len(buf) - pos >= _HEADER.size:
-            kind, length = _HEADER.unpack_from(buf, pos)
-            end = pos + _HEADER.size + length
-            if end > len(buf):
-                break
-            stream = _STREAMS.get(kind)
-            if stream is not None and length:
-                await on_output(stream, bytes(buf[pos + _HEADER.size : end]))  # type: ignore[arg-type]
-            pos = end
-        del buf[:pos]
+        frames.feed(data, keep)
+        for stream, payload in payloads:
+            await on_output(stream, payload)
+        payloads.clear()
 
 
 async def _recv(raw: socket.socket) -> bytes:

@@ -26,7 +26,6 @@ import json
 import os
 import secrets
 import socket
-import struct
 import threading
 import uuid
 from typing import Any
@@ -34,10 +33,11 @@ from typing import Any
 import anyio
 
 from sandboxkit.spi import ExecExit, ExecRequest, OutputCallback, StreamName
-from sandboxkit_docker import _agent, _threads
+from sandboxkit_docker import _agent, _dockerpy, _threads
 from sandboxkit_docker._agent import COUNT, HEADER
 from sandboxkit_docker._errors import translate
 from sandboxkit_docker._exec import _KILL, MARKER, ExecEngine
+from sandboxkit_docker._frames import STDERR, STDOUT, FrameSplitter
 
 #: Set to 0/false/off to run every command through plain ``docker exec``.
 ENV_SWITCH = "SANDBOXKIT_DOCKER_FAST_EXEC"
@@ -64,7 +64,6 @@ _ACK_EVERY = _agent.WINDOW // 4
 #: it drains from two full pipes past the window at a command's end. More means a forged stream.
 MAX_UNACKED = _agent.WINDOW + 2 * _agent.MAX_FRAME
 _KINDS = frozenset({_agent.HELLO, _agent.STDOUT, _agent.STDERR, _agent.EXIT, _agent.STDIN_ACK})
-_DOCKER_FRAME = struct.Struct(">BxxxI")
 _RECV = 1 << 20
 _STREAMS: dict[int, StreamName] = {_agent.STDOUT: "stdout", _agent.STDERR: "stderr"}
 
@@ -134,7 +133,7 @@ class Mux:
         self.hello: dict[str, Any] | None = None
         self.dead: str | None = None
         self.reading = False
-        self._docker = bytearray()
+        self._docker = FrameSplitter()
         self._frames = bytearray()
         self._stderr = bytearray()
         self._write = anyio.Lock(fast_acquire=True)
@@ -218,26 +217,15 @@ class Mux:
         if not data:
             self.lose("the agent's stream closed" + self._stderr_note())
             return True
-        if self._docker:
-            self._docker += data
-            source: bytes | bytearray = self._docker
-        else:
-            source = data
-        with memoryview(source) as view:  # docker's frames: [stream, 0, 0, 0, length] + payload
-            pos, size = 0, len(view)
-            while size - pos >= _DOCKER_FRAME.size:
-                stream, length = _DOCKER_FRAME.unpack_from(view, pos)
-                end = pos + _DOCKER_FRAME.size + length
-                if end > size:
-                    break
-                if stream == 1:
-                    self._frames += view[pos + _DOCKER_FRAME.size : end]
-                elif stream == 2:
-                    self._stderr = (self._stderr + view[pos + _DOCKER_FRAME.size : end])[-2000:]
-                pos = end
-            self._docker = bytearray(view[pos:])
+        self._docker.feed(data, self._on_frame)
         self._dispatch()
         return True
+
+    def _on_frame(self, stream: int, payload: memoryview) -> None:
+        if stream == STDOUT:
+            self._frames += payload
+        elif stream == STDERR:
+            self._stderr = (self._stderr + payload)[-2000:]
 
     def _dispatch(self) -> None:
         buf = self._frames
@@ -452,7 +440,7 @@ class FastExec:
             sock, exec_id = await _threads.run_sync(start)
         except Exception:  # the sandbox is gone or docker refused: this command's own path reports it
             return
-        raw = getattr(sock, "_sock", sock)
+        raw = _dockerpy.raw_socket(sock)
         if type(raw) is not socket.socket:  # TLS or ssh transports: stay on docker exec
             self.disabled = "the Docker transport is not a plain socket"
             _close_quietly(sock)

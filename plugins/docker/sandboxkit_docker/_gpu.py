@@ -9,8 +9,11 @@ The mode comes from ``provider_options={"gpu_mode": ...}``, else ``$SANDBOXKIT_D
   type and count, and the usual CUDA variables are set, so GPU code paths run offline.
 - ``off``: refuse every ``gpu=``.
 
-The provider class declares Capability.GPU (the facade would refuse ``gpu=`` otherwise); when the
-host cannot honour it, ``create`` raises CAPABILITY_NOT_SUPPORTED naming the simulate switch.
+The provider class declares Capability.GPU; a provider instance reports it as current only when
+``$SANDBOXKIT_DOCKER_GPU`` is ``simulate``, or in ``auto`` when the engine can pass GPUs through, so
+the facade refuses ``gpu=`` elsewhere before any container exists, naming the simulate switch
+(:data:`HINT`). A sandbox's ``gpu_mode`` option picks among what the instance offers: ``off``
+refuses, ``simulate`` simulates even on an engine with real GPUs.
 """
 
 from __future__ import annotations
@@ -83,6 +86,18 @@ class GpuPlan:
     def files(self) -> list[tuple[str, bytes]]:
         """Executables to place in the container (the stand-in nvidia-smi when simulating)."""
         return [(NVIDIA_SMI, nvidia_smi_script(self.kind, self.count).encode())] if self.simulated else []
+
+
+#: How to get GPU sandboxes on a machine without GPUs.
+HINT = (
+    f"to run GPU code paths without a GPU set {ENV}=simulate (a stand-in nvidia-smi), "
+    "or use a provider with GPUs such as modal"
+)
+
+
+def host_has_gpus(runtimes: frozenset[str], local_engine: bool) -> bool:
+    """True when ``auto`` mode can pass real GPUs through: the NVIDIA runtime, or local device nodes."""
+    return "nvidia" in runtimes or (local_engine and bool(glob.glob("/dev/nvidia[0-9]*")))
 
 
 def plan(kind: str, count: int, mode: Mode, runtimes: frozenset[str], local_engine: bool) -> GpuPlan:

@@ -12,13 +12,11 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar, Literal, TypeVar
 
 import anyio
 import docker
 import docker.errors
-from docker.models.containers import _create_container_args
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sandboxkit import Capability
@@ -38,7 +36,19 @@ from sandboxkit.spi import (
     VolumeInfo,
     file_error,
 )
-from sandboxkit_docker import _archive, _gc, _gpu, _kernelfs, _labels, _lifetime, _limits, _security, _threads, _warden
+from sandboxkit_docker import (
+    _archive,
+    _dockerpy,
+    _gc,
+    _gpu,
+    _kernelfs,
+    _labels,
+    _lifetime,
+    _limits,
+    _security,
+    _threads,
+    _warden,
+)
 from sandboxkit_docker._errors import NO_DISK_QUOTA, PROVIDER, map_error, translate
 from sandboxkit_docker._exec import ExecEngine
 from sandboxkit_docker._fastexec import FastExec
@@ -123,7 +133,7 @@ class DockerProvider(Provider):
     name: ClassVar[str] = PROVIDER
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {
-            Capability.GPU,  # real passthrough or SANDBOXKIT_DOCKER_GPU=simulate; else refused at create
+            Capability.GPU,  # current only with real passthrough or SANDBOXKIT_DOCKER_GPU=simulate
             Capability.STDIN,
             Capability.STREAMING,
             Capability.VOLUMES,
@@ -149,10 +159,7 @@ class DockerProvider(Provider):
         self._activity: _warden.Activity | None = None
 
     def version(self) -> str:
-        try:
-            return version("sandboxkit-docker")
-        except PackageNotFoundError:
-            return "unknown"
+        return self.distribution_version("sandboxkit-docker")
 
     # ------------------------------------------------------------ plumbing
     def client(self) -> docker.DockerClient:
@@ -189,6 +196,28 @@ class DockerProvider(Provider):
             info: dict[str, Any] = await self.call(client.info)
             self._info = info
         return self._info
+
+    async def current_capabilities(self) -> frozenset[Capability]:
+        """The declared set, without GPU unless the engine has the NVIDIA runtime (or, on a local
+        engine, the host has NVIDIA device nodes) or ``$SANDBOXKIT_DOCKER_GPU=simulate``."""
+        declared = type(self).capabilities
+        try:
+            mode = _gpu.resolve_mode(None)
+        except SandboxError:  # a misspelled mode: keep GPU so that create reports the setting to fix
+            return declared
+        if mode == "simulate":
+            return declared
+        if mode == "auto":
+            runtimes = (await self.engine_info()).get("Runtimes") or {}
+            local = await _threads.run_sync(self.local_engine)
+            if _gpu.host_has_gpus(frozenset(runtimes), local):
+                return declared
+        return declared - {Capability.GPU}
+
+    def capability_hint(self, capability: Capability) -> str:
+        if capability is Capability.GPU:
+            return _gpu.HINT
+        return ""
 
     def local_engine(self) -> bool:
         """True when the engine listens on a local unix socket (host files describe its containers)."""
@@ -365,7 +394,7 @@ class DockerProvider(Provider):
     async def _create_container(self, client: docker.DockerClient, kwargs: dict[str, Any], spec: SandboxSpec) -> Any:
         for attempt in range(2):
             try:
-                return await self.call(_create_only, client, kwargs, creating=True)
+                return await self.call(_dockerpy.create_only, client, kwargs, creating=True)
             except SandboxError as exc:
                 if exc.code != ErrorCode.ALREADY_EXISTS or attempt:
                     raise
@@ -575,6 +604,8 @@ class DockerSandbox(SandboxHandle):
     another process) behaves like the one ``create`` returned: same secrets, same OOM reporting.
     """
 
+    file_concurrency: ClassVar[int] = 8
+
     def __init__(
         self,
         provider: DockerProvider,
@@ -763,12 +794,9 @@ class DockerSandbox(SandboxHandle):
         return results
 
     async def _put(self, files: builtins.list[tuple[str, bytes]]) -> None:
-        api = self._api()
-        url = api._url("/containers/{0}/archive", self.id)
-        # noOverwriteDirNonDir: writing a file where a directory is fails instead of replacing the directory
-        params = {"path": "/", "noOverwriteDirNonDir": "1"}
-        res = await self.provider.call(api._put, url, params=params, data=_archive.pack(files), sandbox_id=self.id)
-        await self.provider.call(api._raise_for_status, res, sandbox_id=self.id)
+        res = await self.provider.call(
+            _dockerpy.put_archive, self._api(), self.id, _archive.pack(files), sandbox_id=self.id
+        )
         if res.status_code != 200:
             raise SandboxError(
                 ErrorCode.FILE_OPERATION_FAILED, "docker refused the archive", provider=PROVIDER, sandbox_id=self.id
@@ -842,29 +870,6 @@ class DockerSandbox(SandboxHandle):
         else:
             kind = "invalid_path"
         raise file_error(kind, path, text[-200:], provider=PROVIDER, sandbox_id=self.id)
-
-    async def read_files(self, paths: Sequence[str]) -> builtins.list[bytes | SandboxError]:
-        results: builtins.list[bytes | SandboxError] = [b""] * len(paths)
-        limiter = anyio.CapacityLimiter(8)
-
-        async def one(i: int, path: str) -> None:
-            async with limiter:
-                try:
-                    results[i] = await self.read_file(path)
-                except SandboxError as exc:
-                    results[i] = exc
-
-        async with anyio.create_task_group() as tg:
-            for i, path in enumerate(paths):
-                tg.start_soon(one, i, path)
-        return results
-
-
-def _create_only(client: docker.DockerClient, kwargs: dict[str, Any]) -> Any:
-    """``client.containers.create(**kwargs)`` without the inspect that follows it there: the id is
-    all a new sandbox needs, and the inspect is a round trip and ~18 KiB held per sandbox."""
-    args = _create_container_args({**kwargs, "version": client.api._version})
-    return client.containers.prepare_model(client.api.create_container(**args))
 
 
 __all__ = ["DockerOptions", "DockerProvider", "DockerSandbox", "map_error"]

@@ -14,8 +14,7 @@ import urllib3.exceptions
 from sandboxkit_docker._errors import NATIVE_ERRORS, map_error, translate
 from sandboxkit_docker.provider import DockerProvider
 
-from sandboxkit import ErrorCode, Sandbox, SandboxError
-from sandboxkit._portal import call
+from sandboxkit import ErrorCode, Sandbox, SandboxError, portal
 from sandboxkit.spi import SandboxSpec
 
 # docker-py raises its own errors and lets requests' through; raw streams raise urllib3's
@@ -68,7 +67,8 @@ def test_each_native_exception_becomes_a_sandbox_error(cls: type[BaseException])
     with pytest.raises(SandboxError) as err, translate(sandbox_id="abc"):
         raise native
     assert err.value.code in set(ErrorCode)
-    assert err.value.provider == "docker" and err.value.sandbox_id == "abc"
+    assert err.value.provider == "docker"
+    assert err.value.sandbox_id == "abc"
     assert err.value.__cause__ is native
     assert map_error(native).code == err.value.code
 
@@ -120,7 +120,7 @@ def test_an_engine_that_does_not_answer_is_provider_unavailable(monkeypatch: pyt
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     provider = DockerProvider()
     with pytest.raises(SandboxError) as err:
-        call(lambda: provider.create(SandboxSpec(), DockerProvider.options_type()))
+        portal().call(lambda: provider.create(SandboxSpec(), DockerProvider.options_type()))
     assert err.value.code == ErrorCode.PROVIDER_UNAVAILABLE
     assert "DOCKER_HOST" in err.value.message
 

@@ -44,4 +44,5 @@ def test_every_fast_exec_keeps_its_first_output(sandbox_id: str) -> None:
 
     outputs = anyio.run(main)
     missing = [o for o in outputs if not o.strip()]
-    assert len(outputs) == RUNS and not missing, f"{len(missing)} of {RUNS} execs lost their output"
+    assert len(outputs) == RUNS, f"{len(missing)} of {RUNS} execs lost their output"
+    assert not missing, f"{len(missing)} of {RUNS} execs lost their output"

@@ -38,7 +38,8 @@ def agent_pid(sb: sandboxkit.Sandbox) -> int:
     """The agent's pid; fails unless the next command really goes through the agent (its reaper's parent)."""
     ppid = int(sb.execute("ps -o ppid= -p $PPID").stdout)
     mux = sb.handle.fast.mux  # type: ignore[attr-defined]
-    assert mux is not None and mux.hello is not None, sb.handle.fast.disabled  # type: ignore[attr-defined]
+    assert mux is not None, sb.handle.fast.disabled  # type: ignore[attr-defined]
+    assert mux.hello is not None, sb.handle.fast.disabled  # type: ignore[attr-defined]
     assert ppid == mux.hello["pid"] != 0
     return ppid
 
@@ -83,7 +84,7 @@ def test_commands_starting_together_start_one_agent(docker_engine: Any) -> None:
                 for _ in range(10):
                     tg.start_soon(sandbox.aio.execute, ["true"])
 
-        sandboxkit._portal.call(together)  # type: ignore[attr-defined]
+        sandboxkit.portal().call(together)
         agent_pid(sandbox)
         assert sandbox.execute("ps -eo ppid=,comm= | grep -c '^ *0 sbk-exec-agent$'").stdout.strip() == "1"
 
@@ -98,7 +99,8 @@ def test_env_identity_and_cwd_match_docker_exec(sb: sandboxkit.Sandbox, user: st
     fast, plain = both(sb, ENV_AND_IDENTITY, user=user, env={"PER_CALL": "x y"}, cwd="/tmp")
     assert fast.exit_code == plain.exit_code == 0
     assert fast.stdout == plain.stdout
-    assert "PER_CALL=x y" in fast.stdout and "FROM_SPEC=1" in fast.stdout
+    assert "PER_CALL=x y" in fast.stdout
+    assert "FROM_SPEC=1" in fast.stdout
     assert fast.stdout.rstrip().endswith("/tmp")
 
 
@@ -170,7 +172,8 @@ def test_timeout_kills_the_whole_tree(sb: sandboxkit.Sandbox, user: str | None) 
         sb.execute("echo started; sleep 300 & setsid sleep 301 & sleep 302", timeout=1, user=user)
     assert err.value.code == ErrorCode.COMMAND_TIMEOUT
     assert time.monotonic() - start < 8
-    assert err.value.result.stdout == "started\n"  # type: ignore[attr-defined]
+    assert err.value.result is not None
+    assert err.value.result.stdout == "started\n"
     left = sb.execute("ps -eo args | grep -c '^sleep 30[012]$' || true").stdout.strip()
     assert left == "0"
 
@@ -180,7 +183,7 @@ def test_cancelled_command_is_killed(sb: sandboxkit.Sandbox) -> None:
         with anyio.move_on_after(1.0):
             await sb.aio.execute("sleep 303")
 
-    sandboxkit._portal.call(cancel_soon)  # type: ignore[attr-defined]
+    sandboxkit.portal().call(cancel_soon)
     deadline = time.monotonic() + 10
     while sb.execute("ps -eo args | grep -c '^sleep 303$' || true").stdout.strip() != "0":
         assert time.monotonic() < deadline, "the cancelled command kept running"
@@ -200,7 +203,7 @@ def test_concurrent_commands_run_at_once_and_stay_matched(sb: sandboxkit.Sandbox
                 tg.start_soon(one, i)
         return time.monotonic() - start
 
-    took = sandboxkit._portal.call(all_of_them)  # type: ignore[attr-defined]
+    took = sandboxkit.portal().call(all_of_them)
     for i, r in results.items():
         assert (r.stdout, r.stderr, r.exit_code) == (f"out{i}\n", f"err{i}\n", i % 7)
     assert took < 20  # 40 s if they ran one after another
@@ -214,14 +217,18 @@ def test_streaming_is_live(sb: sandboxkit.Sandbox) -> None:
         seen.append((time.monotonic() - start, chunk.text))
     assert "".join(t for _, t in seen) == "first\nsecond\n"
     assert seen[0][0] < seen[-1][0] - 1.0
-    assert stream.result is not None and stream.result.exit_code == 0
+    assert stream.result is not None
+    assert stream.result.exit_code == 0
 
 
 def test_output_flood_is_capped_and_completes(sb: sandboxkit.Sandbox) -> None:
     r = sb.execute("head -c 60000000 /dev/zero; echo done >&2", max_output=1 << 20)
-    assert r.truncated and len(r.output_bytes) == 1 << 20 and r.exit_code == 0
+    assert r.truncated
+    assert len(r.output_bytes) == 1 << 20
+    assert r.exit_code == 0
     r = sb.execute("head -c 20000000 /dev/urandom | wc -c; head -c 20000000 /dev/zero", max_output=32 << 20)
-    assert r.stdout_bytes.startswith(b"20000000\n") and len(r.stdout_bytes) == 9 + 20_000_000
+    assert r.stdout_bytes.startswith(b"20000000\n")
+    assert len(r.stdout_bytes) == 9 + 20000000
 
 
 def test_values_passed_per_command_never_reach_the_agent(sb: sandboxkit.Sandbox) -> None:
@@ -230,7 +237,8 @@ def test_values_passed_per_command_never_reach_the_agent(sb: sandboxkit.Sandbox)
     pid = agent_pid(sb)
     seen = sb.execute(f"cat /proc/{pid}/cmdline /proc/{pid}/environ | tr '\\0' '\\n'").stdout
     assert secret not in seen
-    assert "sandboxkit-exec-agent" in seen and len(seen) < 4000  # the loader, not the agent's source
+    assert "sandboxkit-exec-agent" in seen
+    assert len(seen) < 4000  # the loader, not the agent's source
 
 
 def test_agent_killed_mid_command_reports_and_recovers(docker_engine: Any) -> None:

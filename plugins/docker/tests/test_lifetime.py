@@ -110,7 +110,8 @@ def test_a_sigkilled_client_leaves_nothing_past_timeout_and_gc(docker_engine: An
         assert dry.returncode == 0, dry.stderr
         found = {row["id"]: row for row in json.loads(dry.stdout)}
         assert found.keys() == {long_id, unstarted.id}, found
-        assert found[long_id]["reason"] == "owner_gone" and found[unstarted.id]["reason"] == "never_started"
+        assert found[long_id]["reason"] == "owner_gone"
+        assert found[unstarted.id]["reason"] == "never_started"
         assert not any(row["removed"] for row in found.values())
         assert _running(docker_engine, long_id)
 

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from sandboxkit import ErrorCode, Sandbox, SandboxError
-from sandboxkit._portal import call
+from sandboxkit import ErrorCode, Sandbox, SandboxError, portal
 
 pytestmark = pytest.mark.usefixtures("docker_engine")
 
@@ -81,7 +80,8 @@ def test_oom_of_a_child_is_reported_even_when_the_command_exits_0(memory_box: Sa
     with pytest.raises(SandboxError) as err:
         memory_box.execute("python3 -c 'b = bytearray(256 << 20)'; echo survived")
     assert err.value.code == ErrorCode.RESOURCE_LIMIT_EXCEEDED
-    assert err.value.result.exit_code == 0  # type: ignore[attr-defined]
+    assert err.value.result is not None
+    assert err.value.result.exit_code == 0
     assert memory_box.execute("true").exit_code == 0  # no stale report on the next command
 
 
@@ -90,7 +90,7 @@ def test_oom_is_reported_through_the_in_sandbox_counter_too(memory_box: Sandbox)
     reconnected = Sandbox.from_id(memory_box.id)
     oom = reconnected.handle.oom  # type: ignore[attr-defined]
     oom.host_path = None  # what a client of a remote engine sees
-    call(oom.prime)
+    portal().call(oom.prime)
     assert isinstance(oom.baseline, int)  # learned with one exec inside the sandbox
     assert reconnected.execute("exit 3").exit_code == 3  # a plain failure is not an OOM
     with pytest.raises(SandboxError) as err:
@@ -111,7 +111,7 @@ def test_a_fork_bomb_is_contained_and_the_sandbox_recovers() -> None:
 
 
 def _backing_fs(info: dict[str, Any]) -> str:
-    return dict(info.get("DriverStatus") or []).get("Backing Filesystem", "")
+    return str(dict(info.get("DriverStatus") or []).get("Backing Filesystem", ""))
 
 
 def test_disk_cap_where_the_storage_driver_has_quotas(docker_engine: Any, session_label: str) -> None:
@@ -121,15 +121,18 @@ def test_disk_cap_where_the_storage_driver_has_quotas(docker_engine: Any, sessio
     except SandboxError as exc:
         # overlay2 over ext4 (this project's machines) has no per-container quota: refused, clearly
         info = docker_engine.info()
-        assert info["Driver"] == "overlay2" and _backing_fs(info) != "xfs", "a quota-capable host refused disk_mib"
+        assert info["Driver"] == "overlay2", "a quota-capable host refused disk_mib"
+        assert _backing_fs(info) != "xfs", "a quota-capable host refused disk_mib"
         assert exc.code == ErrorCode.CAPABILITY_NOT_SUPPORTED
-        assert "pquota" in exc.message and "max_file_mib" in exc.message
+        assert "pquota" in exc.message
+        assert "max_file_mib" in exc.message
         after = {c.id for c in docker_engine.containers.list(all=True, filters={"label": session_label})}
         assert after == before, "a refused disk cap left a container behind"
         return
     with sb:
         r = sb.execute("dd if=/dev/zero of=/big bs=1M count=128")
-        assert r.exit_code != 0 and "space" in r.output.lower()
+        assert r.exit_code != 0
+        assert "space" in r.output.lower()
 
 
 def test_max_file_mib_caps_each_file() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -11,7 +12,6 @@ from sandboxkit_docker.images import BUSYBOX_IMAGE
 from sandboxkit_docker.provider import DockerProvider
 
 from sandboxkit import Capability, ErrorCode, Sandbox, SandboxError
-from sandboxkit._async_sandbox import env_labels
 
 pytestmark = pytest.mark.usefixtures("docker_engine")
 
@@ -79,7 +79,8 @@ def test_names_are_unique_per_app(offline: Sandbox) -> None:
 
 
 def test_list_filters_by_app_and_tags(offline: Sandbox) -> None:
-    mine = env_labels()  # this test session's label: other runs' sandboxes stay out of the way
+    key, _, value = os.environ["SANDBOXKIT_LABELS"].partition("=")  # the root conftest's session label:
+    mine = {key: value}  # other runs' sandboxes stay out of the way
     (info,) = Sandbox.list(app="sbk-options-test", labels=mine)
     run = info.tags["run"]
     assert [s.id for s in Sandbox.list(tags={"team": "infra", "run": run})] == [offline.id]

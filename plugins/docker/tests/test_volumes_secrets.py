@@ -10,9 +10,7 @@ from typing import Any
 
 import pytest
 
-from sandboxkit import ErrorCode, Sandbox, SandboxError
-from sandboxkit._async_sandbox import env_labels, get_provider
-from sandboxkit._portal import call
+from sandboxkit import ErrorCode, Sandbox, SandboxError, volumes
 from sandboxkit.secrets import create_secret, delete_secret
 
 pytestmark = pytest.mark.usefixtures("docker_engine")
@@ -23,11 +21,10 @@ VALUE = "tok-" + uuid.uuid4().hex  # unique, so finding it anywhere is a real le
 def volume() -> Iterator[str]:
     """A fresh named volume with this session's label (the root conftest reaps it if a test fails)."""
     name = f"sbk-test-{uuid.uuid4().hex[:10]}"
-    provider = get_provider("docker")
-    call(lambda: provider.create_volume(name, labels=env_labels()))
+    volumes.create(name, "docker")
     yield name
     try:
-        call(lambda: provider.delete_volume(name))
+        volumes.delete(name, "docker")
     except SandboxError:
         pass
 
@@ -48,7 +45,7 @@ def test_a_named_volume_written_in_one_sandbox_is_read_in_the_next(volume: str, 
         first.execute("echo persisted > /data/note", check=True)
     with Sandbox.create(volumes={"/mnt/again": volume}) as second:
         assert second.read_file("/mnt/again/note") == b"persisted\n"
-    listed = call(lambda: get_provider("docker").list_volumes())
+    listed = volumes.list("docker")
     assert volume in [v.name for v in listed if v.managed]
 
 
@@ -68,14 +65,14 @@ def test_one_volume_at_two_paths_is_refused(volume: str) -> None:
 
 
 def test_a_mounted_volume_cannot_be_deleted(volume: str) -> None:
-    provider = get_provider("docker")
     with Sandbox.create(volumes={"/data": volume}):
         with pytest.raises(SandboxError) as err:
-            call(lambda: provider.delete_volume(volume))
-        assert err.value.code == ErrorCode.VOLUME_ERROR and "in use" in err.value.message
-    call(lambda: provider.delete_volume(volume))
+            volumes.delete(volume, "docker")
+        assert err.value.code == ErrorCode.VOLUME_ERROR
+        assert "in use" in err.value.message
+    volumes.delete(volume, "docker")
     with pytest.raises(SandboxError) as gone:
-        call(lambda: provider.delete_volume(volume))
+        volumes.delete(volume, "docker")
     assert gone.value.code == ErrorCode.VOLUME_ERROR
 
 
@@ -88,10 +85,13 @@ def test_a_secret_reaches_commands_and_appears_nowhere_else(store: Path, docker_
         assert VALUE not in inspect
         assert "api-keys" in inspect  # the name is recorded, so a reconnecting client finds the values
         assert VALUE.encode() not in docker_engine.containers.get(sb.id).logs()
-        assert VALUE not in repr(sb) and VALUE not in repr(sb.handle) and VALUE not in repr(sb.aio)
+        assert VALUE not in repr(sb)
+        assert VALUE not in repr(sb.handle)
+        assert VALUE not in repr(sb.aio)
         with pytest.raises(SandboxError) as err:
             sb.execute("exit 4", check=True)
-        assert VALUE not in str(err.value) and VALUE not in repr(err.value)
+        assert VALUE not in str(err.value)
+        assert VALUE not in repr(err.value)
 
 
 def test_a_reconnected_handle_injects_the_same_secrets(store: Path) -> None:

@@ -10,7 +10,6 @@ import time
 import uuid
 import warnings
 from collections.abc import Mapping, Sequence
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar, Literal
 
 import anyio
@@ -115,10 +114,7 @@ class ModalProvider(Provider):
         self._clients = ClientCache()
 
     def version(self) -> str:
-        try:
-            return version("sandboxkit-modal")
-        except PackageNotFoundError:
-            return "unknown"
+        return self.distribution_version("sandboxkit-modal")
 
     async def client(self) -> modal.Client:
         """The verified modal.Client for the current credentials and server."""
@@ -333,6 +329,8 @@ class ModalProvider(Provider):
 class ModalSandbox(SandboxHandle):
     """One modal.Sandbox. Commands and files go through Modal's task command router."""
 
+    file_concurrency: ClassVar[int] = FILE_CONCURRENCY
+
     def __init__(
         self,
         provider: ModalProvider,
@@ -466,36 +464,12 @@ class ModalSandbox(SandboxHandle):
             await self.sandbox.filesystem.write_bytes.aio(data, path)
 
     async def read_files(self, paths: Sequence[str]) -> builtins.list[bytes | SandboxError]:
-        results: builtins.list[bytes | SandboxError] = [b""] * len(paths)
-        limiter = anyio.CapacityLimiter(FILE_CONCURRENCY)
-
-        async def one(i: int, path: str) -> None:
-            async with limiter:
-                try:
-                    results[i] = await self.read_file(path)
-                except SandboxError as exc:
-                    results[i] = exc
-
-        async with anyio.create_task_group() as tg:
-            for i, path in enumerate(paths):
-                tg.start_soon(one, i, path)
+        results = await super().read_files(paths)
         _raise_if_sandbox_gone(results)
         return results
 
     async def write_files(self, files: Sequence[tuple[str, bytes]]) -> builtins.list[SandboxError | None]:
-        results: builtins.list[SandboxError | None] = [None] * len(files)
-        limiter = anyio.CapacityLimiter(FILE_CONCURRENCY)
-
-        async def one(i: int, path: str, data: bytes) -> None:
-            async with limiter:
-                try:
-                    await self.write_file(path, data)
-                except SandboxError as exc:
-                    results[i] = exc
-
-        async with anyio.create_task_group() as tg:
-            for i, (path, data) in enumerate(files):
-                tg.start_soon(one, i, path, data)
+        results = await super().write_files(files)
         _raise_if_sandbox_gone(results)
         return results
 

@@ -18,7 +18,8 @@ def test_missing_tokens_fail_before_any_network_call(monkeypatch: pytest.MonkeyP
         Sandbox.create(provider="modal")
     assert time.monotonic() - started < 5
     assert info.value.code == ErrorCode.AUTHENTICATION_FAILED
-    assert "MODAL_TOKEN_ID" in info.value.message and "MODAL_TOKEN_SECRET" in info.value.message
+    assert "MODAL_TOKEN_ID" in info.value.message
+    assert "MODAL_TOKEN_SECRET" in info.value.message
     assert "auth=" in info.value.message
 
 
@@ -27,7 +28,8 @@ def test_half_given_auth_names_the_missing_part(monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(SandboxError) as info:
         Sandbox.create(provider="modal", auth={"token_id": "ak-only"})
     assert info.value.code == ErrorCode.AUTHENTICATION_FAILED
-    assert "MODAL_TOKEN_SECRET" in info.value.message and "ak-only" not in info.value.message
+    assert "MODAL_TOKEN_SECRET" in info.value.message
+    assert "ak-only" not in info.value.message
 
 
 def test_unknown_auth_keys_are_refused() -> None:
@@ -45,7 +47,8 @@ def test_wrong_tokens_fail_fast_and_never_echo_the_secret() -> None:
     assert info.value.code == ErrorCode.AUTHENTICATION_FAILED
     assert elapsed < 5, f"took {elapsed:.1f}s"
     assert "MODAL_TOKEN_ID" in info.value.message
-    assert "as-wrong-secret" not in str(info.value) and "as-wrong-secret" not in repr(info.value)
+    assert "as-wrong-secret" not in str(info.value)
+    assert "as-wrong-secret" not in repr(info.value)
 
 
 @pytest.mark.usefixtures("modal_env")

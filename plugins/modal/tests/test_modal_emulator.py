@@ -78,8 +78,10 @@ def test_filesystem_api(sb: modal.Sandbox) -> None:
     sb.exec("ln", "-s", "/tmp/fs/bin", "/tmp/fs/link").wait()
     entries = {e.name: e for e in fs.list_files("/tmp/fs")}
     assert sorted(entries) == ["a", "bin", "link"]
-    assert entries["a"].is_dir() and entries["bin"].size == 2
-    assert entries["link"].is_symlink() and entries["link"].symlink_target == "/tmp/fs/bin"
+    assert entries["a"].is_dir()
+    assert entries["bin"].size == 2
+    assert entries["link"].is_symlink()
+    assert entries["link"].symlink_target == "/tmp/fs/bin"
     info = fs.stat("/tmp/fs/a/b.txt")
     assert (info.path, info.size, info.owner, info.permissions) == ("/tmp/fs/a/b.txt", 5, "root", "-rw-r--r--")
     fs.make_directory("/tmp/fs/x/y/z")

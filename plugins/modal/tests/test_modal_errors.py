@@ -26,7 +26,8 @@ def test_every_modal_exception_class_is_mapped_explicitly() -> None:
     missing = [cls.__qualname__ for cls in classes if cls not in NATIVE_ERRORS]
     assert not missing, f"add these to sandboxkit_modal._errors.NATIVE_ERRORS: {missing}"
     warnings_ = [obj for obj in vars(modal.exception).values() if inspect.isclass(obj) and issubclass(obj, Warning)]
-    assert warnings_ and all(w in NATIVE_ERRORS for w in warnings_)
+    assert warnings_
+    assert all(w in NATIVE_ERRORS for w in warnings_)
 
 
 @pytest.mark.parametrize("cls", _modal_exception_classes(), ids=lambda c: c.__qualname__)
@@ -54,7 +55,8 @@ def test_context_decides_what_not_found_means() -> None:
 def test_auth_errors_say_what_to_set() -> None:
     err = map_error(modal.exception.AuthError("Invalid token"))
     assert err.code == ErrorCode.AUTHENTICATION_FAILED
-    assert "MODAL_TOKEN_ID" in err.message and "MODAL_TOKEN_SECRET" in err.message
+    assert "MODAL_TOKEN_ID" in err.message
+    assert "MODAL_TOKEN_SECRET" in err.message
 
 
 def test_filesystem_errors_carry_deepagents_kinds() -> None:
@@ -74,5 +76,5 @@ def test_translate_leaves_other_exceptions_alone() -> None:
     with pytest.raises(KeyError), translate():
         raise KeyError("not modal's")
     with pytest.raises(SandboxError) as info, translate(sandbox_id="sb-1"):
-        raise synchronicity.exceptions.UserCodeException(ValueError("x"))
+        raise synchronicity.exceptions.UserCodeException(ValueError("x"))  # type: ignore[no-untyped-call]
     assert info.value.sandbox_id == "sb-1"

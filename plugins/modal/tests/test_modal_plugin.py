@@ -14,7 +14,8 @@ def _fresh(code: str) -> str:
 
 def test_the_provider_is_registered_through_its_entry_point() -> None:
     status = {p.name: p for p in sandboxkit.providers()}["modal"]
-    assert status.ok and status.plugin == "modal"
+    assert status.ok
+    assert status.plugin == "modal"
 
 
 def test_listing_providers_and_building_the_cli_import_no_modal() -> None:
@@ -32,4 +33,6 @@ def test_the_cli_offers_the_emulator() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "sandboxkit.cli", "modal-emulator", "--help"], check=True, capture_output=True, text=True
     ).stdout
-    assert "--port" in out and "--image-map" in out and "--gpu-mode" in out
+    assert "--port" in out
+    assert "--image-map" in out
+    assert "--gpu-mode" in out

@@ -125,10 +125,12 @@ def test_provider_options_are_validated(app: str) -> None:
     assert info.value.code == ErrorCode.INVALID_ARGUMENT
     with pytest.raises(SandboxError) as info:
         Sandbox.create(provider="modal", app=app, provider_options={"region": "eu", "nope": 1})
-    assert info.value.code == ErrorCode.INVALID_ARGUMENT and "nope" in info.value.message
+    assert info.value.code == ErrorCode.INVALID_ARGUMENT
+    assert "nope" in info.value.message
     with pytest.raises(SandboxError) as info:  # modal's own check, surfaced with its reason
         Sandbox.create(provider="modal", app=app, block_network=True, provider_options=ModalOptions(h2_ports=[80]))
-    assert info.value.code == ErrorCode.INVALID_ARGUMENT and "block_network" in info.value.message
+    assert info.value.code == ErrorCode.INVALID_ARGUMENT
+    assert "block_network" in info.value.message
 
 
 def test_missing_image_fails_creation_with_a_reason(app: str) -> None:

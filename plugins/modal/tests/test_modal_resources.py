@@ -17,9 +17,11 @@ APP = "sbk-resources"
 
 def test_gpu_sandbox_takes_the_v1_path_and_sees_its_gpu() -> None:
     with Sandbox.create(provider="modal", app=APP, gpu="T4") as sb:
-        assert len(sb.id) == 25 and sb.id[3:].isalnum()  # Modal's V1 id shape
+        assert len(sb.id) == 25
+        assert sb.id[3:].isalnum()  # Modal's V1 id shape
         listed = sb.execute("nvidia-smi -L").stdout.splitlines()
-        assert len(listed) == 1 and "T4" in listed[0], listed
+        assert len(listed) == 1, listed
+        assert "T4" in listed[0], listed
         again = Sandbox.from_id(sb.id, provider="modal")
         assert "T4" in again.execute("nvidia-smi -L").stdout
 
@@ -27,7 +29,8 @@ def test_gpu_sandbox_takes_the_v1_path_and_sees_its_gpu() -> None:
 def test_several_gpus() -> None:
     with Sandbox.create(provider="modal", app=APP, gpu="A100:2") as sb:
         listed = sb.execute("nvidia-smi -L").stdout.splitlines()
-        assert len(listed) == 2 and all("A100" in line for line in listed)
+        assert len(listed) == 2
+        assert all("A100" in line for line in listed)
 
 
 @pytest.fixture
@@ -66,15 +69,18 @@ def test_a_missing_volume_is_volume_error() -> None:
     with pytest.raises(SandboxError) as info:
         Sandbox.create(provider="modal", app=APP, volumes={"/data": "sbk-no-such-volume"})
     assert info.value.code == ErrorCode.VOLUME_ERROR
-    assert "sbk-no-such-volume" in info.value.message and "volume create" in info.value.message
+    assert "sbk-no-such-volume" in info.value.message
+    assert "volume create" in info.value.message
 
 
 def test_a_secret_reaches_commands_and_stays_out_of_messages(emulator_secret: Callable[[dict[str, str]], str]) -> None:
     name = emulator_secret({"API_TOKEN": "s3cr3t-value", "OTHER": "x y"})
     with Sandbox.create(provider="modal", app=APP, secrets=[name]) as sb:
         assert sb.execute('printf "%s|%s" "$API_TOKEN" "$OTHER"').stdout == "s3cr3t-value|x y"
-        assert "s3cr3t-value" not in repr(sb) and "s3cr3t-value" not in str(sb.instance)
+        assert "s3cr3t-value" not in repr(sb)
+        assert "s3cr3t-value" not in str(sb.instance)
     with pytest.raises(SandboxError) as info:
         Sandbox.create(provider="modal", app=APP, secrets=["sbk-no-such-secret"])
     assert info.value.code == ErrorCode.SANDBOX_CREATION_FAILED
-    assert "sbk-no-such-secret" in info.value.message and "secret create" in info.value.message
+    assert "sbk-no-such-secret" in info.value.message
+    assert "secret create" in info.value.message

@@ -49,7 +49,7 @@ def user_script(provider: str) -> dict[str, Any]:
         try:
             sb.execute("exit 9", check=True)
         except SandboxError as exc:
-            seen["check"] = (exc.code, exc.result.exit_code)  # type: ignore[attr-defined]
+            seen["check"] = (exc.code, exc.result.exit_code if exc.result else None)
         listed = Sandbox.list(provider=provider, app="same-script", tags={"job": tag})
         seen["list"] = [(i.name == f"job-{tag}", dict(i.tags) == {"job": tag}, i.state.value) for i in listed]
         again = Sandbox.from_name("same-script", f"job-{tag}", provider=provider)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 import sys
@@ -77,6 +78,8 @@ async def _log_request(event: grpclib.events.RecvRequest) -> None:
 
 async def serve(config: EmulatorConfig, out: TextIO = sys.stdout) -> None:
     """Run until SIGINT/SIGTERM; print the three export-ready lines first."""
+    # the Docker provider reports GPU as a capability only in the mode the emulator serves GPUs in
+    os.environ["SANDBOXKIT_DOCKER_GPU"] = config.gpu_mode
     emulator = Emulator(config)
     await emulator.start()
     for key, value in emulator.env().items():

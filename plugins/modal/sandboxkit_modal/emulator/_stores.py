@@ -8,15 +8,8 @@ import uuid
 
 from grpclib import GRPCError, Status
 
-from sandboxkit import ErrorCode, SandboxError
-from sandboxkit._async_sandbox import env_labels, get_provider
+from sandboxkit import ErrorCode, SandboxError, VolumeInfo, volumes
 from sandboxkit.secrets import create_secret, delete_secret, get_secret
-from sandboxkit.spi import Provider, VolumeInfo
-
-
-def _docker() -> Provider:
-    # the same shared provider instance `sandboxkit volume create --provider docker` uses
-    return get_provider("docker")
 
 
 class Stores:
@@ -36,7 +29,7 @@ class Stores:
     async def volumes(self) -> list[VolumeInfo]:
         """Every named Docker volume (Modal lists all of an environment's volumes)."""
         try:
-            return await _docker().list_volumes(unmanaged=True)
+            return await volumes.alist("docker", unmanaged=True)
         except SandboxError as exc:
             raise GRPCError(Status.UNAVAILABLE, exc.message) from None
 
@@ -53,7 +46,7 @@ class Stores:
                     f"(or modal.Volume.objects.create('{name}'))",
                 )
             try:
-                await _docker().create_volume(name, labels=env_labels())
+                await volumes.acreate(name, "docker")
             except SandboxError as exc:
                 if exc.code != ErrorCode.ALREADY_EXISTS:
                     raise GRPCError(Status.INVALID_ARGUMENT, exc.message) from None
@@ -71,7 +64,7 @@ class Stores:
     async def delete_volume(self, volume_id: str) -> None:
         name = self.volume_name(volume_id)
         try:
-            await _docker().delete_volume(name)
+            await volumes.adelete(name, "docker")
         except SandboxError as exc:
             raise GRPCError(Status.FAILED_PRECONDITION, exc.message) from None
         self._names.pop(volume_id, None)
