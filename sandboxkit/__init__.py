@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from sandboxkit._async_sandbox import AsyncExecStream, AsyncSandbox
+from sandboxkit._async_sandbox import AsyncSandbox
 from sandboxkit._capabilities import Capability
 from sandboxkit._errors import (
     CapabilityNotSupportedError,
@@ -22,6 +22,7 @@ from sandboxkit._network import HeaderInjection, NetworkPolicy
 from sandboxkit._pool import AsyncPool, Pool
 from sandboxkit._registry import ProviderStatus, providers
 from sandboxkit._spec import SandboxSpec
+from sandboxkit._stream import AsyncExecStream
 from sandboxkit._sync_sandbox import ExecStream, Sandbox
 from sandboxkit._types import (
     ExecResult,

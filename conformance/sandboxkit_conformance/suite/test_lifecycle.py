@@ -20,8 +20,7 @@ from sandboxkit import (
     create_sandbox_factory,
     create_sandbox_factory_from_sandbox,
 )
-from sandboxkit_conformance._target import ConformanceTarget, requires
-from sandboxkit_conformance.plugin import SandboxPool
+from sandboxkit_conformance._target import ConformanceTarget, SandboxPool, requires
 from sandboxkit_conformance.suite._support import (
     SETTLE,
     assert_nothing_left,
