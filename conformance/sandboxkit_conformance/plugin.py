@@ -31,6 +31,7 @@ from sandboxkit import Sandbox
 from sandboxkit_conformance._hooks import cli_secrets, cli_volumes
 from sandboxkit_conformance._reaper import ReapReport, reap
 from sandboxkit_conformance._report import PROVIDER_PROPERTY, REQUIRES_PROPERTY, Results
+from sandboxkit_conformance._skeleton import missing_primitive
 from sandboxkit_conformance._target import (
     ABOUT_MARK,
     LABEL_KEY,
@@ -139,9 +140,12 @@ class _SessionHooks:
         return lines
 
     @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item) -> Generator[None, Any, Any]:
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
         report = yield
         if is_suite_item(item):
+            missing = missing_primitive(call.excinfo.value) if call.excinfo is not None else None
+            if missing is not None and report.failed:
+                report.longrepr = missing
             target = item.stash.get(_TARGET, None)
             if target is None:  # the test failed before the gate ran: attribute it when unambiguous
                 targets = list(self.state.targets.values())
