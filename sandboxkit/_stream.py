@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
+from sandboxkit._errors import ErrorCode, SandboxError
 from sandboxkit._types import ExecResult, OutputChunk
 
 Forward = Callable[[OutputChunk], Awaitable[None]]
@@ -89,7 +90,14 @@ class _Chunks:
         if self._finished:
             raise StopAsyncIteration
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(_pump(self._owner._start, self._send, self._sink))
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                raise SandboxError(
+                    ErrorCode.CAPABILITY_NOT_SUPPORTED,
+                    "stream() runs on the asyncio event loop only; use execute() on other loops (trio)",
+                ) from None
+            self._task = loop.create_task(_pump(self._owner._start, self._send, self._sink))
             self._task.add_done_callback(_retrieve)
         try:
             return await self._recv.receive()

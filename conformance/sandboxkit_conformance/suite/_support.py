@@ -137,10 +137,23 @@ def wait_beating(sandbox: Sandbox, directory: str, names: set[str]) -> None:
         pytest.fail(f"the heartbeat command never started all its processes {sorted(names)}: saw {seen}")
 
 
-def still_beating(sandbox: Sandbox, directory: str, *, after: float) -> list[str]:
-    """Names of heartbeats still alive at ``after`` (a monotonic time): their counters move during :data:`STILL`."""
-    time.sleep(max(0.0, after - time.monotonic()))
+def still_beating(sandbox: Sandbox, directory: str, *, by: float) -> list[str]:
+    """Names of heartbeats still moving at ``by`` (a monotonic time), watched for :data:`STILL`.
+
+    The first window starts at once; only when it moved and started before ``by`` is a second one
+    watched from ``by`` (so a prompt kill costs one window).
+    Stillness needs a window: a starved survivor can only make this pass wrongly, never fail.
+    """
+    started = time.monotonic()
+    moving = _moving(sandbox, directory, lambda: time.sleep(STILL))
+    if moving and started < by:  # moving before the deadline is allowed: look again from the deadline
+        time.sleep(max(0.0, by - time.monotonic()))
+        moving = _moving(sandbox, directory, lambda: time.sleep(STILL))
+    return moving
+
+
+def _moving(sandbox: Sandbox, directory: str, wait: Callable[[], None]) -> list[str]:
     first = beats(sandbox, directory)
-    time.sleep(STILL)  # stillness needs a window; a starved survivor can only make this pass wrongly, never fail
+    wait()
     second = beats(sandbox, directory)
     return sorted(name for name, value in second.items() if value != first.get(name))

@@ -193,7 +193,7 @@ class TestTimeouts:
         with expect_error(ErrorCode.COMMAND_TIMEOUT, "a heartbeat tree with timeout=3"):
             shared_sandbox.execute(heartbeat_command(directory, detached=detached), timeout=3)
         raised = time.monotonic()
-        alive = still_beating(shared_sandbox, directory, after=raised)
+        alive = still_beating(shared_sandbox, directory, by=raised)
         assert not alive, (
             f"processes of the timed-out command still ran after COMMAND_TIMEOUT was raised: {alive} "
             "(kill the whole tree, setsid descendants included, before reporting timed_out)"
