@@ -164,8 +164,10 @@ class TestExecute:
 
     @requires(Capability.USER)
     def test_user(self, shared_sandbox: Sandbox) -> None:
-        assert shared_sandbox.execute("id -u", user="65534").stdout == "65534\n"
-        assert shared_sandbox.execute(["id", "-u"], user=65534).stdout == "65534\n"
+        assert shared_sandbox.execute("id -u", user="65534").stdout == "65534\n", "user= as a numeric uid"
+        assert shared_sandbox.execute(["id", "-u"], user=65534).stdout == "65534\n", "user= as an int uid"
+        if shared_sandbox.execute("grep -q '^nobody:x:65534:' /etc/passwd").exit_code == 0:
+            assert shared_sandbox.execute(["id", "-u"], user="nobody").stdout == "65534\n", "user= as a name"
         assert shared_sandbox.execute("id -u").stdout != "65534\n", "user= applies to one call only"
 
 
