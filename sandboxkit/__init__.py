@@ -15,7 +15,7 @@ from sandboxkit._admin import (
     reset_providers,
     unregister_provider,
 )
-from sandboxkit._async_sandbox import AsyncExecStream, AsyncSandbox
+from sandboxkit._async_sandbox import AsyncSandbox
 from sandboxkit._capabilities import Capability
 from sandboxkit._errors import (
     CapabilityNotSupportedError,
@@ -34,6 +34,7 @@ from sandboxkit._pool import AsyncPool, Pool
 from sandboxkit._portal import portal
 from sandboxkit._registry import ProviderStatus, providers
 from sandboxkit._spec import SandboxSpec
+from sandboxkit._stream import AsyncExecStream
 from sandboxkit._sync_sandbox import ExecStream, Sandbox
 from sandboxkit._types import (
     ExecResult,

@@ -7,7 +7,7 @@ import codecs
 import math
 import os
 import posixpath
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar, final
 
 import anyio
@@ -23,6 +23,7 @@ from sandboxkit._errors import (
 from sandboxkit._provider import OutputCallback, Provider, SandboxHandle
 from sandboxkit._registry import default_provider_name, registry
 from sandboxkit._spec import SandboxSpec, build_spec, check_env, validation_error
+from sandboxkit._stream import AsyncExecStream
 from sandboxkit._types import (
     ExecRequest,
     ExecResult,
@@ -628,43 +629,6 @@ class AsyncSandbox:
             else:
                 results[i] = FileDownloadResult(path=paths[i], content=got)
         return [r for r in results if r is not None]
-
-
-class AsyncExecStream:
-    """Live output of one command; iterate it once. ``result`` is set when it ends."""
-
-    def __init__(self, start: Callable[[Callable[[OutputChunk], Awaitable[None]]], Awaitable[ExecResult]]) -> None:
-        self._start = start
-        self.result: ExecResult | None = None
-
-    def __aiter__(self) -> AsyncIterator[OutputChunk]:
-        return self._chunks()
-
-    async def _chunks(self) -> AsyncIterator[OutputChunk]:
-        send, recv = anyio.create_memory_object_stream[OutputChunk](64)
-        failure: builtins.list[BaseException] = []
-
-        async def runner() -> None:
-            async with send:
-                try:
-                    self.result = await self._start(send.send)
-                except Exception as exc:
-                    failure.append(exc)
-
-        stopped_early = False
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(runner)
-            try:
-                async with recv:
-                    async for chunk in recv:
-                        yield chunk
-            except GeneratorExit:  # the consumer stopped iterating: stop the command too
-                stopped_early = True
-                tg.cancel_scope.cancel()
-        if stopped_early:
-            return
-        if failure:
-            raise failure[0]
 
 
 def _check_items(items: Any, call: str, shape: str, check: Callable[[Any], str | None]) -> None:

@@ -206,7 +206,15 @@ _FILE_HINTS = {
 
 
 def file_error(kind: str | None, path: str, detail: str = "", **where: str | None) -> FileOperationError:
-    """Build FILE_OPERATION_FAILED for ``path`` with a message that says what to do."""
+    """Build FILE_OPERATION_FAILED for ``path`` with a message that says what to do.
+
+    ``kind`` is one of ``"file_not_found"``, ``"permission_denied"``, ``"is_directory"``,
+    ``"invalid_path"`` (deepagents' vocabulary, what batch results report), or None when the
+    provider cannot tell (batch results then say ``"permission_denied"``). Any other kind is a
+    provider bug and raises ValueError. ``where`` takes ``provider=`` and ``sandbox_id=``.
+    """
+    if kind is not None and kind not in _FILE_HINTS:
+        raise ValueError(f"file_error kind must be one of {sorted(_FILE_HINTS)} or None, got {kind!r}")
     text = _FILE_HINTS.get(kind or "", "file operation failed")
     err = FileOperationError(
         ErrorCode.FILE_OPERATION_FAILED,

@@ -5,16 +5,21 @@ from __future__ import annotations
 import builtins
 import contextlib
 import functools
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, final
 
 import anyio
 
 from sandboxkit import _portal
-from sandboxkit._async_sandbox import DEFAULT_MAX_OUTPUT, AsyncExecStream, AsyncSandbox, Command
+from sandboxkit._async_sandbox import DEFAULT_MAX_OUTPUT, AsyncSandbox, Command
 from sandboxkit._capabilities import Capability
 from sandboxkit._provider import SandboxHandle
+from sandboxkit._stream import AsyncExecStream
 from sandboxkit._types import ExecResult, FileDownloadResult, FileUploadResult, OutputChunk, SandboxInfo
+
+#: How long leaving a stream early waits for its command to be killed.
+STOP_WAIT = 60.0
 
 
 @final
@@ -204,20 +209,21 @@ class ExecStream:
         portal = _portal.portal()
         send, recv = anyio.create_memory_object_stream[OutputChunk](64)
         failure: builtins.list[BaseException] = []
+        pumped = threading.Event()
 
         async def pump() -> None:
-            async with send:
-                try:
-                    chunks = aiter(self._inner)
-                    async with contextlib.aclosing(chunks):  # type: ignore[type-var]
-                        async for chunk in chunks:
-                            await send.send(chunk)
-                except anyio.BrokenResourceError:
-                    pass
-                except anyio.get_cancelled_exc_class():
-                    raise
-                except BaseException as exc:  # never let it reach (and stop) the shared portal
-                    failure.append(exc)
+            try:
+                async with send, contextlib.aclosing(aiter(self._inner)) as chunks:  # type: ignore[type-var]
+                    async for chunk in chunks:
+                        await send.send(chunk)
+            except anyio.BrokenResourceError:
+                pass
+            except anyio.get_cancelled_exc_class():
+                raise
+            except BaseException as exc:  # never let it reach (and stop) the shared portal
+                failure.append(exc)
+            finally:
+                pumped.set()
 
         future = portal.start_task_soon(pump)
         try:
@@ -228,6 +234,8 @@ class ExecStream:
                     break
         finally:
             portal.call(recv.aclose)
-            future.result()
+            if not pumped.is_set():  # left early: cancel the pump, whose aclosing kills the command
+                future.cancel()
+                pumped.wait(STOP_WAIT)
         if failure:
             raise failure[0]

@@ -75,3 +75,18 @@ def test_every_error_pickles(code: ErrorCode) -> None:
 def test_errors_are_exported_with_public_module() -> None:
     assert SandboxError.__module__ == "sandboxkit"
     assert sandboxkit.ErrorCode("COMMAND_TIMEOUT") is ErrorCode.COMMAND_TIMEOUT
+
+
+@pytest.mark.parametrize("kind", ["file_not_found", "permission_denied", "is_directory", "invalid_path", None])
+def test_file_error_takes_the_documented_kinds(kind: str | None) -> None:
+    from sandboxkit.spi import file_error
+
+    err = file_error(kind, "/tmp/x", provider="p", sandbox_id="s")
+    assert (err.code, err.kind, err.path) == (ErrorCode.FILE_OPERATION_FAILED, kind, "/tmp/x")
+
+
+def test_file_error_refuses_an_unknown_kind() -> None:
+    from sandboxkit.spi import file_error
+
+    with pytest.raises(ValueError, match=r"file_error kind must be one of .*'not_found'"):
+        file_error("not_found", "/tmp/x")

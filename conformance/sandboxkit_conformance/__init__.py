@@ -16,17 +16,19 @@ entry point and stays inert for tests that are not part of the suite.
 
 from __future__ import annotations
 
-from sandboxkit_conformance._target import (
-    LABEL_KEY,
-    SESSION_ENV,
-    SUITE_VERSION,
-    ConformanceTarget,
-    MakeSecret,
-    MakeVolume,
-    requires,
-)
+from typing import TYPE_CHECKING, Any
 
-__version__ = SUITE_VERSION
+if TYPE_CHECKING:
+    from sandboxkit_conformance._target import (
+        LABEL_KEY,
+        SESSION_ENV,
+        SUITE_VERSION,
+        ConformanceTarget,
+        MakeSecret,
+        MakeVolume,
+        SandboxPool,
+        requires,
+    )
 
 __all__ = [
     "LABEL_KEY",
@@ -35,5 +37,15 @@ __all__ = [
     "ConformanceTarget",
     "MakeSecret",
     "MakeVolume",
+    "SandboxPool",
     "requires",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Load the names lazily: the CLI entry point imports this package without pytest."""
+    if name not in __all__ and name != "__version__":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from sandboxkit_conformance import _target
+
+    return _target.SUITE_VERSION if name == "__version__" else getattr(_target, name)

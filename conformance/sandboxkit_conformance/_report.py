@@ -20,7 +20,9 @@ CORE = "core"
 #: user_properties names the plugin attaches to each suite test report.
 PROVIDER_PROPERTY = "sandboxkit_provider"
 REQUIRES_PROPERTY = "sandboxkit_requires"
-OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
+#: A test whose call never reported (Ctrl+C, a crash): it proved nothing, so it is not "passed".
+INTERRUPTED = "interrupted"
+OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed", INTERRUPTED)
 
 
 @dataclass
@@ -30,14 +32,15 @@ class TestOutcome:
     nodeid: str
     provider: str
     requires: list[str]
-    outcome: str = "passed"
-    reason: str = ""
+    #: stays INTERRUPTED until the call phase reports (or an earlier phase fails or skips)
+    outcome: str = INTERRUPTED
+    reason: str = "interrupted before the test finished"
     duration: float = 0.0
 
     def add(self, report: pytest.TestReport) -> None:
         """Fold one phase (setup, call, teardown) into the outcome: the first bad phase wins."""
         self.duration += report.duration
-        if self.outcome not in ("passed",):
+        if self.outcome not in (INTERRUPTED, "passed"):
             return
         xfail_reason = getattr(report, "wasxfail", None)
         if report.skipped:
@@ -48,8 +51,8 @@ class TestOutcome:
         elif report.failed:
             self.outcome = "failed" if report.when == "call" else "error"
             self.reason = _first_line(report)
-        elif report.when == "call" and xfail_reason is not None:
-            self.outcome, self.reason = "xpassed", str(xfail_reason)
+        elif report.when == "call":
+            self.outcome, self.reason = ("xpassed", str(xfail_reason)) if xfail_reason is not None else ("passed", "")
 
 
 def _skip_reason(report: pytest.TestReport) -> str:
@@ -184,6 +187,8 @@ class Results:
 def _status(counts: Counter[str]) -> str:
     if counts["failed"] or counts["error"] or counts["xpassed"]:
         return "failed"
+    if counts[INTERRUPTED]:
+        return INTERRUPTED
     if counts["passed"]:
         return "passed"
     if counts["xfailed"]:

@@ -7,7 +7,6 @@ so that the reaper can end whatever is left, whatever happened to the tests.
 
 from __future__ import annotations
 
-import inspect
 import os
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -49,23 +48,11 @@ def new_session_id() -> str:
     return os.environ.get(SESSION_ENV) or uuid.uuid4().hex[:12]
 
 
-def suite_catalog() -> dict[str, set[str]]:
-    """Every test class of the suite with its test names: what the expected-failures table may name."""
-    from sandboxkit_conformance import suite
-
-    catalog: dict[str, set[str]] = {}
-    for name, obj in vars(suite).items():
-        if name.startswith("Test") and inspect.isclass(obj):
-            catalog[name] = {n for n in dir(obj) if n.startswith("test_")}
-    return catalog
-
-
-def check_expected_failures(table: object, provider: str) -> dict[str, str]:
-    """Validate the provider's known-failures table: known test names, a reason for each."""
+def check_expected_failures(table: object, provider: str, catalog: Mapping[str, set[str]]) -> dict[str, str]:
+    """Validate the provider's known-failures table against ``catalog`` (class -> test names): a reason each."""
     where = f"sandboxkit_expected_failures of provider {provider!r}"
     if not isinstance(table, Mapping):
         pytest.fail(f"{where} must return a dict of test name -> reason, got {type(table).__name__}", pytrace=False)
-    catalog = suite_catalog()
     problems = []
     for key, reason in table.items():
         if not isinstance(reason, str) or not reason.strip():
@@ -122,7 +109,12 @@ class ConformanceTarget:
 
     @classmethod
     def resolve(
-        cls, provider: object, create_options: object, expected_failures: object, session: str
+        cls,
+        provider: object,
+        create_options: object,
+        expected_failures: object,
+        session: str,
+        catalog: Mapping[str, set[str]],
     ) -> ConformanceTarget:
         """Look the provider up and check the conftest's fixtures; fail with what to fix."""
         if not isinstance(provider, str) or not provider:
@@ -145,7 +137,7 @@ class ConformanceTarget:
             provider_version=provider_version(provider),
             capabilities=frozenset(capabilities),
             create_options=dict(create_options),
-            expected_failures=check_expected_failures(expected_failures, provider),
+            expected_failures=check_expected_failures(expected_failures, provider, catalog),
             session=session,
         )
 
@@ -217,3 +209,28 @@ class ConformanceTarget:
         """One line for the report header."""
         caps = ", ".join(sorted(c.value for c in self.capabilities)) or "none"
         return f"provider {self.provider!r} (version {self.provider_version}), capabilities: {caps}"
+
+
+class SandboxPool:
+    """Creates sandboxes for one test and closes them when it ends."""
+
+    def __init__(self, target: ConformanceTarget) -> None:
+        self.target = target
+        self.created: list[Sandbox] = []
+
+    def create(self, **options: Any) -> Sandbox:
+        """A labelled sandbox with the provider's create options plus ``options``."""
+        sandbox = self.target.create(**options)
+        self.created.append(sandbox)
+        return sandbox
+
+    def close_all(self) -> None:
+        """Close every sandbox this test created (closing twice is fine)."""
+        errors = []
+        for sandbox in self.created:
+            try:
+                self.target.close(sandbox)
+            except SandboxError as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]

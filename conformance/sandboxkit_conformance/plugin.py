@@ -17,9 +17,11 @@ Inert for every test that is not part of :mod:`sandboxkit_conformance.suite`. Fo
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +31,7 @@ from sandboxkit import Sandbox
 from sandboxkit_conformance._hooks import cli_secrets, cli_volumes
 from sandboxkit_conformance._reaper import ReapReport, reap
 from sandboxkit_conformance._report import PROVIDER_PROPERTY, REQUIRES_PROPERTY, Results
+from sandboxkit_conformance._skeleton import missing_primitive
 from sandboxkit_conformance._target import (
     ABOUT_MARK,
     LABEL_KEY,
@@ -37,6 +40,7 @@ from sandboxkit_conformance._target import (
     ConformanceTarget,
     MakeSecret,
     MakeVolume,
+    SandboxPool,
     new_session_id,
 )
 
@@ -56,6 +60,17 @@ _TARGET = pytest.StashKey[ConformanceTarget]()
 
 def _state(config: pytest.Config) -> _State:
     return config.stash[_STATE]
+
+
+def suite_catalog() -> dict[str, set[str]]:
+    """Every test class of the suite with its test names: what the expected-failures table may name."""
+    from sandboxkit_conformance import suite
+
+    catalog: dict[str, set[str]] = {}
+    for name, obj in vars(suite).items():
+        if name.startswith("Test") and inspect.isclass(obj):
+            catalog[name] = {n for n in dir(obj) if n.startswith("test_")}
+    return catalog
 
 
 def is_suite_item(item: pytest.Item) -> bool:
@@ -78,6 +93,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="sandboxkit_create_options",
         metavar="JSON",
         help='Sandbox.create options for every suite sandbox, as JSON (e.g. \'{"image": "python:3.12"}\')',
+    )
+    group.addoption(
+        "--sandboxkit-known-failures",
+        dest="sandboxkit_known_failures",
+        metavar="FILE",
+        help="known failures, when no conftest overrides sandboxkit_expected_failures: a JSON file "
+        '{"TestClass::test_name": "reason"}; they run as strict xfail',
     )
     group.addoption(
         "--conformance-report",
@@ -118,9 +140,12 @@ class _SessionHooks:
         return lines
 
     @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item) -> Generator[None, Any, Any]:
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
         report = yield
         if is_suite_item(item):
+            missing = missing_primitive(call.excinfo.value) if call.excinfo is not None else None
+            if missing is not None and report.failed:
+                report.longrepr = missing
             target = item.stash.get(_TARGET, None)
             if target is None:  # the test failed before the gate ran: attribute it when unambiguous
                 targets = list(self.state.targets.values())
@@ -198,9 +223,18 @@ def sandboxkit_create_options(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def sandboxkit_expected_failures() -> dict[str, str]:
+def sandboxkit_expected_failures(request: pytest.FixtureRequest) -> dict[str, Any]:
     """Known failures: ``{"TestClass::test_name": "reason"}``, run as strict xfail. Override in your conftest."""
-    return {}
+    path = request.config.getoption("sandboxkit_known_failures", None)
+    if not path:
+        return {}
+    try:
+        table = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        pytest.fail(f"--sandboxkit-known-failures {path!r} cannot be read as JSON: {exc}", pytrace=False)
+    if not isinstance(table, dict):
+        pytest.fail(f"--sandboxkit-known-failures {path!r} must hold a JSON object", pytrace=False)
+    return table
 
 
 @pytest.fixture(scope="session")
@@ -249,7 +283,7 @@ def conformance(
     target = state.targets.get(key)
     if target is None:
         target = ConformanceTarget.resolve(
-            sandboxkit_provider, sandboxkit_create_options, sandboxkit_expected_failures, state.session
+            sandboxkit_provider, sandboxkit_create_options, sandboxkit_expected_failures, state.session, suite_catalog()
         )
         state.targets[key] = target
         state.results.targets.setdefault(target.provider, target)
@@ -275,31 +309,6 @@ def shared_sandbox(request: pytest.FixtureRequest, conformance: ConformanceTarge
     sandbox = conformance.create()
     yield sandbox
     conformance.close(sandbox)
-
-
-class SandboxPool:
-    """Creates sandboxes for one test and closes them when it ends."""
-
-    def __init__(self, target: ConformanceTarget) -> None:
-        self.target = target
-        self.created: list[Sandbox] = []
-
-    def create(self, **options: Any) -> Sandbox:
-        """A labelled sandbox with the provider's create options plus ``options``."""
-        sandbox = self.target.create(**options)
-        self.created.append(sandbox)
-        return sandbox
-
-    def close_all(self) -> None:
-        """Close every sandbox this test created (closing twice is fine)."""
-        errors = []
-        for sandbox in self.created:
-            try:
-                self.target.close(sandbox)
-            except sandboxkit.SandboxError as exc:
-                errors.append(exc)
-        if errors:
-            raise errors[0]
 
 
 @pytest.fixture

@@ -22,12 +22,15 @@ def pytest_args(
     *,
     report: str | None = None,
     create_options: Mapping[str, Any] | None = None,
+    known_failures: str | None = None,
     extra: Sequence[str] = (),
 ) -> list[str]:
     """The pytest command line that runs the whole suite against ``provider``."""
     args = [str(suite_dir()), "-p", "sandboxkit_conformance", "--sandboxkit-provider", provider]
     if create_options:
         args += ["--sandboxkit-create-options", json.dumps(dict(create_options))]
+    if known_failures:
+        args += ["--sandboxkit-known-failures", known_failures]
     if report:
         args += ["--conformance-report", report]
     return [*args, *extra]
@@ -38,13 +41,16 @@ def run_suite(
     *,
     report: str | None = None,
     create_options: Mapping[str, Any] | None = None,
+    known_failures: str | None = None,
     extra: Sequence[str] = (),
 ) -> int:
     """Run the suite in a child pytest process (a clean interpreter: nothing imported before pytest starts).
 
     Returns pytest's exit code. Ctrl+C reaches the child too, which reaps its sandboxes before it exits.
     """
-    args = pytest_args(provider, report=report, create_options=create_options, extra=extra)
+    args = pytest_args(
+        provider, report=report, create_options=create_options, known_failures=known_failures, extra=extra
+    )
     try:
         return subprocess.call([sys.executable, "-m", "pytest", *args])
     except KeyboardInterrupt:

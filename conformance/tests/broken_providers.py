@@ -8,6 +8,7 @@ module in-process with ``sandboxkit._registry.registry.register(broken_providers
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import dataclasses
 from collections.abc import Iterable, Sequence
@@ -125,6 +126,63 @@ class LeakingProvider(HonestProvider):
     handle_type: ClassVar[type[Delegating]] = NeverTerminates
 
 
+class ReportsTimeoutEarly(Delegating):
+    async def exec(self, request: ExecRequest, on_output: OutputCallback) -> ExecExit:
+        if request.timeout is None:
+            return await self.inner.exec(request, on_output)
+        inner = asyncio.ensure_future(self.inner.exec(dataclasses.replace(request, timeout=None), on_output))
+        done, _ = await asyncio.wait([inner], timeout=request.timeout)
+        if done:
+            return inner.result()
+        asyncio.get_running_loop().call_later(2.0, inner.cancel)  # the kill comes, but after the report
+        return ExecExit(exit_code=137, timed_out=True)
+
+
+class LateKillProvider(HonestProvider):
+    """Broken: reports COMMAND_TIMEOUT at the deadline and kills the tree 2 s later (as Modal's client did)."""
+
+    name: ClassVar[str] = "sbkc-late-kill"
+    handle_type: ClassVar[type[Delegating]] = ReportsTimeoutEarly
+
+
+class OrphansOnCancel(Delegating):
+    async def exec(self, request: ExecRequest, on_output: OutputCallback) -> ExecExit:
+        inner = asyncio.ensure_future(self.inner.exec(request, on_output))
+        self.orphans.add(inner)
+        inner.add_done_callback(self.orphans.discard)
+        return await asyncio.shield(inner)  # a cancelled caller leaves the command running
+
+    orphans: ClassVar[set[asyncio.Future[ExecExit]]] = set()
+
+
+class OrphaningProvider(HonestProvider):
+    """Broken: a cancelled exec returns at once and leaves the command running (as Modal's did)."""
+
+    name: ClassVar[str] = "sbkc-orphaning"
+    handle_type: ClassVar[type[Delegating]] = OrphansOnCancel
+
+
+class SkeletonProvider(HonestProvider):
+    """Unfinished, the guide's step 3: create() is not written yet."""
+
+    name: ClassVar[str] = "sbkc-skeleton"
+
+    async def create(self, spec: SandboxSpec, options: BaseModel) -> Any:
+        raise NotImplementedError
+
+
+class NoExec(Delegating):
+    async def exec(self, request: ExecRequest, on_output: OutputCallback) -> ExecExit:
+        raise NotImplementedError
+
+
+class HalfWrittenProvider(HonestProvider):
+    """Unfinished: sandboxes work, exec() is not written yet."""
+
+    name: ClassVar[str] = "sbkc-half-written"
+    handle_type: ClassVar[type[Delegating]] = NoExec
+
+
 class LyingNetworkProvider(HonestProvider):
     """Broken: declares NETWORK_BLOCK but creates every sandbox with its network."""
 
@@ -160,6 +218,10 @@ PROVIDERS: list[type[HonestProvider]] = [
     LeakingProvider,
     LyingNetworkProvider,
     NarrowProvider,
+    LateKillProvider,
+    OrphaningProvider,
+    SkeletonProvider,
+    HalfWrittenProvider,
 ]
 
 

@@ -47,3 +47,58 @@ def test_the_cli_does_not_import_pytest_unless_the_command_runs() -> None:
     assert out.strip() == "False"
     helptext = subprocess.run([*SANDBOXKIT, "--help"], capture_output=True, text=True, check=True).stdout
     assert "conformance" in helptext
+
+
+def test_the_cli_takes_a_known_failures_file_and_provider_options(tmp_path: Path, docker_engine: Any) -> None:
+    table = tmp_path / "known.json"
+    table.write_text(json.dumps({"TestExecute::test_exit_codes_are_results": "sbkc-listed-but-passing"}))
+    report = tmp_path / "report.json"
+    options = {"image": "sandboxkit/busybox:latest", "provider_options": {"pull": "never"}}
+    args = ["--options", json.dumps(options), "--known-failures", str(table), "--report", str(report)]
+    selected = "test_exit_codes_are_results or test_stdout_and_stderr_are_exact_and_separate"
+    run = subprocess.run(
+        [*SANDBOXKIT, "conformance", "--provider", "docker", *args, "--", "-k", selected],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 1, "a listed test that passes is a strict XPASS: the run fails"
+    tests = {t["nodeid"].rsplit("::", 1)[1]: t for t in json.loads(report.read_text())["providers"]["docker"]["tests"]}
+    assert tests["test_exit_codes_are_results"]["outcome"] == "failed"
+    assert "XPASS(strict)" in tests["test_exit_codes_are_results"]["reason"]
+    assert "sbkc-listed-but-passing" in tests["test_exit_codes_are_results"]["reason"]
+    assert tests["test_stdout_and_stderr_are_exact_and_separate"]["outcome"] == "passed"
+
+
+def test_the_cli_options_reach_every_suite_sandbox(tmp_path: Path, docker_engine: Any) -> None:
+    options = {"image": "sbkc-no-such-image:latest", "provider_options": {"pull": "never"}}
+    args = ["--options", json.dumps(options), "--", "-k", "test_exit_codes_are_results"]
+    run = subprocess.run(
+        [*SANDBOXKIT, "conformance", "--provider", "docker", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 1
+    assert "sbkc-no-such-image" in run.stdout, run.stdout[-3000:]
+
+
+def test_the_cli_refuses_a_bad_known_failures_file(tmp_path: Path) -> None:
+    missing = subprocess.run(
+        [*SANDBOXKIT, "conformance", "--provider", "docker", "--known-failures", str(tmp_path / "nope.json")],
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 2
+    assert "no such file" in missing.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    refused = subprocess.run(
+        [*SANDBOXKIT, "conformance", "--provider", "docker", "--known-failures", str(bad)],
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 2
+    assert "must be a JSON object" in refused.stderr

@@ -48,6 +48,7 @@ def session(docker_engine: Any) -> Iterator[str]:
         docker_engine.api.remove_container(container["Id"], force=True)
 
 
+@pytest.mark.timeout(960)  # the whole suite in a subprocess, which has 900 s of its own
 def test_a_provider_built_by_the_guide_passes_the_whole_suite(tmp_path: Path, session: str) -> None:
     package = shutil.copytree(EXAMPLE, tmp_path / "sandboxkit-dockercli")
     site = tmp_path / "site"

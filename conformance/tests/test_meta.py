@@ -20,6 +20,7 @@ from typing import Any
 import broken_providers
 import pytest
 from sandboxkit_conformance import LABEL_KEY, SESSION_ENV, SUITE_VERSION
+from sandboxkit_conformance.suite.test_capabilities import NO_FACADE_YET
 
 from sandboxkit import Capability
 
@@ -84,9 +85,10 @@ def test_control_the_honest_wrapper_passes_what_the_broken_ones_fail(run_suite: 
     selected = (
         "test_exit_codes_are_results or test_timeout_raises_with_the_partial_output"
         " or test_close_ends_the_sandbox_at_the_provider or TestNetworkBlock"
+        " or TestCancellation or test_the_whole_tree_is_dead_when_the_timeout_is_raised"
     )
     result = run_suite("sbkc-honest", "-k", selected)
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=9)
     assert result.ret == 0
 
 
@@ -123,18 +125,46 @@ def test_a_leaking_provider_fails_the_suite(run_suite: RunSuite, docker_engine: 
 
 
 def test_a_lying_capability_fails_the_suite(run_suite: RunSuite) -> None:
+    """Checked as behaviour: the lying sandbox reaches a listener in another sandbox (the host's loopback it cannot)."""
     result = run_suite("sbkc-lying-network", "-k", "TestNetworkBlock")
-    result.assert_outcomes(failed=2)
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(["*a network-blocked sandbox connected to another sandbox's listener at *"])
+
+
+def test_a_timeout_reported_before_the_kill_fails_the_suite(run_suite: RunSuite) -> None:
+    result = run_suite("sbkc-late-kill", "-k", "test_the_whole_tree_is_dead_when_the_timeout_is_raised")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*processes of the timed-out command still ran after COMMAND_TIMEOUT was raised*"])
+
+
+def test_a_cancel_that_leaves_the_command_running_fails_the_suite(run_suite: RunSuite) -> None:
+    result = run_suite("sbkc-orphaning", "-k", "TestCancellation")
+    result.assert_outcomes(failed=3)
     result.stdout.fnmatch_lines(
-        ["*a network-blocked sandbox has interfaces *eth0*", "*a network-blocked sandbox has IPv4 routes*"]
+        [
+            "*after cancelling execute() through a cancel scope, processes of the command still ran*",
+            "*after a `break` out of stream(), processes of the command still ran*",
+            "*after a `break` out of `async for ... in stream()`, the command still ran*",
+        ]
     )
+
+
+def test_an_empty_skeleton_is_told_which_primitive_to_write(run_suite: RunSuite) -> None:
+    result = run_suite("sbkc-skeleton", "-k", "test_exit_codes_are_results")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*SkeletonProvider.create() is not implemented yet*return a running sandbox*"])
+    assert "failed unexpectedly" not in result.stdout.str()
+    half = run_suite("sbkc-half-written", "-k", "test_exit_codes_are_results")
+    half.assert_outcomes(failed=1)
+    half.stdout.fnmatch_lines(["*NoExec.exec() is not implemented yet*run request.argv*"])
 
 
 def test_undeclared_capabilities_skip_with_their_name_and_are_refused(run_suite: RunSuite) -> None:
     result = run_suite("sbkc-narrow", "-k", "TestStdin or test_user or test_an_undeclared_capability_is_refused")
     declared = broken_providers.NarrowProvider.capabilities
-    undeclared = len(Capability) - len(declared)
-    result.assert_outcomes(passed=undeclared, skipped=4 + 1 + len(declared))
+    pending = {c for c in NO_FACADE_YET if c not in declared}  # refusal checks that are strict xfails for now
+    undeclared = len(Capability) - len(declared) - len(pending)
+    result.assert_outcomes(passed=undeclared, xfailed=len(pending), skipped=4 + 1 + len(declared))
     result.stdout.fnmatch_lines(
         [
             "SKIPPED [[]1[]] *test_execute.py:*: provider 'sbkc-narrow' does not declare capability 'user' (*.USER)",
@@ -249,3 +279,33 @@ def test_ctrl_c_still_reaps_every_sandbox(
     assert "KeyboardInterrupt" in output, output
     assert "reaped at session end: 1 sandbox(es)" in output, output
     assert _labelled(docker_engine, session) == [], f"sandboxes left after Ctrl+C:\n{output}"
+
+
+INTERRUPTED = """
+import pytest
+
+
+def test_runs_to_its_end():
+    pass
+
+
+def test_is_interrupted():
+    raise KeyboardInterrupt  # what Ctrl+C raises in the middle of a test
+
+
+# filed as suite tests, as the plugin sees them (the suite's own tests take minutes to reach a Ctrl+C)
+test_runs_to_its_end.__module__ = test_is_interrupted.__module__ = "sandboxkit_conformance.suite.sbkc_meta"
+"""
+
+
+def test_the_report_records_an_interrupted_test_as_interrupted(pytester: pytest.Pytester, session: str) -> None:
+    pytester.makeconftest(CONFTEST.format(provider="sbkc-honest", failures={}))
+    pytester.makepyfile(test_interrupt=INTERRUPTED)
+    report = pytester.path / "report.json"
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--conformance-report", str(report), timeout=300)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    honest = json.loads(report.read_text())["providers"]["sbkc-honest"]
+    outcomes = {t["nodeid"].rsplit("::", 1)[1]: t["outcome"] for t in honest["tests"]}
+    assert outcomes == {"test_runs_to_its_end": "passed", "test_is_interrupted": "interrupted"}
+    assert honest["matrix"]["core"]["status"] == "interrupted"
+    assert honest["summary"] == {"passed": 1, "interrupted": 1}

@@ -12,6 +12,7 @@ Registered through the ``inspect_ai`` entry point of the ``sandboxkit`` distribu
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import os
@@ -223,7 +224,7 @@ class SandboxkitSandboxEnvironment(SandboxEnvironment):
             "timeout": timeout,
         }
         try:
-            if Capability.STREAMING in self.sandbox.capabilities:
+            if Capability.STREAMING in self.sandbox.capabilities and _on_asyncio():
                 stream = self.sandbox.stream(list(cmd), max_output=0, **options)
                 async for chunk in stream:
                     tails[chunk.stream].add(chunk.data)
@@ -393,3 +394,12 @@ def _os_error(exc: FileOperationError, file: str, *, writing: bool) -> OSError:
         what = "Failed to write file: it is a directory already." if writing else "Is a directory."
         return IsADirectoryError(errno.EISDIR, what, file)
     return OSError(errno.EINVAL, exc.message, file)
+
+
+def _on_asyncio() -> bool:
+    """stream() needs asyncio; under trio the call falls back to execute()."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

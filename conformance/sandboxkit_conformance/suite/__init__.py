@@ -9,6 +9,8 @@ import pytest
 
 pytest.register_assert_rewrite("sandboxkit_conformance.suite._support")
 
+from sandboxkit_conformance.suite.test_cancellation import *  # noqa: E402, F403
+from sandboxkit_conformance.suite.test_cancellation import __all__ as _cancellation  # noqa: E402
 from sandboxkit_conformance.suite.test_capabilities import *  # noqa: E402, F403
 from sandboxkit_conformance.suite.test_capabilities import __all__ as _capabilities  # noqa: E402
 from sandboxkit_conformance.suite.test_errors import *  # noqa: E402, F403
@@ -23,4 +25,4 @@ from sandboxkit_conformance.suite.test_resources import *  # noqa: E402, F403
 from sandboxkit_conformance.suite.test_resources import __all__ as _resources  # noqa: E402
 
 #: In running order: the basics first, so a broken provider fails where it is easiest to read.
-__all__ = [*_lifecycle, *_execute, *_files, *_resources, *_capabilities, *_errors]
+__all__ = [*_lifecycle, *_execute, *_cancellation, *_files, *_resources, *_capabilities, *_errors]

@@ -84,23 +84,76 @@ def wait_for(predicate: Callable[[], bool], seconds: float, interval: float = 0.
         time.sleep(interval)
 
 
-def survivors(sandbox: Sandbox, marker: str) -> list[str]:
-    """Command lines of live (non-zombie) processes in the sandbox whose argv contains ``marker``."""
-    script = (
-        'for p in /proc/[0-9]*; do c=$(tr "\\000" " " < "$p/cmdline" 2>/dev/null) || continue; '
-        'case "$c" in *"$1"*) case "$c" in *sbkc-survivor-scan*) ;; *) echo "$c";; esac;; esac; done'
-    )
-    result = sandbox.execute(["sh", "-c", script, "sbkc-survivor-scan", marker], timeout=60)
-    return [line for line in result.stdout.splitlines() if line.strip()]
+#: How long after a cancellation (or a timeout report) the command's whole tree must be gone.
+KILL_WITHIN = 2.0
+#: How long a heartbeat must stay still to count as dead (its beat is every 0.1 s).
+STILL = 1.5
 
 
-def no_survivors(sandbox: Sandbox, marker: str, seconds: float = 10.0) -> list[str]:
-    """Wait up to ``seconds`` for every process with ``marker`` to die; return the ones still alive."""
-    left: list[str] = []
+def heartbeat_command(directory: str, *, detached: bool = True) -> str:
+    """A shell command whose every process beats: it, a background child and (``detached``) a setsid grandchild.
 
-    def gone() -> bool:
-        left[:] = survivors(sandbox, marker)
-        return not left
+    Each bumps a counter in its own file under ``directory`` every 0.1 s; :func:`beats` reads them from a
+    later command. A dead process stops beating whatever the provider's PID layout (no ``/proc`` scan).
+    """
+    beat = 'i=0; while :; do i=$((i+1)); echo $i > "$1"; sleep 0.1; done'
+    parts = [f"mkdir -p {directory}", f"sh -c '{beat}' sh {directory}/child &"]
+    if detached:
+        parts.append(f"setsid sh -c '{beat}' sh {directory}/grandchild &")
+    parts.append(f"i=0; while :; do i=$((i+1)); echo $i > {directory}/main; sleep 0.1; done")
+    return "\n".join(parts)
 
-    wait_for(gone, seconds)
-    return left
+
+def heartbeat_names(detached: bool = True) -> set[str]:
+    """The files :func:`heartbeat_command` writes."""
+    return {"main", "child", "grandchild"} if detached else {"main", "child"}
+
+
+def beats(sandbox: Sandbox, directory: str) -> dict[str, int]:
+    """The heartbeat counters under ``directory``, read by a later command."""
+    script = 'for f in "$1"/*; do [ -f "$f" ] && printf "%s %s\\n" "${f##*/}" "$(cat "$f")"; done; true'
+    out = sandbox.execute(["sh", "-c", script, "sh", directory], timeout=60).stdout
+    return parse_beats(out)
+
+
+def parse_beats(out: str) -> dict[str, int]:
+    """``name count`` lines -> counters; an empty file (a process killed mid-write) counts as 0."""
+    found = {}
+    for line in out.splitlines():
+        name, _, value = line.partition(" ")
+        found[name] = int(value) if value.strip().isdigit() else 0
+    return found
+
+
+def wait_beating(sandbox: Sandbox, directory: str, names: set[str]) -> None:
+    """Wait until every process of the heartbeat command beats (so a later stillness means something)."""
+    seen: dict[str, int] = {}
+
+    def beating() -> bool:
+        seen.update(beats(sandbox, directory))
+        return all(seen.get(name, 0) >= 2 for name in names)
+
+    if not wait_for(beating, 60):
+        pytest.fail(f"the heartbeat command never started all its processes {sorted(names)}: saw {seen}")
+
+
+def still_beating(sandbox: Sandbox, directory: str, *, by: float) -> list[str]:
+    """Names of heartbeats still moving at ``by`` (a monotonic time), watched for :data:`STILL`.
+
+    The first window starts at once; only when it moved and started before ``by`` is a second one
+    watched from ``by`` (so a prompt kill costs one window).
+    Stillness needs a window: a starved survivor can only make this pass wrongly, never fail.
+    """
+    started = time.monotonic()
+    moving = _moving(sandbox, directory, lambda: time.sleep(STILL))
+    if moving and started < by:  # moving before the deadline is allowed: look again from the deadline
+        time.sleep(max(0.0, by - time.monotonic()))
+        moving = _moving(sandbox, directory, lambda: time.sleep(STILL))
+    return moving
+
+
+def _moving(sandbox: Sandbox, directory: str, wait: Callable[[], None]) -> list[str]:
+    first = beats(sandbox, directory)
+    wait()
+    second = beats(sandbox, directory)
+    return sorted(name for name, value in second.items() if value != first.get(name))

@@ -6,8 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sandboxkit import ErrorCode, InvalidArgumentError, ProviderNotFoundError, Sandbox, SandboxError
-from sandboxkit_conformance._target import ConformanceTarget
-from sandboxkit_conformance.plugin import SandboxPool
+from sandboxkit_conformance._target import ConformanceTarget, SandboxPool
 from sandboxkit_conformance.suite._support import assert_nothing_left, expect_error, probe_labels, unique
 
 __all__ = ["TestErrors"]

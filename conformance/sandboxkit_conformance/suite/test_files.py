@@ -6,8 +6,7 @@ import hashlib
 import os
 
 from sandboxkit import ErrorCode, FileOperationError, Sandbox
-from sandboxkit_conformance._target import ConformanceTarget
-from sandboxkit_conformance.plugin import SandboxPool
+from sandboxkit_conformance._target import ConformanceTarget, SandboxPool
 from sandboxkit_conformance.suite._support import (
     FILE_ERROR_KINDS,
     assert_nothing_left,

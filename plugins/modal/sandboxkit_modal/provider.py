@@ -35,6 +35,7 @@ from sandboxkit.spi import (
 from sandboxkit_modal import _tags
 from sandboxkit_modal._client import ClientCache, check_auth
 from sandboxkit_modal._errors import PROVIDER, Op, map_error, translate
+from sandboxkit_modal._kill import MARKER, kill_script
 
 #: Largest stdin chunk sent in one message (Modal buffers at most 16 MiB per drain).
 STDIN_CHUNK = 16 * 1024 * 1024
@@ -42,6 +43,8 @@ STDIN_CHUNK = 16 * 1024 * 1024
 _KILLED = frozenset({137, 124, 143})
 #: Longest argv (bytes) sent as is; Modal's client refuses more than 64 KiB of exec arguments.
 ARGV_LIMIT = 60_000
+#: Longest a tree kill (after a cancellation or a timeout) may take.
+KILL_SECONDS = 30.0
 #: How many file transfers run at once in a batch.
 FILE_CONCURRENCY = 8
 
@@ -361,16 +364,7 @@ class ModalSandbox(SandboxHandle):
     # ------------------------------------------------------------ commands
     async def exec(self, request: ExecRequest, on_output: OutputCallback) -> ExecExit:
         argv = await self._argv(request.argv)
-        started = time.monotonic()
-        with translate(sandbox_id=self.id):
-            process = await self.sandbox.exec.aio(
-                *argv,
-                timeout=_ceil(request.timeout),
-                workdir=request.cwd,
-                env=dict(request.env) or None,
-                text=False,
-            )
-            await _send_stdin(process, request.stdin)
+        token = uuid.uuid4().hex
         lock = anyio.Lock()
 
         async def pump(stream: StreamName, reader: Any) -> None:
@@ -379,18 +373,50 @@ class ModalSandbox(SandboxHandle):
                     async with lock:
                         await on_output(stream, chunk)
 
-        with translate(sandbox_id=self.id):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(pump, "stdout", process.stdout)
-                tg.start_soon(pump, "stderr", process.stderr)
-            code = await process.wait.aio()
+        started = time.monotonic()
+        finished = False
+        try:
+            with translate(sandbox_id=self.id):
+                process = await self.sandbox.exec.aio(
+                    *argv,
+                    timeout=_ceil(request.timeout),
+                    workdir=request.cwd,
+                    env={**request.env, MARKER: token},
+                    text=False,
+                )
+                await _send_stdin(process, request.stdin)
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(pump, "stdout", process.stdout)
+                    tg.start_soon(pump, "stderr", process.stderr)
+                code = await process.wait.aio()
+            finished = True
+        finally:
+            if not finished:  # cancelled, or the consumer raised: the command must not outlive us
+                with anyio.CancelScope(shield=True):
+                    await self._kill(token)
         elapsed = time.monotonic() - started
         # Modal reports an exec that ran past its timeout as -1; a kill right at the deadline is the same thing
         timed_out = request.timeout is not None and (code == -1 or (code in _KILLED and elapsed >= request.timeout))
+        if timed_out:  # the -1 is the client's own deadline: the tree may still run; it is dead before we report
+            await self._kill(token)
         if code == -1 and not timed_out:
             await self._raise_if_gone()
         oom = code == 137 and not timed_out and self.memory_limited and await self._oom_killed()
         return ExecExit(exit_code=137 if code == -1 else code, timed_out=timed_out, oom_killed=oom)
+
+    async def _kill(self, token: str) -> None:
+        """Kill every process of the command marked ``token``; bounded, and quiet when the sandbox is gone."""
+        with anyio.move_on_after(KILL_SECONDS):
+            for _ in range(5):
+                try:
+                    with translate(sandbox_id=self.id):
+                        killer = await self.sandbox.exec.aio(*kill_script(token), timeout=math.ceil(KILL_SECONDS))
+                        if await killer.wait.aio() == 0:
+                            return
+                except SandboxError as exc:
+                    if exc.code == ErrorCode.SANDBOX_NOT_FOUND:
+                        return
+                await anyio.sleep(0.2)  # at the pids limit the killer itself may fail to start
 
     async def _argv(self, argv: Sequence[str]) -> builtins.list[str]:
         """``argv``, or for one past Modal's limit, a one-shot script in the sandbox that execs it."""

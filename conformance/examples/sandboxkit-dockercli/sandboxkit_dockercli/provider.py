@@ -242,9 +242,13 @@ class DockerCliSandbox(SandboxHandle):
             await process.aclose()
         code = process.returncode if process.returncode is not None else -1
         if code != 0 and not timed_out:
-            gone = await self._gone()
-            if gone:
-                raise gone
+            # a container that reached its lifetime kills its commands (137) and still reads as
+            # running for a moment: that code gets a few more looks
+            for pause in (0.0, 0.1, 0.2, 0.4, 0.8) if code == 137 else (0.0,):
+                await anyio.sleep(pause)
+                gone = await self._gone()
+                if gone:
+                    raise gone
         return ExecExit(exit_code=137 if timed_out and code in (0, -1) else code, timed_out=timed_out)
 
     async def _kill(self, token: str) -> None:
