@@ -116,7 +116,8 @@ def test_command_failed_redacts_secrets_and_per_call_env_but_result_keeps_them()
     err = _failed(f"SECRET={secret}", env={"TOKEN": per_call})
     text = _everything(err)
     assert secret not in text and per_call not in text and "***" in text
-    result = err.result  # type: ignore[attr-defined]
+    result = err.result
+    assert result is not None
     assert secret in result.output and per_call in result.output
 
 

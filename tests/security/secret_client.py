@@ -24,7 +24,7 @@ def main(provider: str, secret: str, per_call: str, sandbox_id: str | None) -> N
         sb.execute("env; exit 3", check=True, env={"PER_CALL": per_call})
     except SandboxError as err:
         shown = [str(err), repr(err), err.message, *map(str, err.args), *traceback.format_exception(err)]
-        raw = err.result.output if getattr(err, "result", None) else ""  # type: ignore[attr-defined]
+        raw = err.result.output if err.result is not None else ""
         print(json.dumps({"code": str(err.code), "shown": "\n".join(shown), "raw": raw}), flush=True)
     else:
         print(json.dumps({"code": None}), flush=True)
@@ -34,4 +34,4 @@ def main(provider: str, secret: str, per_call: str, sandbox_id: str | None) -> N
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4], sys.argv[4] if len(sys.argv) > 4 else None)
+    main(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else None)

@@ -88,7 +88,7 @@ def test_root_inside_cannot_open_the_agents_fds_or_memory(sandbox: sandboxkit.Sa
     mux = sandbox.handle.fast.mux  # type: ignore[attr-defined]
     sandbox.execute("sleep 30 & echo background")  # a reaper that lingers, with its own fds
 
-    results: dict[str, Any] = {}
+    results: dict[str | int, Any] = {}
 
     async def attack_while_echoing() -> None:
         async def attack() -> None:

@@ -48,7 +48,8 @@ def test_commands_failing_at_the_pids_limit_report_it(small: sandboxkit.Sandbox,
         except SandboxError as exc:
             assert exc.code == ErrorCode.RESOURCE_LIMIT_EXCEEDED, exc
             assert "process limit" in exc.message
-            assert exc.result.exit_code != 0  # type: ignore[attr-defined]
+            assert exc.result is not None
+            assert exc.result.exit_code != 0
             reported += 1
             continue
         assert (r.exit_code, r.stdout) == (0, "hi\nthere\n"), f"a silent failure: {r!r}"

@@ -57,7 +57,8 @@ def test_timeout_kills_setsid_double_forked_and_env_cleared_processes(
     with pytest.raises(SandboxError) as err:
         sandbox.execute(ESCAPES, timeout=3)
     assert err.value.code == ErrorCode.COMMAND_TIMEOUT
-    assert err.value.result.stdout == "started\n"  # type: ignore[attr-defined]
+    assert err.value.result is not None
+    assert err.value.result.stdout == "started\n"
     none_left(docker_engine, sandbox)
 
 

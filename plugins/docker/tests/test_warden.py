@@ -124,7 +124,12 @@ def test_clients_report_commands_into_the_warden_not_the_sandbox(docker_engine: 
         assert sb.handle.labels["sandboxkit.idle_reports"] == "1"  # type: ignore[attr-defined]
         activity = sb.handle.provider.activity()  # type: ignore[attr-defined]
         done = threading.Event()
-        worker = threading.Thread(target=lambda: (sb.execute("sleep 3"), done.set()))
+
+        def busy() -> None:
+            sb.execute("sleep 3")
+            done.set()
+
+        worker = threading.Thread(target=busy)
         worker.start()
         busy_offset = 2 * _warden.report_interval(idle) + 1.0
         deadline = time.monotonic() + 10

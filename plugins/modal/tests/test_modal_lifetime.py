@@ -20,7 +20,7 @@ from typing import Any
 from sandboxkit_modal.emulator import EmulatorProcess
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests" / "security"))  # the shared attack
-from lifetime_attack import LAUNCH, exists, expiry, timer_stopped, wait_for
+from lifetime_attack import LAUNCH, exists, expiry, timer_stopped, wait_for  # type: ignore[import-not-found]
 
 #: long enough for the attack to be carried out before the emulator's own deadline on a loaded machine
 TIMEOUT = 20
