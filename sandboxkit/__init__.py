@@ -21,6 +21,7 @@ from sandboxkit._factory import create_sandbox_factory, create_sandbox_factory_f
 from sandboxkit._network import HeaderInjection, NetworkPolicy
 from sandboxkit._pool import AsyncPool, Pool
 from sandboxkit._registry import ProviderStatus, providers
+from sandboxkit._snapshot import Snapshot, snapshots, snapshots_async
 from sandboxkit._spec import SandboxSpec
 from sandboxkit._sync_sandbox import ExecStream, Sandbox
 from sandboxkit._types import (
@@ -69,10 +70,13 @@ __all__ = [
     "SandboxNotFoundError",
     "SandboxSpec",
     "SandboxState",
+    "Snapshot",
     "Tunnel",
     "create_sandbox_factory",
     "create_sandbox_factory_from_sandbox",
     "providers",
+    "snapshots",
+    "snapshots_async",
 ]
 
 for _name in __all__:

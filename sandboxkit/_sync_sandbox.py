@@ -6,15 +6,18 @@ import builtins
 import contextlib
 import functools
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
 
 import anyio
 
 from sandboxkit import _portal
-from sandboxkit._async_sandbox import DEFAULT_MAX_OUTPUT, AsyncExecStream, AsyncSandbox, Command
+from sandboxkit._async_sandbox import DEFAULT_MAX_OUTPUT, SNAPSHOT_TTL, AsyncExecStream, AsyncSandbox, Command
 from sandboxkit._capabilities import Capability
 from sandboxkit._provider import SandboxHandle
-from sandboxkit._types import ExecResult, FileDownloadResult, FileUploadResult, OutputChunk, SandboxInfo
+from sandboxkit._types import ExecResult, FileDownloadResult, FileUploadResult, OutputChunk, SandboxInfo, Tunnel
+
+if TYPE_CHECKING:
+    from sandboxkit._snapshot import Snapshot
 
 
 @final
@@ -168,6 +171,23 @@ class Sandbox:
     def download_files(self, paths: Sequence[str]) -> builtins.list[FileDownloadResult]:
         """Read many files; one result per path."""
         return _portal.call(self._async.download_files, paths)
+
+    # ports and snapshots ---------------------------------------------------
+    def tunnels(self) -> dict[int, Tunnel]:
+        """How the caller's machine reaches each port given as ``ports=``."""
+        return _portal.call(self._async.tunnels)
+
+    def url(self, port: int) -> str:
+        """A URL for ``port`` that a plain HTTP client on the caller's machine can open."""
+        return _portal.call(self._async.url, port)
+
+    def wait_for_port(self, port: int, *, timeout: float = 30.0) -> None:
+        """Return once something listens on ``port`` inside the sandbox; COMMAND_TIMEOUT after ``timeout``."""
+        _portal.call(functools.partial(self._async.wait_for_port, port, timeout=timeout))
+
+    def snapshot(self, *, ttl: float | None = SNAPSHOT_TTL) -> Snapshot:
+        """Save the filesystem (the sandbox keeps running); ``Sandbox.create(snapshot=...)`` starts from it."""
+        return _portal.call(functools.partial(self._async.snapshot, ttl=ttl))
 
 
 class ExecStream:

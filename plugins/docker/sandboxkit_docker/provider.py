@@ -34,11 +34,13 @@ from sandboxkit.spi import (
     SandboxInfo,
     SandboxSpec,
     SandboxState,
+    SnapshotInfo,
     StaleSandbox,
+    Tunnel,
     VolumeInfo,
     file_error,
 )
-from sandboxkit_docker import _archive, _gc, _gpu, _labels, _lifetime, _limits, _threads
+from sandboxkit_docker import _archive, _gc, _gpu, _labels, _lifetime, _limits, _snapshots, _threads
 from sandboxkit_docker._errors import PROVIDER, map_error, translate
 from sandboxkit_docker._exec import ExecEngine
 from sandboxkit_docker._fastexec import FastExec
@@ -112,6 +114,8 @@ class DockerProvider(Provider):
             Capability.RESOURCE_LIMITS,
             Capability.USER,
             Capability.RECONNECT,
+            Capability.PORTS,
+            Capability.SNAPSHOTS,
         }
     )
     options_type: ClassVar[type[BaseModel]] = DockerOptions
@@ -179,6 +183,8 @@ class DockerProvider(Provider):
         client = await _threads.run_sync(self.client)
         image = spec.image or os.environ.get("SANDBOXKIT_DEFAULT_IMAGE") or DEFAULT_IMAGE
         explicit = spec.image is not None
+        if spec.snapshot is not None:
+            image = await self._snapshot_image(client, spec)
         if options.pull == "always":
             await self._ensure_image(client, image, options.pull, explicit=explicit)
         # everything that can refuse the spec runs before a container exists
@@ -221,6 +227,8 @@ class DockerProvider(Provider):
             kwargs["name"] = container_name(spec.app, spec.name)
         if spec.block_network:
             kwargs["network_mode"] = "none"
+        if spec.ports:  # loopback only, ephemeral host ports; `docker ps` shows them with the labels
+            kwargs["ports"] = {f"{port}/tcp": ("127.0.0.1",) for port in spec.ports}
         try:
             container = await self._create_container(client, kwargs, spec)
         except SandboxError as exc:  # the image is looked at only when it is missing: one round trip less
@@ -330,7 +338,7 @@ class DockerProvider(Provider):
     async def from_id(self, sandbox_id: str) -> DockerSandbox:
         client = await _threads.run_sync(self.client)
         container = await self.call(client.containers.get, sandbox_id, sandbox_id=sandbox_id)
-        labels = container.labels or {}
+        labels = _labels.present(container.labels or {})
         if labels.get(_labels.MANAGED) != "1" or labels.get(_labels.PROVIDER) != PROVIDER:
             raise SandboxError(
                 ErrorCode.SANDBOX_NOT_FOUND,
@@ -395,7 +403,7 @@ class DockerProvider(Provider):
         now = time.time()
         stale = []
         for row in rows:
-            row_labels: Mapping[str, str] = row.get("Labels") or {}
+            row_labels: Mapping[str, str] = _labels.present(row.get("Labels") or {})
             reason = _gc.stale_reason(row_labels, str(row.get("State", "")), now)
             if reason is None:
                 continue
@@ -414,6 +422,89 @@ class DockerProvider(Provider):
                     app=info.app,
                     state=info.state,
                     reason=reason,
+                    removed=removed,
+                    provider=PROVIDER,
+                )
+            )
+        return stale + await self._reap_snapshots(labels, dry_run)
+
+    # ------------------------------------------------------------ snapshots
+    async def _snapshot_image(self, client: docker.DockerClient, spec: SandboxSpec) -> str:
+        assert spec.snapshot is not None
+        if spec.image is not None:
+            raise SandboxError(
+                ErrorCode.INVALID_ARGUMENT,
+                "give either image= or snapshot=, not both: a snapshot brings its own filesystem",
+                provider=PROVIDER,
+            )
+        ref = _snapshots.image_ref(spec.snapshot)
+        try:
+            await self.call(client.api.inspect_image, ref, creating=True)
+        except SandboxError as exc:
+            if exc.code != ErrorCode.SANDBOX_CREATION_FAILED:
+                raise
+            raise SandboxError(
+                ErrorCode.INVALID_ARGUMENT,
+                f"there is no snapshot {spec.snapshot!r} (deleted, reaped by gc, or from another engine); "
+                "`sandboxkit snapshot ls` lists them",
+                provider=PROVIDER,
+            ) from None
+        return ref
+
+    async def list_snapshots(self, *, labels: Mapping[str, str] | None = None) -> builtins.list[SnapshotInfo]:
+        """Snapshot images sandboxkit made on this engine, filtered by their bookkeeping labels."""
+        client = await _threads.run_sync(self.client)
+        wanted = [f"{_snapshots.MANAGED}=1", *(f"{_snapshots.USER}{k}={v}" for k, v in (labels or {}).items())]
+        rows = await self.call(client.api.images, name=_snapshots.REPOSITORY, filters={"label": wanted})
+        return _snapshots.rows_to_infos(rows)
+
+    async def delete_snapshot(self, snapshot_id: str) -> None:
+        """Remove a snapshot image; refused (INVALID_ARGUMENT) while a sandbox started from it exists."""
+        client = await _threads.run_sync(self.client)
+        ref = _snapshots.image_ref(snapshot_id)
+        users = await self._containers({_labels.SNAPSHOT: snapshot_id}, running=False)
+        if users:
+            raise SandboxError(
+                ErrorCode.INVALID_ARGUMENT,
+                f"snapshot {snapshot_id!r} is in use by sandbox(es) {', '.join(r['Id'][:12] for r in users)}; "
+                "close them first",
+                provider=PROVIDER,
+            )
+        try:
+            await self.call(client.api.remove_image, ref, noprune=False)
+        except SandboxError as exc:
+            text = exc.message.lower()
+            if "no such image" in text or isinstance(exc.__cause__, docker.errors.ImageNotFound):
+                raise SandboxError(
+                    ErrorCode.INVALID_ARGUMENT, f"there is no snapshot {snapshot_id!r}", provider=PROVIDER
+                ) from None
+            if "conflict" in text or "in use" in text or "being used" in text:
+                raise SandboxError(
+                    ErrorCode.INVALID_ARGUMENT,
+                    f"snapshot {snapshot_id!r} is in use (a container depends on it); close it first",
+                    provider=PROVIDER,
+                ) from None
+            raise
+
+    async def _reap_snapshots(self, labels: Mapping[str, str] | None, dry_run: bool) -> builtins.list[StaleSandbox]:
+        stale = []
+        for snap in await self.list_snapshots(labels=labels):
+            if not _snapshots.expired(snap):
+                continue
+            removed = False
+            if not dry_run:
+                try:
+                    await self.delete_snapshot(snap.id)
+                    removed = True
+                except SandboxError:
+                    removed = False  # in use: it goes once the sandboxes using it are gone
+            stale.append(
+                StaleSandbox(
+                    id=snap.id,
+                    name=None,
+                    app="",
+                    state=SandboxState.STOPPED,
+                    reason="snapshot_expired",
                     removed=removed,
                     provider=PROVIDER,
                 )
@@ -489,7 +580,7 @@ def _resolve_secrets(names: Sequence[str]) -> dict[str, str]:
 
 
 def _info(row: Mapping[str, Any]) -> SandboxInfo:
-    labels: Mapping[str, str] = row.get("Labels") or {}
+    labels: Mapping[str, str] = _labels.present(row.get("Labels") or {})
     created = labels.get(_labels.CREATED_AT)
     return SandboxInfo(
         id=row["Id"],
@@ -527,6 +618,7 @@ class DockerSandbox(SandboxHandle):
         self._env_keys = frozenset(_labels.split(labels.get(_labels.ENV_KEYS)))
         self._secret_env = None if secret_env is None else self._without_env_keys(secret_env)
         self.oom: OomCounter | None = None
+        self._tunnels: dict[int, Tunnel] | None = None
         if _labels.MEMORY_MIB in labels:
             self.oom = OomCounter(self.id, self._run_inside)
             if fresh:
@@ -628,6 +720,29 @@ class DockerSandbox(SandboxHandle):
         except SandboxError as exc:
             if exc.code != ErrorCode.SANDBOX_NOT_FOUND:
                 raise
+
+    # ------------------------------------------------------------ ports and snapshots
+    async def tunnels(self) -> dict[int, Tunnel]:
+        if self._tunnels is None:
+            info = await self.provider.call(self._api().inspect_container, self.id, sandbox_id=self.id)
+            self._tunnels = _tunnels(info)
+        return dict(self._tunnels)
+
+    async def snapshot(self, *, labels: Mapping[str, str], ttl: float | None = None) -> SnapshotInfo:
+        snapshot_id = _snapshots.new_id()
+        mine = {k[len(_labels.USER) :]: v for k, v in self.labels.items() if k.startswith(_labels.USER)}
+        mine.pop(_labels.OWNER_KEY, None)  # the snapshot outlives whoever owns the sandbox
+        image_labels = _snapshots.commit_labels(self.labels, self.id, {**mine, **labels}, ttl, time.time())
+        await self.provider.call(
+            self._api().commit,
+            self.id,
+            repository=_snapshots.REPOSITORY,
+            tag=snapshot_id,
+            conf={"Labels": image_labels},
+            pause=True,
+            sandbox_id=self.id,
+        )
+        return _snapshots.info(snapshot_id, image_labels)
 
     # ------------------------------------------------------------ files
     async def write_file(self, path: str, data: bytes) -> None:
@@ -745,6 +860,23 @@ class DockerSandbox(SandboxHandle):
             for i, path in enumerate(paths):
                 tg.start_soon(one, i, path)
         return results
+
+
+def _tunnels(inspected: Mapping[str, Any]) -> dict[int, Tunnel]:
+    """The published ports of an inspected container: ``{port: Tunnel}`` (loopback bindings only)."""
+    found: dict[int, Tunnel] = {}
+    for key, bindings in ((inspected.get("NetworkSettings") or {}).get("Ports") or {}).items():
+        port, _, proto = key.partition("/")
+        for binding in bindings or []:
+            host = binding.get("HostIp") or "127.0.0.1"
+            if proto == "tcp" and host in ("127.0.0.1", "::1") and binding.get("HostPort"):
+                host_port = int(binding["HostPort"])
+                bracketed = f"[{host}]" if ":" in host else host
+                found[int(port)] = Tunnel(
+                    port=int(port), url=f"http://{bracketed}:{host_port}", host=host, host_port=host_port
+                )
+                break
+    return found
 
 
 def _create_only(client: docker.DockerClient, kwargs: dict[str, Any]) -> Any:

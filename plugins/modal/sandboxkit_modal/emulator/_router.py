@@ -109,6 +109,16 @@ class TaskCommandRouter(task_command_router_grpc.TaskCommandRouterBase):
         if process.lost:
             raise GRPCError(Status.NOT_FOUND, f"Task {sandbox.task_id} has finished")
 
+    async def TaskSnapshotFilesystem(
+        self, stream: Stream[tcr.TaskSnapshotFilesystemRequest, tcr.TaskSnapshotFilesystemResponse]
+    ) -> None:
+        request = await self._recv(stream)
+        if request.container_id:
+            raise GRPCError(Status.UNIMPLEMENTED, "sidecar containers are not supported by the Modal emulator")
+        ttl = None if request.ttl_seconds <= 0 else float(request.ttl_seconds)
+        image_id = await self.backend.task(request.task_id).snapshot(ttl=ttl)
+        await stream.send_message(tcr.TaskSnapshotFilesystemResponse(image_id=image_id))
+
     # ------------------------------------------------------------ stdin
     async def TaskExecStdinWrite(
         self, stream: Stream[tcr.TaskExecStdinWriteRequest, tcr.TaskExecStdinWriteResponse]
