@@ -20,6 +20,7 @@ from sandboxkit._errors import (
 from sandboxkit._factory import create_sandbox_factory, create_sandbox_factory_from_sandbox
 from sandboxkit._network import HeaderInjection, NetworkPolicy
 from sandboxkit._pool import AsyncPool, Pool
+from sandboxkit._process import AsyncProcess, Process
 from sandboxkit._registry import ProviderStatus, providers
 from sandboxkit._snapshot import Snapshot, snapshots, snapshots_async
 from sandboxkit._spec import SandboxSpec
@@ -44,6 +45,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "AsyncExecStream",
     "AsyncPool",
+    "AsyncProcess",
     "AsyncSandbox",
     "Capability",
     "CapabilityNotSupportedError",
@@ -61,6 +63,7 @@ __all__ = [
     "NetworkPolicy",
     "OutputChunk",
     "Pool",
+    "Process",
     "ProcessInfo",
     "ProviderNotFoundError",
     "ProviderStatus",

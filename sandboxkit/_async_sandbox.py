@@ -29,12 +29,15 @@ from sandboxkit._types import (
     FileDownloadResult,
     FileUploadResult,
     OutputChunk,
+    ProcessInfo,
     SandboxInfo,
+    SpawnRequest,
     StreamName,
     Tunnel,
 )
 
 if TYPE_CHECKING:
+    from sandboxkit._process import AsyncProcess
     from sandboxkit._snapshot import Snapshot
 
 T = TypeVar("T")
@@ -570,6 +573,65 @@ class AsyncSandbox:
             else:
                 results[i] = FileDownloadResult(path=paths[i], content=got)
         return [r for r in results if r is not None]
+
+    # ----------------------------------------------------------------- processes
+    async def _process_call(self, make: Callable[[SandboxHandle], Awaitable[T]], *, pty: bool = False) -> T:
+        handle = self._live_handle()
+        provider = self._provider
+        assert provider is not None
+        if pty:  # the finer one first: a provider with neither is told about the terminal
+            require(provider, Capability.PTY, "pty=True")
+        require(provider, Capability.PROCESSES, "spawned processes")
+        return await guarded(provider.name, handle.id, ErrorCode.PROVIDER_UNAVAILABLE, make(handle))
+
+    async def spawn(
+        self,
+        command: Command,
+        *,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        user: str | int | None = None,
+        pty: bool = False,
+        size: tuple[int, int] | None = None,
+    ) -> AsyncProcess:
+        """Start a command in the background; it outlives this call and this client.
+
+        ``pty=True`` runs it on a terminal of ``size`` (rows, cols; default 24x80): output is the
+        terminal's byte stream, stdin goes through the line discipline.
+        """
+        from sandboxkit._process import AsyncProcess
+
+        self._live_handle()
+        request = self._request(command, timeout=None, cwd=cwd, env=env, stdin=None, user=user)
+        if size is not None and (
+            not pty
+            or not isinstance(size, tuple | list)
+            or len(size) != 2
+            or not all(isinstance(v, int) and 1 <= v <= 10000 for v in size)
+        ):
+            raise SandboxError(
+                ErrorCode.INVALID_ARGUMENT, f"size must be (rows, cols) of ints with pty=True, got {size!r}"
+            )
+        spawn = SpawnRequest(
+            argv=request.argv,
+            cwd=request.cwd,
+            env=request.env,
+            user=request.user,
+            pty=bool(pty),
+            size=None if size is None else (size[0], size[1]),
+        )
+        info = await self._process_call(lambda h: h.spawn(spawn), pty=bool(pty))
+        return AsyncProcess(self, info)
+
+    async def processes(self) -> builtins.list[ProcessInfo]:
+        """Every process spawned in this sandbox, by any client, running or ended."""
+        return await self._process_call(lambda h: h.processes())
+
+    async def process(self, process_id: str) -> AsyncProcess:
+        """Reattach to a spawned process by id (also from another client, after ``from_id``)."""
+        from sandboxkit._process import AsyncProcess
+
+        return AsyncProcess(self, await self._process_call(lambda h: h.process_info(process_id)))
 
     # ----------------------------------------------------------------- ports
     async def tunnels(self) -> dict[int, Tunnel]:

@@ -13,8 +13,17 @@ import anyio
 from sandboxkit import _portal
 from sandboxkit._async_sandbox import DEFAULT_MAX_OUTPUT, SNAPSHOT_TTL, AsyncExecStream, AsyncSandbox, Command
 from sandboxkit._capabilities import Capability
+from sandboxkit._process import Process
 from sandboxkit._provider import SandboxHandle
-from sandboxkit._types import ExecResult, FileDownloadResult, FileUploadResult, OutputChunk, SandboxInfo, Tunnel
+from sandboxkit._types import (
+    ExecResult,
+    FileDownloadResult,
+    FileUploadResult,
+    OutputChunk,
+    ProcessInfo,
+    SandboxInfo,
+    Tunnel,
+)
 
 if TYPE_CHECKING:
     from sandboxkit._snapshot import Snapshot
@@ -171,6 +180,29 @@ class Sandbox:
     def download_files(self, paths: Sequence[str]) -> builtins.list[FileDownloadResult]:
         """Read many files; one result per path."""
         return _portal.call(self._async.download_files, paths)
+
+    # processes -------------------------------------------------------------
+    def spawn(
+        self,
+        command: Command,
+        *,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        user: str | int | None = None,
+        pty: bool = False,
+        size: tuple[int, int] | None = None,
+    ) -> Process:
+        """Start a command in the background; it outlives this call and this client."""
+        call = functools.partial(self._async.spawn, command, cwd=cwd, env=env, user=user, pty=pty, size=size)
+        return Process(_portal.call(call))
+
+    def processes(self) -> builtins.list[ProcessInfo]:
+        """Every process spawned in this sandbox, by any client."""
+        return _portal.call(self._async.processes)
+
+    def process(self, process_id: str) -> Process:
+        """Reattach to a spawned process by id."""
+        return Process(_portal.call(self._async.process, process_id))
 
     # ports and snapshots ---------------------------------------------------
     def tunnels(self) -> dict[int, Tunnel]:

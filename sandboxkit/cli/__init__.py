@@ -16,6 +16,7 @@ from sandboxkit._errors import SandboxError
 from sandboxkit._registry import registry
 from sandboxkit.cli import (
     _conformance,
+    _processes,
     _providers,
     _run,
     _sandboxes,
@@ -29,7 +30,17 @@ EXIT_USAGE = 2
 EXIT_SANDBOX_ERROR = 3
 
 #: Built-in command groups, in help order.
-COMMAND_GROUPS = [_providers, _run, _sandboxes_exec, _sandboxes, _snapshots, _volumes, _secrets, _conformance]
+COMMAND_GROUPS = [
+    _providers,
+    _run,
+    _sandboxes_exec,
+    _processes,
+    _sandboxes,
+    _snapshots,
+    _volumes,
+    _secrets,
+    _conformance,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

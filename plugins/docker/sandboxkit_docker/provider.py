@@ -27,6 +27,7 @@ from sandboxkit.spi import (
     ErrorCode,
     ExecExit,
     ExecRequest,
+    InSandboxProcesses,
     OutputCallback,
     Provider,
     SandboxError,
@@ -36,6 +37,7 @@ from sandboxkit.spi import (
     SandboxState,
     SnapshotInfo,
     StaleSandbox,
+    SupervisedProcesses,
     Tunnel,
     VolumeInfo,
     file_error,
@@ -116,6 +118,8 @@ class DockerProvider(Provider):
             Capability.RECONNECT,
             Capability.PORTS,
             Capability.SNAPSHOTS,
+            Capability.PROCESSES,  # an in-sandbox supervisor (needs python3 in the image)
+            Capability.PTY,
         }
     )
     options_type: ClassVar[type[BaseModel]] = DockerOptions
@@ -593,7 +597,7 @@ def _info(row: Mapping[str, Any]) -> SandboxInfo:
     )
 
 
-class DockerSandbox(SandboxHandle):
+class DockerSandbox(SupervisedProcesses, SandboxHandle):
     """One container. Commands go through :class:`ExecEngine`; files through the archive API.
 
     What the handle knows comes from the container's labels, so a handle from ``from_id`` (in
@@ -628,6 +632,8 @@ class DockerSandbox(SandboxHandle):
         memory = int(float(labels.get(_labels.MEMORY_MIB) or 0)) << 20
         env = (attrs.get("Config") or {}).get("Env")  # None for a new container: looked up if the agent starts
         self.fast = FastExec(self.engine, memory=memory, env=env)  # the agent path, falling back to the engine
+        # spawned processes: their supervisor starts through a plain docker exec, apart from the exec agent
+        self.supervisor = InSandboxProcesses(self.exec, launch=self.engine.run, provider=PROVIDER, sandbox_id=self.id)
         # keep the model, not its inspect document (~18 KiB, stale from the moment the container
         # starts): `native_instance.reload()` fetches the current one
         self.container = container.collection.prepare_model({"Id": container.id})

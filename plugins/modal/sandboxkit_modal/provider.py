@@ -24,6 +24,7 @@ from sandboxkit.spi import (
     ErrorCode,
     ExecExit,
     ExecRequest,
+    InSandboxProcesses,
     OutputCallback,
     Provider,
     SandboxError,
@@ -33,6 +34,7 @@ from sandboxkit.spi import (
     SandboxState,
     SnapshotInfo,
     StreamName,
+    SupervisedProcesses,
     Tunnel,
     VolumeInfo,
 )
@@ -110,6 +112,8 @@ class ModalProvider(Provider):
             Capability.RECONNECT,
             Capability.PORTS,
             Capability.SNAPSHOTS,
+            Capability.PROCESSES,  # an in-sandbox supervisor over Sandbox.exec (needs python3 in the image)
+            Capability.PTY,
         }
     )
     options_type: ClassVar[type[BaseModel]] = ModalOptions
@@ -336,7 +340,7 @@ class ModalProvider(Provider):
         return [info for info in infos if info is not None]
 
 
-class ModalSandbox(SandboxHandle):
+class ModalSandbox(SupervisedProcesses, SandboxHandle):
     """One modal.Sandbox. Commands and files go through Modal's task command router."""
 
     def __init__(
@@ -357,6 +361,7 @@ class ModalSandbox(SandboxHandle):
         self.name = name
         self.memory_limited = memory_limited
         self._oom_kills = 0
+        self.supervisor = InSandboxProcesses(self.exec, provider=PROVIDER, sandbox_id=self.id)
 
     @property
     def native_instance(self) -> modal.Sandbox:

@@ -1,0 +1,197 @@
+"""Spawned processes for any provider that runs commands: the client side of the in-sandbox supervisor.
+
+A provider hands :class:`InSandboxProcesses` its exec call; every operation is one short command
+running :mod:`sandboxkit._procd` (which needs ``python3`` in the image). All state lives in the
+sandbox, so any client connected to it, in any process, sees the same processes.
+"""
+
+from __future__ import annotations
+
+import builtins
+import datetime as dt
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any
+
+from sandboxkit._errors import ErrorCode, SandboxError
+from sandboxkit._provider import OutputCallback
+from sandboxkit._types import ExecExit, ExecRequest, ProcessInfo, SpawnRequest, StreamName
+
+#: A provider's exec: run a request, pass output to the callback, return how it ended.
+Run = Callable[[ExecRequest, OutputCallback], Awaitable[ExecExit]]
+_FRAME = 5
+_STREAMS: dict[int, StreamName] = {1: "stdout", 2: "stderr"}
+_SIGNALS = frozenset({"TERM", "KILL", "INT", "HUP", "QUIT", "USR1", "USR2", "STOP", "CONT", "WINCH"})
+#: How long a short supervisor operation may take.
+OP_TIMEOUT = 60.0
+
+
+def _source() -> str:
+    return resources.files("sandboxkit").joinpath("_procd.py").read_text()
+
+
+class InSandboxProcesses:
+    """spawn/processes/stream/signal/stdin/resize through :mod:`sandboxkit._procd`, for one sandbox."""
+
+    def __init__(self, run: Run, *, launch: Run | None = None, provider: str, sandbox_id: str) -> None:
+        self._run = run
+        #: how the supervisor starts; a provider whose exec path kills leftovers gives a plainer one
+        self._launch = launch or run
+        self._provider = provider
+        self._sandbox_id = sandbox_id
+        self._code = _source()
+
+    def _error(self, code: ErrorCode, message: str) -> SandboxError:
+        return SandboxError(code, message, provider=self._provider, sandbox_id=self._sandbox_id)
+
+    async def _op(
+        self,
+        op: str,
+        *args: str,
+        stdin: bytes | None = None,
+        on_output: OutputCallback | None = None,
+        run: Run | None = None,
+        user: str | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float | None = OP_TIMEOUT,
+    ) -> bytes:
+        out, err = bytearray(), bytearray()
+
+        async def collect(stream: StreamName, data: bytes) -> None:
+            (out if stream == "stdout" else err).extend(data)
+
+        request = ExecRequest(
+            argv=["python3", "-I", "-S", "-c", self._code, op, "auto", *args],
+            stdin=stdin,
+            user=user,
+            cwd=cwd,
+            env=env or {},
+            timeout=timeout,
+        )
+        outcome = await (run or self._run)(request, on_output or collect)
+        if outcome.exit_code == 0:
+            return bytes(out)
+        message = err.decode(errors="replace").strip() or f"exit code {outcome.exit_code}"
+        if outcome.timed_out:
+            raise self._error(ErrorCode.PROVIDER_UNAVAILABLE, f"the process supervisor did not answer: {op}")
+        if outcome.exit_code in (126, 127) and "python3" in message and op != "start":
+            raise self._error(
+                ErrorCode.CAPABILITY_NOT_SUPPORTED,
+                f"spawned processes need python3 in the sandbox's image ({message})",
+            )
+        if outcome.exit_code in (3, 4, 5):
+            raise self._error(ErrorCode.INVALID_ARGUMENT, message)
+        if op == "start":
+            if "python3" in message and "cannot start" not in message and "exec failed: exec" not in message:
+                raise self._error(
+                    ErrorCode.CAPABILITY_NOT_SUPPORTED, f"spawned processes need python3 in the image ({message})"
+                )
+            raise self._error(ErrorCode.INVALID_ARGUMENT, f"the process could not start: {message}")
+        raise self._error(ErrorCode.PROVIDER_UNAVAILABLE, f"process supervisor {op} failed: {message}")
+
+    async def spawn(self, request: SpawnRequest) -> ProcessInfo:
+        process_id = f"p-{uuid.uuid4().hex[:12]}"
+        rows, cols = request.size or (24, 80)
+        spec = {"id": process_id, "argv": list(request.argv), "pty": request.pty, "rows": rows, "cols": cols}
+        await self._op(
+            "start", json.dumps(spec), run=self._launch, user=request.user, cwd=request.cwd, env=dict(request.env)
+        )
+        return await self.info(process_id)
+
+    async def processes(self) -> builtins.list[ProcessInfo]:
+        return [_info(row) for row in json.loads(await self._op("info"))]
+
+    async def info(self, process_id: str) -> ProcessInfo:
+        rows = json.loads(await self._op("info", _checked(process_id)))
+        return _info(rows[0])
+
+    async def stream(self, process_id: str, on_output: OutputCallback, *, follow: bool) -> ProcessInfo:
+        buffer = bytearray()
+        final: list[dict[str, Any]] = []
+
+        async def frames(stream: StreamName, data: bytes) -> None:
+            if stream != "stdout":
+                return
+            buffer.extend(data)
+            while len(buffer) >= _FRAME:
+                kind, size = buffer[0], int.from_bytes(buffer[1:_FRAME], "big")
+                if len(buffer) < _FRAME + size:
+                    return
+                body = bytes(buffer[_FRAME : _FRAME + size])
+                del buffer[: _FRAME + size]
+                if kind in _STREAMS:
+                    await on_output(_STREAMS[kind], body)
+                else:
+                    final.append(json.loads(body))
+
+        await self._op("read", _checked(process_id), "1" if follow else "0", on_output=frames, timeout=None)
+        if not final:
+            raise self._error(ErrorCode.PROVIDER_UNAVAILABLE, f"the output of process {process_id} ended early")
+        return _info(final[0])
+
+    async def signal(self, process_id: str, signal: str) -> None:
+        name = str(signal).upper().removeprefix("SIG")
+        if name not in _SIGNALS:
+            raise self._error(
+                ErrorCode.INVALID_ARGUMENT, f"signal must be one of {', '.join(sorted(_SIGNALS))}, got {signal!r}"
+            )
+        await self._op("signal", _checked(process_id), name)
+
+    async def write_stdin(self, process_id: str, data: bytes) -> None:
+        await self._op("write", _checked(process_id), stdin=data)
+
+    async def close_stdin(self, process_id: str) -> None:
+        await self._op("ctl", _checked(process_id), "close")
+
+    async def resize(self, process_id: str, rows: int, cols: int) -> None:
+        await self._op("ctl", _checked(process_id), "resize", str(int(rows)), str(int(cols)))
+
+
+def _checked(process_id: str) -> str:
+    if not isinstance(process_id, str) or not process_id or "/" in process_id or process_id.startswith("."):
+        raise SandboxError(ErrorCode.INVALID_ARGUMENT, f"{process_id!r} is not a process id (see sb.processes())")
+    return process_id
+
+
+def _info(row: dict[str, Any]) -> ProcessInfo:
+    return ProcessInfo(
+        id=row["id"],
+        command=list(row["command"]),
+        running=bool(row["running"]),
+        exit_code=row["exit_code"],
+        started_at=dt.datetime.fromtimestamp(row["started_at"], dt.UTC),
+        pty=bool(row["pty"]),
+    )
+
+
+class SupervisedProcesses:
+    """Mixin for a SandboxHandle: the PROCESSES/PTY hooks through :class:`InSandboxProcesses` (``self.supervisor``)."""
+
+    supervisor: InSandboxProcesses
+
+    async def spawn(self, request: SpawnRequest) -> ProcessInfo:
+        return await self.supervisor.spawn(request)
+
+    async def processes(self) -> builtins.list[ProcessInfo]:
+        return await self.supervisor.processes()
+
+    async def process_info(self, process_id: str) -> ProcessInfo:
+        return await self.supervisor.info(process_id)
+
+    async def process_stream(self, process_id: str, on_output: OutputCallback, *, follow: bool) -> ProcessInfo:
+        return await self.supervisor.stream(process_id, on_output, follow=follow)
+
+    async def process_signal(self, process_id: str, signal: str) -> None:
+        await self.supervisor.signal(process_id, signal)
+
+    async def process_write_stdin(self, process_id: str, data: bytes) -> None:
+        await self.supervisor.write_stdin(process_id, data)
+
+    async def process_close_stdin(self, process_id: str) -> None:
+        await self.supervisor.close_stdin(process_id)
+
+    async def process_resize(self, process_id: str, rows: int, cols: int) -> None:
+        await self.supervisor.resize(process_id, rows, cols)
