@@ -156,8 +156,9 @@ class Supervisor:
         except OSError:
             pass
         os.mkdir(self.dir, 0o755)
-        for name in ("stdin", "ctl"):
-            os.mkfifo(os.path.join(self.dir, name), 0o622)
+        for name in ("stdin", "ctl"):  # other users of the sandbox may feed it too (not read it)
+            os.mkfifo(os.path.join(self.dir, name))
+            os.chmod(os.path.join(self.dir, name), 0o622)
         self.fifo = os.open(os.path.join(self.dir, "stdin"), os.O_RDWR | os.O_NONBLOCK)
         self.ctl = os.open(os.path.join(self.dir, "ctl"), os.O_RDWR | os.O_NONBLOCK)
         self.rotate()
@@ -181,7 +182,14 @@ class Supervisor:
                 fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
             self.proc = subprocess.Popen(
-                argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True, preexec_fn=controlling
+                argv,
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                cwd=self.spec.get("cwd"),
+                env=env,
+                start_new_session=True,
+                preexec_fn=controlling,
             )
             os.close(slave)
             self.master = master
@@ -190,7 +198,7 @@ class Supervisor:
         else:
             self.master = None
             pipe = subprocess.PIPE
-            self.proc = subprocess.Popen(argv, stdin=pipe, stdout=pipe, stderr=pipe)
+            self.proc = subprocess.Popen(argv, stdin=pipe, stdout=pipe, stderr=pipe, cwd=self.spec.get("cwd"))
             self.outputs = {_own(self.proc.stdout): STDOUT, _own(self.proc.stderr): STDERR}
             self.stdin_fd = _own(self.proc.stdin)
         for fd in self.outputs:
@@ -364,12 +372,18 @@ def op_supervise(base: str, spec_json: str, report_fd: str) -> None:
         supervisor.setup()
         supervisor.launch()
     except BaseException as exc:  # tell the launcher why, in docker exec's words where it has some
-        argv0 = (json.loads(spec_json).get("argv") or ["?"])[0]
-        if isinstance(exc, FileNotFoundError) and exc.filename == argv0:
+        spec = json.loads(spec_json)
+        argv0, cwd = (spec.get("argv") or ["?"])[0], spec.get("cwd")
+        if isinstance(exc, OSError) and cwd is not None and exc.filename == cwd:
+            message = f'exec failed: chdir to cwd ("{cwd}") failed: {(exc.strerror or "error").lower()}'
+        elif isinstance(exc, FileNotFoundError) and exc.filename == argv0:
             message = f'exec failed: exec: "{argv0}": executable file not found in $PATH'
         else:
             message = f"cannot start: {type(exc).__name__}: {exc}"
         os.write(report, message.encode())
+        import shutil
+
+        shutil.rmtree(supervisor.dir, ignore_errors=True)
         os._exit(126)
     os.write(report, b"ok")
     os.close(report)

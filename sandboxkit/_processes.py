@@ -24,6 +24,8 @@ Run = Callable[[ExecRequest, OutputCallback], Awaitable[ExecExit]]
 _FRAME = 5
 _STREAMS: dict[int, StreamName] = {1: "stdout", 2: "stderr"}
 _SIGNALS = frozenset({"TERM", "KILL", "INT", "HUP", "QUIT", "USR1", "USR2", "STOP", "CONT", "WINCH"})
+#: How the supervisor words a command that could not start (as ``docker exec`` does).
+_START_FAILURES = ("exec failed:", "cannot start:")
 #: How long a short supervisor operation may take.
 OP_TIMEOUT = 60.0
 
@@ -74,31 +76,42 @@ class InSandboxProcesses:
         outcome = await (run or self._run)(request, on_output or collect)
         if outcome.exit_code == 0:
             return bytes(out)
-        message = err.decode(errors="replace").strip() or f"exit code {outcome.exit_code}"
+        message = err.decode(errors="replace").strip()
         if outcome.timed_out:
             raise self._error(ErrorCode.PROVIDER_UNAVAILABLE, f"the process supervisor did not answer: {op}")
-        if outcome.exit_code in (126, 127) and "python3" in message and op != "start":
-            raise self._error(
-                ErrorCode.CAPABILITY_NOT_SUPPORTED,
-                f"spawned processes need python3 in the sandbox's image ({message})",
-            )
         if outcome.exit_code in (3, 4, 5):
             raise self._error(ErrorCode.INVALID_ARGUMENT, message)
-        if op == "start":
-            if "python3" in message and "cannot start" not in message and "exec failed: exec" not in message:
-                raise self._error(
-                    ErrorCode.CAPABILITY_NOT_SUPPORTED, f"spawned processes need python3 in the image ({message})"
-                )
+        if op == "start" and message.startswith(_START_FAILURES):
             raise self._error(ErrorCode.INVALID_ARGUMENT, f"the process could not start: {message}")
-        raise self._error(ErrorCode.PROVIDER_UNAVAILABLE, f"process supervisor {op} failed: {message}")
+        if outcome.exit_code in (126, 127) and not await self._has_python(user):
+            raise self._error(
+                ErrorCode.CAPABILITY_NOT_SUPPORTED,
+                "spawned processes need python3 (3.9 or newer) in the sandbox's image; use an image that has it",
+            )
+        what = message or f"exit code {outcome.exit_code}"
+        if op == "start":
+            raise self._error(ErrorCode.INVALID_ARGUMENT, f"the process could not start (check user=): {what}")
+        raise self._error(ErrorCode.PROVIDER_UNAVAILABLE, f"process supervisor {op} failed: {what}")
+
+    async def _has_python(self, user: str | None) -> bool:
+        async def ignore(stream: StreamName, data: bytes) -> None:
+            pass
+
+        probe = ExecRequest(argv=["sh", "-c", "command -v python3"], timeout=OP_TIMEOUT)
+        return (await self._run(probe, ignore)).exit_code == 0
 
     async def spawn(self, request: SpawnRequest) -> ProcessInfo:
         process_id = f"p-{uuid.uuid4().hex[:12]}"
         rows, cols = request.size or (24, 80)
-        spec = {"id": process_id, "argv": list(request.argv), "pty": request.pty, "rows": rows, "cols": cols}
-        await self._op(
-            "start", json.dumps(spec), run=self._launch, user=request.user, cwd=request.cwd, env=dict(request.env)
-        )
+        spec = {
+            "id": process_id,
+            "argv": list(request.argv),
+            "cwd": request.cwd,
+            "pty": request.pty,
+            "rows": rows,
+            "cols": cols,
+        }
+        await self._op("start", json.dumps(spec), run=self._launch, user=request.user, env=dict(request.env))
         return await self.info(process_id)
 
     async def processes(self) -> builtins.list[ProcessInfo]:
