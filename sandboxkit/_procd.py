@@ -55,7 +55,11 @@ def fail(code: int, message: str) -> None:
 
 
 def source() -> str:
-    """This program's text: the ``-c`` argument of our own command line."""
+    """This program's text: its file when imported, else the ``-c`` argument of our command line."""
+    path = globals().get("__file__")
+    if path and path.endswith(".py"):
+        with open(path) as f:
+            return f.read()
     with open("/proc/self/cmdline", "rb") as f:
         args = f.read().split(b"\0")
     return args[args.index(b"-c") + 1].decode()
@@ -122,7 +126,7 @@ def op_start(base: str, spec_json: str) -> None:
         answer += chunk
     if answer != b"ok":
         fail(126, answer.decode(errors="replace") or "the supervisor of {} died at start".format(spec["id"]))
-    sys.stdout.write(spec["id"] + "\n")
+    sys.stdout.write(json.dumps([info(base, spec["id"])]))
 
 
 class Supervisor:
@@ -580,10 +584,15 @@ def main() -> None:
     if len(sys.argv) < 3 or sys.argv[1] not in ops:
         fail(BAD, "usage: OP BASE ARGS...")
     base = sys.argv[2]
-    if base == "auto":  # memory, not the filesystem: a snapshot must not catch live process state
-        shm = "/dev/shm"
-        base = os.path.join(shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else "/tmp", ".sandboxkit-procs")
+    if base == "auto":
+        base = default_base()
     ops[sys.argv[1]](base, *sys.argv[3:])
+
+
+def default_base() -> str:
+    """Where process state lives: memory, not the filesystem (a snapshot must not catch live processes)."""
+    shm = "/dev/shm"
+    return os.path.join(shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else "/tmp", ".sandboxkit-procs")
 
 
 if __name__ == "__main__":

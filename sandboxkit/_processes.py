@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
+import hashlib
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -34,6 +35,26 @@ def _source() -> str:
     return resources.files("sandboxkit").joinpath("_procd.py").read_text()
 
 
+#: Where the supervisor's code is kept in the sandbox (compiled once, by the first import).
+_CODE_DIR = (
+    "import os,sys\nb='/dev/shm'\n"
+    "b=os.path.join(b if os.path.isdir(b) and os.access(b,os.W_OK) else '/tmp','.sandboxkit-procs')\n"
+    "c=os.path.join(b,'.code')\n"
+)
+#: Runs an operation of the installed supervisor code: ``-c LOADER HASH OP auto ARGS...``; 99 when missing.
+_LOADER = (
+    _CODE_DIR + "sys.path.insert(0,c)\ntry:\n m=__import__('sbk_procd_'+sys.argv[1])\n"
+    "except ImportError:\n sys.exit(99)\ndel sys.argv[1]\nm.main()\n"
+)
+#: Installs the code from stdin: ``-c INSTALLER HASH``.
+_INSTALLER = (
+    _CODE_DIR + "os.makedirs(b,exist_ok=True)\ntry:\n os.chmod(b,0o1777)\nexcept OSError:\n pass\n"
+    "os.makedirs(c,exist_ok=True)\np=os.path.join(c,'sbk_procd_'+sys.argv[1]+'.py')\n"
+    "open(p+'.tmp','wb').write(sys.stdin.buffer.read())\nos.rename(p+'.tmp',p)\n"
+)
+_MISSING = 99
+
+
 class InSandboxProcesses:
     """spawn/processes/stream/signal/stdin/resize through :mod:`sandboxkit._procd`, for one sandbox."""
 
@@ -44,6 +65,7 @@ class InSandboxProcesses:
         self._provider = provider
         self._sandbox_id = sandbox_id
         self._code = _source()
+        self._hash = hashlib.sha256(self._code.encode()).hexdigest()[:16]
 
     def _error(self, code: ErrorCode, message: str) -> SandboxError:
         return SandboxError(code, message, provider=self._provider, sandbox_id=self._sandbox_id)
@@ -66,7 +88,7 @@ class InSandboxProcesses:
             (out if stream == "stdout" else err).extend(data)
 
         request = ExecRequest(
-            argv=["python3", "-I", "-S", "-c", self._code, op, "auto", *args],
+            argv=["python3", "-I", "-S", "-c", _LOADER, self._hash, op, "auto", *args],
             stdin=stdin,
             user=user,
             cwd=cwd,
@@ -74,6 +96,11 @@ class InSandboxProcesses:
             timeout=timeout,
         )
         outcome = await (run or self._run)(request, on_output or collect)
+        if outcome.exit_code == _MISSING:  # a sandbox's first operation: install the code, then again
+            await self._install()
+            out.clear()
+            err.clear()
+            outcome = await (run or self._run)(request, on_output or collect)
         if outcome.exit_code == 0:
             return bytes(out)
         message = err.decode(errors="replace").strip()
@@ -93,6 +120,20 @@ class InSandboxProcesses:
             raise self._error(ErrorCode.INVALID_ARGUMENT, f"the process could not start (check user=): {what}")
         raise self._error(ErrorCode.PROVIDER_UNAVAILABLE, f"process supervisor {op} failed: {what}")
 
+    async def _install(self) -> None:
+        async def ignore(stream: StreamName, data: bytes) -> None:
+            pass
+
+        install = ExecRequest(
+            argv=["python3", "-I", "-S", "-c", _INSTALLER, self._hash], stdin=self._code.encode(), timeout=OP_TIMEOUT
+        )
+        outcome = await self._run(install, ignore)
+        if outcome.exit_code != 0 and not await self._has_python(None):
+            raise self._error(
+                ErrorCode.CAPABILITY_NOT_SUPPORTED,
+                "spawned processes need python3 (3.9 or newer) in the sandbox's image; use an image that has it",
+            )
+
     async def _has_python(self, user: str | None) -> bool:
         async def ignore(stream: StreamName, data: bytes) -> None:
             pass
@@ -111,8 +152,19 @@ class InSandboxProcesses:
             "rows": rows,
             "cols": cols,
         }
-        await self._op("start", json.dumps(spec), run=self._launch, user=request.user, env=dict(request.env))
-        return await self.info(process_id)
+        try:
+            started = await self._op(
+                "start", json.dumps(spec), run=self._launch, user=request.user, env=dict(request.env), timeout=30
+            )
+        except SandboxError as exc:
+            if exc.code != ErrorCode.PROVIDER_UNAVAILABLE:
+                raise
+            # the launch's exec did not report back (a stuck exec stream): the process may run all the same
+            try:
+                return await self.info(process_id)
+            except SandboxError:
+                raise exc from None
+        return _info(json.loads(started)[0])
 
     async def processes(self) -> builtins.list[ProcessInfo]:
         return [_info(row) for row in json.loads(await self._op("info"))]
