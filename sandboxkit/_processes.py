@@ -50,7 +50,7 @@ _LOADER = (
 _INSTALLER = (
     _CODE_DIR + "os.makedirs(b,exist_ok=True)\ntry:\n os.chmod(b,0o1777)\nexcept OSError:\n pass\n"
     "os.makedirs(c,exist_ok=True)\np=os.path.join(c,'sbk_procd_'+sys.argv[1]+'.py')\n"
-    "open(p+'.tmp','wb').write(sys.stdin.buffer.read())\nos.rename(p+'.tmp',p)\n"
+    "t=p+'.'+str(os.getpid())\nopen(t,'wb').write(sys.stdin.buffer.read())\nos.rename(t,p)\n"
 )
 _MISSING = 99
 

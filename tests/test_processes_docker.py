@@ -41,3 +41,23 @@ def test_a_closed_sandbox_reports_sandbox_not_found(docker_engine: object) -> No
     with pytest.raises(SandboxError) as spawning:
         sb.spawn("true")
     assert spawning.value.code == ErrorCode.SANDBOX_NOT_FOUND
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_the_async_twins(docker_engine: object) -> None:
+    from sandboxkit import AsyncSandbox
+
+    async with await AsyncSandbox.create(image="sandboxkit/base:bookworm", provider_options={"pull": "never"}) as sb:
+        process = await sb.spawn("read x; echo got-$x", env={"A": "1"})
+        await process.write_stdin("it\n")
+        chunks = [chunk.text async for chunk in process.stream()]
+        assert "".join(chunks) == "got-it\n"
+        assert await process.poll() == 0
+        assert [p.id for p in await sb.processes()] == [process.id]
+        again = await sb.process(process.id)
+        assert (await again.wait(timeout=30)).stdout == "got-it\n"

@@ -38,6 +38,10 @@ PORTS = f"{PREFIX}.ports"
 SNAPSHOT = f"{PREFIX}.from_snapshot"
 #: bookkeeping labels of the spec (``labels=``, ``$SANDBOXKIT_LABELS``)
 USER = f"{PREFIX}.label."
+_SANDBOX_KEYS = frozenset(
+    {MANAGED, PROVIDER, APP, NAME, CREATED_AT, EXPIRES_AT, OWNER, IDLE_TIMEOUT, SECRETS, ENV_KEYS}
+    | {CPU, CPUSET, MEMORY_MIB, GPU, GPU_MODE, PORTS, SNAPSHOT}
+)
 #: a spec label with this key names the sandbox's owner itself (e.g. the CLI's ``create``), so the
 #: creating process's death does not make it an orphan
 OWNER_KEY = "owner"
@@ -71,6 +75,11 @@ def for_sandbox(spec: SandboxSpec, now: float, *, cpuset: str | None, gpu: tuple
     }
     labels.update({k: v for k, v in optional.items() if v is not None})
     return labels
+
+
+def is_sandbox_label(key: str) -> bool:
+    """True for a label sandboxkit sets on a sandbox container (not an image's own ``sandboxkit.image.*``)."""
+    return key in _SANDBOX_KEYS or key.startswith((TAG, USER))
 
 
 def present(labels: Mapping[str, str]) -> dict[str, str]:

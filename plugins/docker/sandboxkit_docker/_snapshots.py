@@ -1,7 +1,7 @@
 """Filesystem snapshots as local images: ``docker commit`` of a sandbox, labelled so ``gc`` can reap them.
 
 A committed image keeps the container's labels, and a container inherits its image's labels, so a
-snapshot blanks every sandbox label (``""``, which :func:`_labels.present` treats as absent): a
+snapshot blanks every label sandboxkit put on the sandbox (``""``, which :func:`_labels.present` treats as absent): a
 sandbox started from a snapshot is described only by its own labels. The snapshot's bookkeeping
 lives under ``sandboxkit.snapshot.*``.
 """
@@ -52,7 +52,7 @@ def commit_labels(
     container_labels: Mapping[str, str], source: str, labels: Mapping[str, str], ttl: float | None, now: float
 ) -> dict[str, str]:
     """The snapshot image's labels: every sandbox label blanked, then the snapshot's own."""
-    out = {k: "" for k in container_labels if k.startswith(f"{_labels.PREFIX}.") and not k.startswith(PREFIX)}
+    out = {k: "" for k in container_labels if _labels.is_sandbox_label(k)}
     out.update(
         {
             MANAGED: "1",

@@ -188,8 +188,8 @@ class DockerProvider(Provider):
         image = spec.image or os.environ.get("SANDBOXKIT_DEFAULT_IMAGE") or DEFAULT_IMAGE
         explicit = spec.image is not None
         if spec.snapshot is not None:
-            image = await self._snapshot_image(client, spec)
-        if options.pull == "always":
+            image = self._snapshot_image(spec)
+        if options.pull == "always" and spec.snapshot is None:
             await self._ensure_image(client, image, options.pull, explicit=explicit)
         # everything that can refuse the spec runs before a container exists
         gpu = await self._gpu_plan(spec, options)
@@ -238,6 +238,13 @@ class DockerProvider(Provider):
         except SandboxError as exc:  # the image is looked at only when it is missing: one round trip less
             if not isinstance(exc.__cause__, docker.errors.ImageNotFound) or options.pull == "always":
                 raise
+            if spec.snapshot is not None:
+                raise SandboxError(
+                    ErrorCode.INVALID_ARGUMENT,
+                    f"there is no snapshot {spec.snapshot!r} (deleted, reaped by gc, or from another engine); "
+                    "`sandboxkit snapshot ls` lists them",
+                    provider=PROVIDER,
+                ) from None
             await self._ensure_image(client, image, options.pull, explicit=explicit)  # a clear error, or a pull
             container = await self._create_container(client, kwargs, spec)
         try:
@@ -433,7 +440,8 @@ class DockerProvider(Provider):
         return stale + await self._reap_snapshots(labels, dry_run)
 
     # ------------------------------------------------------------ snapshots
-    async def _snapshot_image(self, client: docker.DockerClient, spec: SandboxSpec) -> str:
+    @staticmethod
+    def _snapshot_image(spec: SandboxSpec) -> str:
         assert spec.snapshot is not None
         if spec.image is not None:
             raise SandboxError(
@@ -441,19 +449,7 @@ class DockerProvider(Provider):
                 "give either image= or snapshot=, not both: a snapshot brings its own filesystem",
                 provider=PROVIDER,
             )
-        ref = _snapshots.image_ref(spec.snapshot)
-        try:
-            await self.call(client.api.inspect_image, ref, creating=True)
-        except SandboxError as exc:
-            if exc.code != ErrorCode.SANDBOX_CREATION_FAILED:
-                raise
-            raise SandboxError(
-                ErrorCode.INVALID_ARGUMENT,
-                f"there is no snapshot {spec.snapshot!r} (deleted, reaped by gc, or from another engine); "
-                "`sandboxkit snapshot ls` lists them",
-                provider=PROVIDER,
-            ) from None
-        return ref
+        return _snapshots.image_ref(spec.snapshot)  # whether it exists, the create finds out
 
     async def list_snapshots(self, *, labels: Mapping[str, str] | None = None) -> builtins.list[SnapshotInfo]:
         """Snapshot images sandboxkit made on this engine, filtered by their bookkeeping labels."""

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import docker
 import pytest
-from sandboxkit_docker import _snapshots
+from sandboxkit_docker import _labels, _snapshots
 
 import sandboxkit
 from sandboxkit import ErrorCode, Sandbox, SandboxError
@@ -56,7 +56,10 @@ def test_a_snapshot_carries_no_sandbox_label_into_its_sandboxes(
         key, _, value = session_label.partition("=")
         assert labels[f"{_snapshots.USER}{key.rpartition('.')[2]}"] == value, "the snapshot keeps the session label"
         assert "sandboxkit.label.owner" not in labels or not labels["sandboxkit.label.owner"]
-        assert all(v == "" for k, v in labels.items() if not k.startswith("sandboxkit.snapshot")), labels
+        blanked = {k: v for k, v in labels.items() if _labels.is_sandbox_label(k)}
+        assert blanked and all(v == "" for v in blanked.values()), labels
+        base = client.images.get(BASE["image"]).labels or {}
+        assert all(labels[k] == v for k, v in base.items()), "the image's own labels stay"
         started = Sandbox.create(snapshot=snap, provider_options={"pull": "never"})
         made.append(started)
         assert started.handle.oom is None, "a memory limit of the source must not carry over"  # type: ignore[attr-defined]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 import uuid
@@ -234,3 +235,15 @@ def test_tunnels_and_filesystem_snapshots_through_the_sdk(app: modal.App, image:
         for snapshot in sandboxkit.snapshots("docker", labels=env_labels()):  # the emulator's Docker snapshots
             if snapshot.id in snap_ids:
                 snapshot.delete()
+
+
+def test_exec_with_a_pty(sb: modal.Sandbox) -> None:
+    """exec(pty=True): a terminal's stream on stdout, stdin through its line discipline, the exit code."""
+    process = sb.exec("sh", "-c", "stty size; read line; echo got-$line; exit 3", pty=True, text=False)
+    process.stdin.write(b"hello\n")
+    process.stdin.drain()
+    assert process.wait() == 3
+    out = process.stdout.read()
+    assert b"got-hello\r\n" in out, out
+    assert re.search(rb"^\d+ \d+\r\n", out), out
+    assert process.stderr.read() == b""
