@@ -21,6 +21,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from sandboxkit._errors import ErrorCode, SandboxError
 from sandboxkit.cli._run import command_argv
 
 #: The shell ``sandboxkit shell`` starts without a command: bash where the image has it.
@@ -29,6 +30,7 @@ DEFAULT_SHELL = ["sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash
 
 def add(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     shell = sub.add_parser("shell", help="an interactive terminal in a running sandbox")
+    shell.add_argument("--user", help="user name or uid to run as")
     shell.add_argument("sandbox_id", metavar="ID")
     shell.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD", help="what to run (default: a shell)")
     shell.set_defaults(handler=run_shell)
@@ -128,7 +130,7 @@ def run_shell(args: argparse.Namespace) -> int:
     size = _size() if interactive else None
     rest = [a for a in args.command if a != "--"]
     command = _command(args.command) if rest else DEFAULT_SHELL
-    process = _sandbox(args).spawn(command, pty=True, size=size)
+    process = _sandbox(args).spawn(command, pty=True, size=size, user=args.user)
     resized = threading.Event()
     finished = threading.Event()
     failure: list[BaseException] = []
@@ -161,9 +163,10 @@ def run_shell(args: argparse.Namespace) -> int:
                 else:
                     process.close_stdin()
                     finished.wait()
-            except Exception:
-                if not finished.is_set():
+            except SandboxError as exc:
+                if exc.code != ErrorCode.INVALID_ARGUMENT:  # not "it has exited": its output is on its way
                     raise
+                finished.wait()
         reader.join(timeout=10)
     if previous is not None:
         signal.signal(signal.SIGWINCH, previous)
