@@ -1,11 +1,13 @@
 """The in-sandbox side of spawned processes: a supervisor per process, its state in files.
 
-Run as ``python3 -I -S -c SOURCE OP ARGS...`` through a provider's ordinary exec (standard
-library only, Python 3.9 or newer). ``start`` launches a supervisor that outlives the exec and the
-client: it detaches (new session, double fork), re-executes itself with the exec's tree-kill
-marker removed from its environment, becomes a child subreaper (so every descendant, ``setsid`` and
-double-forked ones included, stays in its tree), starts the command (on pipes or a pseudo-terminal)
-and records, under ``BASE/ID/``:
+Installed once per sandbox (``BASE/.code/sbk_procd_HASH.py``, so it is compiled once) and run as
+``python3 -I -S -c LOADER HASH OP BASE ARGS...`` through a provider's ordinary exec (standard
+library only, Python 3.9 or newer; see :mod:`sandboxkit._processes`). ``start`` launches a
+supervisor that outlives the exec and the client: it detaches (new session, double fork),
+re-executes itself (importing this file) with the exec's tree-kill marker removed from its
+environment, becomes a child subreaper (so every descendant, ``setsid`` and double-forked ones
+included, stays in its tree), starts the command (on pipes or a pseudo-terminal) and records,
+under ``BASE/ID/``:
 
 * ``meta.json`` - id, command, pty, started_at, the supervisor's pid and start time;
 * ``log.NNNNNN`` - output frames (``>BI`` stream, length; 1 stdout, 2 stderr), in arrival order,
@@ -17,9 +19,11 @@ and records, under ``BASE/ID/``:
 * ``stdin`` and ``ctl`` - FIFOs: bytes for the command's stdin; control lines (``close``,
   ``resize ROWS COLS``).
 
-Every other op is a short command: ``info``, ``read`` (replay the frames, then follow),
-``write`` (copy stdin into the FIFO), ``ctl`` and ``signal`` (to the whole tree).
-Exit codes: 0 ok; 3 the process has ended (stdin refused); 4 no such process; 5 bad request.
+Every other op is a short command: ``await`` (the outcome of a ``start`` run detached, as
+``docker exec -d``), ``info``, ``read`` (replay the frames, then follow), ``write`` (copy stdin
+into the FIFO), ``ctl`` and ``signal`` (to the whole tree). Exit codes: 0 ok; 3 the process has
+ended (stdin refused); 4 no such process; 5 bad request; 6 a detached start did not report; 126
+the command could not start.
 """
 
 from __future__ import annotations
@@ -45,7 +49,8 @@ NO_PROCESS, ENDED, BAD = 4, 3, 5
 #: How the supervisor starts: its source and arguments arrive on stdin, NUL-separated.
 LOADER = (
     "import os,sys;d=sys.stdin.buffer.read().split(b'\\0');n=os.open(os.devnull,os.O_RDONLY);os.dup2(n,0);"
-    "sys.argv=['-c','supervise']+[x.decode() for x in d[1:]];exec(compile(d[0],'sbk-procd','exec'))"
+    "sys.argv=['-c','supervise']+[x.decode() for x in d[1:]];p=d[0].decode();sys.path.insert(0,os.path.dirname(p));"
+    "__import__(os.path.basename(p)[:-3]).main()"
 )
 
 
@@ -54,15 +59,12 @@ def fail(code: int, message: str) -> None:
     sys.exit(code)
 
 
-def source() -> str:
-    """This program's text: its file when imported, else the ``-c`` argument of our command line."""
+def module_file() -> str:
+    """This program's installed file (the supervisor imports it too: compiled once per sandbox)."""
     path = globals().get("__file__")
-    if path and path.endswith(".py"):
-        with open(path) as f:
-            return f.read()
-    with open("/proc/self/cmdline", "rb") as f:
-        args = f.read().split(b"\0")
-    return args[args.index(b"-c") + 1].decode()
+    if not path or not path.endswith(".py"):
+        fail(BAD, "the supervisor runs from its installed file, imported")
+    return str(path)
 
 
 def start_time(pid: int) -> str:
@@ -90,9 +92,11 @@ def proc_dir(base: str, pid: str) -> str:
 
 
 # ---------------------------------------------------------------- start
-def op_start(base: str, spec_json: str) -> None:
-    """Launch the supervisor and report whether the command started."""
+def op_start(base: str, spec_json: str, detached: str = "0") -> None:
+    """Launch the supervisor and report whether the command started (detached: in a file ``await`` reads)."""
     spec = json.loads(spec_json)
+    if detached == "1":
+        os.makedirs(base, exist_ok=True)
     read_end, write_end = os.pipe()
     child = os.fork()
     if child == 0:
@@ -103,7 +107,7 @@ def op_start(base: str, spec_json: str) -> None:
         env = {k: v for k, v in os.environ.items() if k not in MARKERS}
         os.set_inheritable(write_end, True)
         code_read, code_write = os.pipe()  # the program and its request go through a pipe, not the command line
-        payload = "\0".join((source(), base, spec_json, str(write_end))).encode()
+        payload = "\0".join((module_file(), base, spec_json, str(write_end))).encode()
         if len(payload) > 60000:
             import fcntl
 
@@ -125,7 +129,10 @@ def op_start(base: str, spec_json: str) -> None:
             break
         answer += chunk
     if answer != b"ok":
-        fail(126, answer.decode(errors="replace") or "the supervisor of {} died at start".format(spec["id"]))
+        message = answer.decode(errors="replace") or "the supervisor of {} died at start".format(spec["id"])
+        if detached == "1":
+            write_atomic(os.path.join(base, ".failed-" + spec["id"]), message)
+        fail(126, message)
     sys.stdout.write(json.dumps([info(base, spec["id"])]))
 
 
@@ -417,6 +424,23 @@ def info(base: str, pid: str) -> dict[str, Any]:
     }
 
 
+def op_await(base: str, pid: str, seconds: str) -> None:
+    """Wait for a detached ``start``: the process's info, or why it could not start."""
+    failed = os.path.join(base, ".failed-" + pid)
+    deadline = time.monotonic() + float(seconds)
+    while time.monotonic() < deadline:
+        if os.path.isfile(os.path.join(base, pid, "meta.json")):
+            sys.stdout.write(json.dumps([info(base, pid)]))
+            return
+        if os.path.isfile(failed):
+            with open(failed) as f:
+                message = f.read()
+            os.unlink(failed)
+            fail(126, message)
+        time.sleep(0.005)
+    fail(6, f"process {pid} did not start within {seconds} s")
+
+
 def op_info(base: str, pid: str = "") -> None:
     if pid:
         proc_dir(base, pid)
@@ -574,6 +598,7 @@ def op_signal(base: str, pid: str, name: str) -> None:
 def main() -> None:
     ops: dict[str, Any] = {
         "start": op_start,
+        "await": op_await,
         "supervise": op_supervise,
         "info": op_info,
         "read": op_read,

@@ -27,8 +27,10 @@ _STREAMS: dict[int, StreamName] = {1: "stdout", 2: "stderr"}
 _SIGNALS = frozenset({"TERM", "KILL", "INT", "HUP", "QUIT", "USR1", "USR2", "STOP", "CONT", "WINCH"})
 #: How the supervisor words a command that could not start (as ``docker exec`` does).
 _START_FAILURES = ("exec failed:", "cannot start:")
+#: How long a process may take to start (three Python starts; minutes on an overloaded machine).
+START_TIMEOUT = 120.0
 #: How long a short supervisor operation may take.
-OP_TIMEOUT = 60.0
+OP_TIMEOUT = 120.0
 
 
 def _source() -> str:
@@ -58,10 +60,16 @@ _MISSING = 99
 class InSandboxProcesses:
     """spawn/processes/stream/signal/stdin/resize through :mod:`sandboxkit._procd`, for one sandbox."""
 
-    def __init__(self, run: Run, *, launch: Run | None = None, provider: str, sandbox_id: str) -> None:
+    def __init__(
+        self, run: Run, *, launch: Run | None = None, detached: bool = False, provider: str, sandbox_id: str
+    ) -> None:
         self._run = run
         #: how the supervisor starts; a provider whose exec path kills leftovers gives a plainer one
         self._launch = launch or run
+        #: ``launch`` returns at once, without the command's output or exit code (``docker exec -d``):
+        #: the start is confirmed with one ``await`` operation on ``run``
+        self._detached = detached
+        self._installed = False
         self._provider = provider
         self._sandbox_id = sandbox_id
         self._code = _source()
@@ -81,6 +89,7 @@ class InSandboxProcesses:
         cwd: str | None = None,
         env: dict[str, str] | None = None,
         timeout: float | None = OP_TIMEOUT,
+        start: bool = False,
     ) -> bytes:
         out, err = bytearray(), bytearray()
 
@@ -101,6 +110,7 @@ class InSandboxProcesses:
             out.clear()
             err.clear()
             outcome = await (run or self._run)(request, on_output or collect)
+        self._installed = self._installed or outcome.exit_code != _MISSING
         if outcome.exit_code == 0:
             return bytes(out)
         message = err.decode(errors="replace").strip()
@@ -108,7 +118,8 @@ class InSandboxProcesses:
             raise self._error(ErrorCode.PROVIDER_UNAVAILABLE, f"the process supervisor did not answer: {op}")
         if outcome.exit_code in (3, 4, 5):
             raise self._error(ErrorCode.INVALID_ARGUMENT, message)
-        if op == "start" and message.startswith(_START_FAILURES):
+        start = start or op == "start"
+        if start and message.startswith(_START_FAILURES):
             raise self._error(ErrorCode.INVALID_ARGUMENT, f"the process could not start: {message}")
         if outcome.exit_code in (126, 127) and not await self._has_python(user):
             raise self._error(
@@ -116,7 +127,7 @@ class InSandboxProcesses:
                 "spawned processes need python3 (3.9 or newer) in the sandbox's image; use an image that has it",
             )
         what = message or f"exit code {outcome.exit_code}"
-        if op == "start":
+        if start:
             raise self._error(ErrorCode.INVALID_ARGUMENT, f"the process could not start (check user=): {what}")
         raise self._error(ErrorCode.PROVIDER_UNAVAILABLE, f"process supervisor {op} failed: {what}")
 
@@ -128,6 +139,7 @@ class InSandboxProcesses:
             argv=["python3", "-I", "-S", "-c", _INSTALLER, self._hash], stdin=self._code.encode(), timeout=OP_TIMEOUT
         )
         outcome = await self._run(install, ignore)
+        self._installed = outcome.exit_code == 0
         if outcome.exit_code != 0 and not await self._has_python(None):
             raise self._error(
                 ErrorCode.CAPABILITY_NOT_SUPPORTED,
@@ -152,18 +164,19 @@ class InSandboxProcesses:
             "rows": rows,
             "cols": cols,
         }
-        try:
-            started = await self._op(
-                "start", json.dumps(spec), run=self._launch, user=request.user, env=dict(request.env), timeout=30
-            )
-        except SandboxError as exc:
-            if exc.code != ErrorCode.PROVIDER_UNAVAILABLE:
-                raise
-            # the launch's exec did not report back (a stuck exec stream): the process may run all the same
-            try:
-                return await self.info(process_id)
-            except SandboxError:
-                raise exc from None
+        if self._detached and not self._installed:
+            await self._install()
+        started = await self._op(
+            "start",
+            json.dumps(spec),
+            "1" if self._detached else "0",
+            run=self._launch,
+            user=request.user,
+            env=dict(request.env),
+            timeout=START_TIMEOUT,
+        )
+        if self._detached:  # its exit code never comes back: it cannot ask for the code to be installed
+            started = await self._op("await", process_id, f"{START_TIMEOUT:g}", start=True, timeout=None)
         return _info(json.loads(started)[0])
 
     async def processes(self) -> builtins.list[ProcessInfo]:

@@ -629,7 +629,9 @@ class DockerSandbox(SupervisedProcesses, SandboxHandle):
         env = (attrs.get("Config") or {}).get("Env")  # None for a new container: looked up if the agent starts
         self.fast = FastExec(self.engine, memory=memory, env=env)  # the agent path, falling back to the engine
         # spawned processes: their supervisor starts through a plain docker exec, apart from the exec agent
-        self.supervisor = InSandboxProcesses(self.exec, launch=self.engine.run, provider=PROVIDER, sandbox_id=self.id)
+        self.supervisor = InSandboxProcesses(
+            self.exec, launch=self._launch_detached, detached=True, provider=PROVIDER, sandbox_id=self.id
+        )
         # keep the model, not its inspect document (~18 KiB, stale from the moment the container
         # starts): `native_instance.reload()` fetches the current one
         self.container = container.collection.prepare_model({"Id": container.id})
@@ -665,6 +667,27 @@ class DockerSandbox(SupervisedProcesses, SandboxHandle):
 
     def _without_env_keys(self, values: Mapping[str, str]) -> dict[str, str]:
         return {k: v for k, v in values.items() if k not in self._env_keys}
+
+    async def _launch_detached(self, request: ExecRequest, on_output: OutputCallback) -> ExecExit:
+        """``docker exec -d``: how a process supervisor starts, apart from the exec agent and any stream."""
+        api = self._api()
+        try:
+            created = await self.provider.call(
+                api.exec_create,
+                self.id,
+                list(request.argv),
+                environment={**self.exec_env(), **request.env},
+                workdir=request.cwd,
+                user=request.user or "",
+                sandbox_id=self.id,
+            )
+            await self.provider.call(api.exec_start, created["Id"], detach=True, sandbox_id=self.id)
+        except SandboxError as exc:
+            if exc.code == ErrorCode.SANDBOX_NOT_FOUND:
+                raise
+            await on_output("stderr", exc.message.encode())
+            return ExecExit(exit_code=126)
+        return ExecExit(exit_code=0)
 
     async def _run_inside(self, argv: builtins.list[str]) -> str:
         """Run a short helper command and return its output (no secrets, no marker)."""
