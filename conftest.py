@@ -18,10 +18,12 @@ import pytest
 SESSION = uuid.uuid4().hex[:12]
 os.environ["SANDBOXKIT_LABELS"] = f"session={SESSION}"
 SESSION_LABEL = f"sandboxkit.label.session={SESSION}"
+#: the label the session's filesystem snapshots (images) carry
+SNAPSHOT_LABEL = f"sandboxkit.snapshot.label.session={SESSION}"
 
 
 def _reap() -> list[str]:
-    """Remove every container and volume of this session; return the containers that were left."""
+    """Remove every container, volume and snapshot image of this session; return the containers that were left."""
     try:
         import docker
     except ImportError:
@@ -46,6 +48,12 @@ def _reap() -> list[str]:
             v.remove(force=True)
         except Exception:
             pass
+    for image in client.api.images(filters={"label": SNAPSHOT_LABEL}):
+        for tag in image.get("RepoTags") or [image["Id"]]:
+            try:
+                client.api.remove_image(tag, force=True)
+            except Exception:
+                pass
     client.close()
     return leaked
 

@@ -15,6 +15,7 @@ import os
 import tarfile
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +29,25 @@ RUN_LABEL_KEY = "sandboxkit.label.bench"
 STREAM_COMMAND = "head -c 104857600 /dev/zero"
 STREAM_BYTES = 100 << 20
 FILE_PATH = "/tmp/bench.bin"
+#: The port the url_first_byte server listens on inside the sandbox.
+SERVER_PORT = 8000
+SERVER = ["python3", "-m", "http.server", str(SERVER_PORT)]
+
+
+def first_byte(url: str, seconds: float = 30.0) -> bytes:
+    """GET ``url`` until it answers (bounded); its first byte."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return bytes(response.read(1))
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _timed(func: Callable[[], Any]) -> tuple[float, Any]:
@@ -100,10 +120,22 @@ class DockerPy(Client):
 
     def setup(self) -> None:
         self.warm = self._create()
+        self.served = self.client.containers.create(
+            IMAGE,
+            entrypoint=["sleep"],
+            command=[str(LIFETIME)],
+            init=True,
+            detach=True,
+            labels=self.labels,
+            ports={f"{SERVER_PORT}/tcp": ("127.0.0.1",)},
+        )
+        self.served.start()
+        self.served.reload()
 
     def teardown(self) -> None:
-        if self.warm is not None:
-            self._remove(self.warm)
+        for container in (self.warm, getattr(self, "served", None)):
+            if container is not None:
+                self._remove(container)
 
     def create_start(self) -> float:
         seconds, container = _timed(self._create)
@@ -163,6 +195,35 @@ class DockerPy(Client):
         assert total == STREAM_BYTES
         return float(seconds)
 
+    def snapshot_restore(self) -> float:
+        """Commit the warm container, start a container from the image, run a command in it."""
+
+        def restore() -> Any:
+            image = self.warm.commit(repository="sbk-bench-snapshot", tag=uuid.uuid4().hex[:12])
+            container = self.client.containers.create(
+                image.id, entrypoint=["sleep"], command=[str(LIFETIME)], init=True, detach=True, labels=self.labels
+            )
+            container.start()
+            container.exec_run(["true"])
+            return image, container
+
+        seconds, (image, container) = _timed(restore)
+        self._remove(container)
+        self.client.images.remove(image.id, force=True)
+        return float(seconds)
+
+    def url_first_byte(self) -> float:
+        """Start a web server in a container with a published port; time until its first byte arrives here."""
+        port = self.served.attrs["NetworkSettings"]["Ports"][f"{SERVER_PORT}/tcp"][0]["HostPort"]
+
+        def serve() -> bytes:
+            self.served.exec_run(SERVER, detach=True)
+            return first_byte(f"http://127.0.0.1:{port}/")
+
+        seconds, _ = _timed(serve)
+        self.served.exec_run(["pkill", "-KILL", "-f", "http.server"])
+        return float(seconds)
+
     def create_concurrent(self, n: int) -> float:
         seconds, made = _timed(lambda: _parallel([self._create] * n))
         _parallel([functools.partial(self._remove, c) for c in made], workers=8)
@@ -189,6 +250,7 @@ class Sandboxkit(Client):
 
     def setup(self) -> None:
         self.warm = self._create()
+        self.served = self.sk.Sandbox.create(provider=self.provider, image=IMAGE, timeout=LIFETIME, ports=[SERVER_PORT])
         if self.provider == "docker":
             with _env("SANDBOXKIT_DOCKER_FAST_EXEC", "0"):
                 self.warm_plain = self._create()  # commands go through plain docker exec
@@ -197,9 +259,53 @@ class Sandboxkit(Client):
                 sandbox.execute(["true"])
 
     def teardown(self) -> None:
-        for sandbox in (self.warm, self.warm_plain):
+        for sandbox in (self.warm, self.warm_plain, getattr(self, "served", None)):
             if sandbox is not None:
                 sandbox.close()
+
+    def spawn_first_output(self) -> float:
+        """Spawn ``echo hi`` in the background and read its first output."""
+
+        def first() -> str:
+            process = self.warm.spawn(["echo", "hi"])
+            return next(iter(process.stream())).text
+
+        seconds, text = _timed(first)
+        assert text == "hi\n"
+        return float(seconds)
+
+    def execute_echo(self) -> float:
+        seconds, result = _timed(lambda: self.warm.execute(["echo", "hi"]))
+        assert result.stdout == "hi\n"
+        return float(seconds)
+
+    def snapshot_restore(self) -> float:
+        """Snapshot the warm sandbox, start a sandbox from it, run a command in it."""
+
+        def restore() -> Any:
+            snap = self.warm.snapshot(ttl=LIFETIME)
+            sandbox = self.sk.Sandbox.create(provider=self.provider, snapshot=snap, timeout=LIFETIME)
+            sandbox.execute(["true"])
+            return snap, sandbox
+
+        seconds, (snap, sandbox) = _timed(restore)
+        sandbox.close()
+        snap.delete()
+        return float(seconds)
+
+    def url_first_byte(self) -> float:
+        """Spawn a web server in a sandbox with ``ports=``; time until its first byte arrives at ``url``."""
+
+        def serve() -> Any:
+            process = self.served.spawn(SERVER)
+            self.served.wait_for_port(SERVER_PORT, timeout=30)
+            first_byte(self.served.url(SERVER_PORT))
+            return process
+
+        seconds, process = _timed(serve)
+        process.kill("KILL")
+        process.wait(timeout=30)
+        return float(seconds)
 
     def create_start(self) -> float:
         seconds, sandbox = _timed(self._create)
@@ -257,6 +363,19 @@ class Sandboxkit(Client):
             return seconds
 
         return anyio.run(main)
+
+
+class SandboxkitExecute(Sandboxkit):
+    """sandboxkit's ``execute``, as the baseline of ``spawn_first_output``."""
+
+    name = "sandboxkit-execute"
+
+    def setup(self) -> None:
+        self.warm = self._create()
+        self.warm.execute(["true"])
+
+    def spawn_first_output(self) -> float:
+        return self.execute_echo()
 
 
 class SandboxkitModal(Sandboxkit):
@@ -446,6 +565,7 @@ def make(name: str, run_id: str) -> Client:
         "sandboxkit-modal": SandboxkitModal,
         "sandboxkit-unhardened": SandboxkitUnhardened,
         "sandboxkit-runsc": SandboxkitRunsc,
+        "sandboxkit-execute": SandboxkitExecute,
         "docker-py": DockerPy,
         "llm-sandbox": LlmSandbox,
     }

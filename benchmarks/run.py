@@ -260,6 +260,29 @@ def figures() -> list[Figure]:
             )
         ),
         Figure(
+            "spawn_first_output",
+            "spawn `echo hi` and read its first output (baseline: sandboxkit's execute)",
+            lambda c, x: _sk(c).spawn_first_output(),
+            inner=3,
+            contenders=("sandboxkit", "sandboxkit-execute"),
+            baseline="sandboxkit-execute",
+        ),
+        Figure(
+            "snapshot_restore",
+            "snapshot a sandbox, start one from it, run a command in it (baseline: commit + create + exec)",
+            lambda c, x: c.snapshot_restore(),
+            rounds=(15, 2),
+            target=("<=", 1.1),
+            contenders=("sandboxkit", BASELINE),
+        ),
+        Figure(
+            "url_first_byte",
+            "start a web server in a sandbox with a published port; its first byte at the URL",
+            lambda c, x: c.url_first_byte(),
+            rounds=(15, 2),
+            contenders=("sandboxkit", BASELINE),
+        ),
+        Figure(
             "pool_acquire",
             "acquire from a warm Pool (baseline: one raw docker-py exec)",
             _pool_acquire,
@@ -346,6 +369,14 @@ def sweep(run_id: str) -> None:
                 client.api.remove_container(row["Id"], force=True)
             except Exception:
                 pass
+        # snapshot images: docker-py's keep the container's labels, sandboxkit's carry the run's as theirs
+        for label in (f"{clients.RUN_LABEL_KEY}={run_id}", f"sandboxkit.snapshot.label.bench={run_id}"):
+            for image in client.api.images(filters={"label": label}):
+                for ref in image.get("RepoTags") or [image["Id"]]:
+                    try:
+                        client.api.remove_image(ref, force=True)
+                    except Exception:
+                        pass
     except Exception as exc:
         _log(f"sweep failed: {exc}")
 
@@ -367,7 +398,7 @@ def run(quick: bool, json_path: Path | None, seed: int | None, only: set[str] | 
     started = time.perf_counter()
     try:
         needed = {name for fig in figs for name in fig.contenders}
-        every = ("sandboxkit", "sandboxkit-nowarden", BASELINE, PEER, "sandboxkit-modal")
+        every = ("sandboxkit", "sandboxkit-nowarden", BASELINE, PEER, "sandboxkit-modal", "sandboxkit-execute")
         for name in [n for n in (*every, "sandboxkit-unhardened", "sandboxkit-runsc") if n in needed]:
             try:
                 contenders[name] = clients.make(name, run_id)

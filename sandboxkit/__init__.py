@@ -32,7 +32,9 @@ from sandboxkit._factory import create_sandbox_factory, create_sandbox_factory_f
 from sandboxkit._network import HeaderInjection, NetworkPolicy
 from sandboxkit._pool import AsyncPool, Pool
 from sandboxkit._portal import portal
+from sandboxkit._process import AsyncProcess, Process
 from sandboxkit._registry import ProviderStatus, providers
+from sandboxkit._snapshot import Snapshot, snapshots, snapshots_async
 from sandboxkit._spec import SandboxSpec
 from sandboxkit._stream import AsyncExecStream
 from sandboxkit._sync_sandbox import ExecStream, Sandbox
@@ -58,6 +60,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "AsyncExecStream",
     "AsyncPool",
+    "AsyncProcess",
     "AsyncSandbox",
     "Capability",
     "CapabilityNotSupportedError",
@@ -75,6 +78,7 @@ __all__ = [
     "NetworkPolicy",
     "OutputChunk",
     "Pool",
+    "Process",
     "ProcessInfo",
     "ProviderNotFoundError",
     "ProviderStatus",
@@ -84,6 +88,7 @@ __all__ = [
     "SandboxNotFoundError",
     "SandboxSpec",
     "SandboxState",
+    "Snapshot",
     "StaleSandbox",
     "Tunnel",
     "VolumeInfo",
@@ -98,6 +103,8 @@ __all__ = [
     "providers",
     "register_provider",
     "reset_providers",
+    "snapshots",
+    "snapshots_async",
     "unregister_provider",
     "volumes",
 ]

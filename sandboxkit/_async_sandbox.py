@@ -8,7 +8,7 @@ import math
 import os
 import posixpath
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar, final
+from typing import TYPE_CHECKING, Any, TypeVar, final
 
 import anyio
 from pydantic import BaseModel, ValidationError
@@ -20,6 +20,7 @@ from sandboxkit._errors import (
     SandboxError,
     redact,
 )
+from sandboxkit._ports import check_port, probe_argv
 from sandboxkit._provider import OutputCallback, Provider, SandboxHandle
 from sandboxkit._registry import default_provider_name, registry
 from sandboxkit._spec import SandboxSpec, build_spec, check_env, validation_error
@@ -30,9 +31,16 @@ from sandboxkit._types import (
     FileDownloadResult,
     FileUploadResult,
     OutputChunk,
+    ProcessInfo,
     SandboxInfo,
+    SpawnRequest,
     StreamName,
+    Tunnel,
 )
+
+if TYPE_CHECKING:
+    from sandboxkit._process import AsyncProcess
+    from sandboxkit._snapshot import Snapshot
 
 T = TypeVar("T")
 
@@ -40,6 +48,8 @@ T = TypeVar("T")
 DEFAULT_MAX_OUTPUT = 10 * 1024 * 1024
 #: How long past its timeout the facade waits for a provider to report the kill itself.
 TIMEOUT_GRACE = 10.0
+#: Default lifetime of a snapshot: 30 days, as on Modal.
+SNAPSHOT_TTL = 30 * 24 * 3600.0
 #: Env var with labels added to every sandbox this process creates: ``k=v,k2=v2``.
 LABELS_ENV = "SANDBOXKIT_LABELS"
 
@@ -629,6 +639,138 @@ class AsyncSandbox:
             else:
                 results[i] = FileDownloadResult(path=paths[i], content=got)
         return [r for r in results if r is not None]
+
+    # ----------------------------------------------------------------- processes
+    async def _process_call(self, make: Callable[[SandboxHandle], Awaitable[T]], *, pty: bool = False) -> T:
+        handle = self._live_handle()
+        provider = self._provider
+        assert provider is not None
+        if pty:  # the finer one first: a provider with neither is told about the terminal
+            require(provider, Capability.PTY, "pty=True")
+        require(provider, Capability.PROCESSES, "spawned processes")
+        return await guarded(provider.name, handle.id, ErrorCode.PROVIDER_UNAVAILABLE, make(handle))
+
+    async def spawn(
+        self,
+        command: Command,
+        *,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        user: str | int | None = None,
+        pty: bool = False,
+        size: tuple[int, int] | None = None,
+    ) -> AsyncProcess:
+        """Start a command in the background; it outlives this call and this client.
+
+        ``pty=True`` runs it on a terminal of ``size`` (rows, cols; default 24x80): output is the
+        terminal's byte stream, stdin goes through the line discipline.
+        """
+        from sandboxkit._process import AsyncProcess
+
+        self._live_handle()
+        request = self._request(command, timeout=None, cwd=cwd, env=env, stdin=None, user=user)
+        if size is not None and (
+            not pty
+            or not isinstance(size, tuple | list)
+            or len(size) != 2
+            or not all(isinstance(v, int) and 1 <= v <= 10000 for v in size)
+        ):
+            raise SandboxError(
+                ErrorCode.INVALID_ARGUMENT, f"size must be (rows, cols) of ints with pty=True, got {size!r}"
+            )
+        spawn = SpawnRequest(
+            argv=request.argv,
+            cwd=request.cwd,
+            env=request.env,
+            user=request.user,
+            pty=bool(pty),
+            size=None if size is None else (size[0], size[1]),
+        )
+        info = await self._process_call(lambda h: h.spawn(spawn), pty=bool(pty))
+        return AsyncProcess(self, info)
+
+    async def processes(self) -> builtins.list[ProcessInfo]:
+        """Every process spawned in this sandbox, by any client, running or ended."""
+        return await self._process_call(lambda h: h.processes())
+
+    async def process(self, process_id: str) -> AsyncProcess:
+        """Reattach to a spawned process by id (also from another client, after ``from_id``)."""
+        from sandboxkit._process import AsyncProcess
+
+        return AsyncProcess(self, await self._process_call(lambda h: h.process_info(process_id)))
+
+    # ----------------------------------------------------------------- ports
+    async def tunnels(self) -> dict[int, Tunnel]:
+        """How the caller's machine reaches each port given as ``ports=``: ``{port: Tunnel}``."""
+        handle = self._live_handle()
+        require(self._provider, Capability.PORTS, "tunnels()")  # type: ignore[arg-type]
+        return await guarded(self._provider_name, handle.id, ErrorCode.PROVIDER_UNAVAILABLE, handle.tunnels())
+
+    async def url(self, port: int) -> str:
+        """A URL for ``port`` that a plain HTTP client on the caller's machine can open."""
+        try:
+            check_port(port)
+        except ValueError as exc:
+            raise SandboxError(ErrorCode.INVALID_ARGUMENT, str(exc), provider=self._provider_name) from None
+        tunnels = await self.tunnels()
+        if port not in tunnels:
+            exposed = ", ".join(str(p) for p in sorted(tunnels)) or "none"
+            raise SandboxError(
+                ErrorCode.INVALID_ARGUMENT,
+                f"port {port} is not exposed (exposed: {exposed}); create the sandbox with ports=[{port}]",
+                provider=self._provider_name,
+                sandbox_id=self.id,
+            )
+        return tunnels[port].url
+
+    async def wait_for_port(self, port: int, *, timeout: float = 30.0) -> None:
+        """Return once something listens on TCP ``port`` inside the sandbox; COMMAND_TIMEOUT after ``timeout``.
+
+        It probes from inside the sandbox, so it works for any port, exposed or not.
+        """
+        try:
+            check_port(port)
+        except ValueError as exc:
+            raise SandboxError(ErrorCode.INVALID_ARGUMENT, str(exc), provider=self._provider_name) from None
+        if not (isinstance(timeout, int | float) and timeout > 0):
+            raise SandboxError(ErrorCode.INVALID_ARGUMENT, f"timeout must be a positive number, got {timeout!r}")
+        deadline = anyio.current_time() + timeout
+        while True:
+            left = deadline - anyio.current_time()
+            probe = probe_argv(port, min(left, 5.0))
+            if (await self.execute(probe, timeout=max(left, 0.1) + 30)).exit_code == 0:
+                return
+            if anyio.current_time() >= deadline:
+                raise SandboxError(
+                    ErrorCode.COMMAND_TIMEOUT,
+                    f"nothing listened on port {port} inside the sandbox within {timeout:g}s; "
+                    "check that the server started (and binds 0.0.0.0 to be reachable through a tunnel)",
+                    provider=self._provider_name,
+                    sandbox_id=self.id,
+                )
+
+    # ----------------------------------------------------------------- snapshots
+    async def snapshot(self, *, ttl: float | None = SNAPSHOT_TTL) -> Snapshot:
+        """Save the sandbox's filesystem; it keeps running unchanged. ``Sandbox.create(snapshot=snap)``
+        starts new sandboxes from it. After ``ttl`` seconds (None: never) ``gc`` may reap it."""
+        from sandboxkit._snapshot import Snapshot
+
+        handle = self._live_handle()
+        provider = self._provider
+        assert provider is not None
+        require(provider, Capability.SNAPSHOTS, "snapshot()")
+        if ttl is not None and not (isinstance(ttl, int | float) and ttl > 0):
+            raise SandboxError(
+                ErrorCode.INVALID_ARGUMENT, f"ttl must be a positive number of seconds or None, got {ttl!r}"
+            )
+        labels = {**env_labels(), **(self._spec.labels if self._spec is not None else {})}
+        info = await guarded(
+            provider.name,
+            handle.id,
+            ErrorCode.PROVIDER_UNAVAILABLE,
+            handle.snapshot(labels=labels, ttl=None if ttl is None else float(ttl)),
+        )
+        return Snapshot.from_info(info, provider.auth or None)
 
 
 def _check_items(items: Any, call: str, shape: str, check: Callable[[Any], str | None]) -> None:

@@ -177,8 +177,12 @@ class SandboxHandle(abc.ABC):
         """How the caller reaches each port of ``spec.ports`` (PORTS)."""
         raise not_implemented("tunnels")
 
-    async def snapshot(self, *, labels: Mapping[str, str]) -> SnapshotInfo:
-        """Save the filesystem; the sandbox keeps running unchanged (SNAPSHOTS)."""
+    async def snapshot(self, *, labels: Mapping[str, str], ttl: float | None = None) -> SnapshotInfo:
+        """Save the filesystem; the sandbox keeps running unchanged (SNAPSHOTS).
+
+        ``labels`` are bookkeeping labels for ``list_snapshots``; after ``ttl`` seconds (None: never)
+        the snapshot may be reaped.
+        """
         raise not_implemented("snapshot")
 
     # -- network policy (capabilities NETWORK_POLICY, CREDENTIAL_INJECTION); optional -----------------

@@ -7,16 +7,28 @@ import contextlib
 import functools
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
 
 import anyio
 
 from sandboxkit import _portal
-from sandboxkit._async_sandbox import DEFAULT_MAX_OUTPUT, AsyncSandbox, Command
+from sandboxkit._async_sandbox import DEFAULT_MAX_OUTPUT, SNAPSHOT_TTL, AsyncSandbox, Command
 from sandboxkit._capabilities import Capability
+from sandboxkit._process import Process
 from sandboxkit._provider import SandboxHandle
 from sandboxkit._stream import AsyncExecStream
-from sandboxkit._types import ExecResult, FileDownloadResult, FileUploadResult, OutputChunk, SandboxInfo
+from sandboxkit._types import (
+    ExecResult,
+    FileDownloadResult,
+    FileUploadResult,
+    OutputChunk,
+    ProcessInfo,
+    SandboxInfo,
+    Tunnel,
+)
+
+if TYPE_CHECKING:
+    from sandboxkit._snapshot import Snapshot
 
 #: How long leaving a stream early waits for its command to be killed.
 STOP_WAIT = 60.0
@@ -192,6 +204,46 @@ class Sandbox:
     def download_files(self, paths: Sequence[str]) -> builtins.list[FileDownloadResult]:
         """Read many files; one result per path."""
         return _portal.call(self._async.download_files, paths)
+
+    # processes -------------------------------------------------------------
+    def spawn(
+        self,
+        command: Command,
+        *,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        user: str | int | None = None,
+        pty: bool = False,
+        size: tuple[int, int] | None = None,
+    ) -> Process:
+        """Start a command in the background; it outlives this call and this client."""
+        call = functools.partial(self._async.spawn, command, cwd=cwd, env=env, user=user, pty=pty, size=size)
+        return Process(_portal.call(call))
+
+    def processes(self) -> builtins.list[ProcessInfo]:
+        """Every process spawned in this sandbox, by any client."""
+        return _portal.call(self._async.processes)
+
+    def process(self, process_id: str) -> Process:
+        """Reattach to a spawned process by id."""
+        return Process(_portal.call(self._async.process, process_id))
+
+    # ports and snapshots ---------------------------------------------------
+    def tunnels(self) -> dict[int, Tunnel]:
+        """How the caller's machine reaches each port given as ``ports=``."""
+        return _portal.call(self._async.tunnels)
+
+    def url(self, port: int) -> str:
+        """A URL for ``port`` that a plain HTTP client on the caller's machine can open."""
+        return _portal.call(self._async.url, port)
+
+    def wait_for_port(self, port: int, *, timeout: float = 30.0) -> None:
+        """Return once something listens on ``port`` inside the sandbox; COMMAND_TIMEOUT after ``timeout``."""
+        _portal.call(functools.partial(self._async.wait_for_port, port, timeout=timeout))
+
+    def snapshot(self, *, ttl: float | None = SNAPSHOT_TTL) -> Snapshot:
+        """Save the filesystem (the sandbox keeps running); ``Sandbox.create(snapshot=...)`` starts from it."""
+        return _portal.call(functools.partial(self._async.snapshot, ttl=ttl))
 
 
 class ExecStream:

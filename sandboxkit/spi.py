@@ -11,6 +11,7 @@ from sandboxkit._capabilities import Capability
 from sandboxkit._errors import ErrorCode, FileOperationError, SandboxError, file_error
 from sandboxkit._hookspecs import ProviderRecord, hookimpl
 from sandboxkit._network import HeaderInjection, NetworkPolicy
+from sandboxkit._processes import InSandboxProcesses, SupervisedProcesses
 from sandboxkit._provider import NoOptions, OutputCallback, Provider, SandboxHandle, not_implemented
 from sandboxkit._spec import SandboxSpec, parse_gpu
 from sandboxkit._types import (
@@ -35,6 +36,7 @@ __all__ = [
     "ExecRequest",
     "FileOperationError",
     "HeaderInjection",
+    "InSandboxProcesses",
     "NetworkEvent",
     "NetworkPolicy",
     "NoOptions",
@@ -51,6 +53,7 @@ __all__ = [
     "SpawnRequest",
     "StaleSandbox",
     "StreamName",
+    "SupervisedProcesses",
     "Tunnel",
     "VolumeInfo",
     "file_error",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from sandboxkit import Capability, Sandbox, SandboxError
+from sandboxkit import Capability, ErrorCode, Sandbox, SandboxError, snapshots
 from sandboxkit_conformance._target import ConformanceTarget
 
 #: How long a sandbox may take to disappear from ``list`` after ``close()`` before it counts as leaked.
@@ -63,7 +63,20 @@ def reap(target: ConformanceTarget, *, second_pass: bool = False) -> ReapReport:
     if second_pass:  # a create that was in flight when Ctrl+C arrived finishes on the background loop
         time.sleep(3.0)
         _sweep(target, report)
+    _delete_snapshots(target, report)
     return report
+
+
+def _delete_snapshots(target: ConformanceTarget, report: ReapReport) -> None:
+    """Delete the session's snapshots where the provider can list them (elsewhere they expire by ttl)."""
+    if not target.declares(Capability.SNAPSHOTS):
+        return
+    try:
+        for snapshot in snapshots(target.provider, labels=target.labels):
+            snapshot.delete()
+    except SandboxError as exc:
+        if exc.code != ErrorCode.CAPABILITY_NOT_SUPPORTED:
+            report.problems.append(f"deleting the session's snapshots: {exc}")
 
 
 def _sweep(target: ConformanceTarget, report: ReapReport) -> None:

@@ -14,13 +14,31 @@ from collections.abc import Sequence
 
 from sandboxkit._errors import SandboxError
 from sandboxkit._registry import registry
-from sandboxkit.cli import _providers, _run, _sandboxes, _sandboxes_exec, _secrets, _volumes
+from sandboxkit.cli import (
+    _processes,
+    _providers,
+    _run,
+    _sandboxes,
+    _sandboxes_exec,
+    _secrets,
+    _snapshots,
+    _volumes,
+)
 
 EXIT_USAGE = 2
 EXIT_SANDBOX_ERROR = 3
 
 #: Built-in command groups, in help order.
-COMMAND_GROUPS = [_providers, _run, _sandboxes_exec, _sandboxes, _volumes, _secrets]
+COMMAND_GROUPS = [
+    _providers,
+    _run,
+    _sandboxes_exec,
+    _processes,
+    _sandboxes,
+    _snapshots,
+    _volumes,
+    _secrets,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -44,7 +44,11 @@ def add(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     create.add_argument("--secret", action="append", metavar="NAME", default=[], help="named secret (repeatable)")
     create.add_argument("--volume", action="append", metavar="PATH=NAME", default=[], help="mount a named volume")
     create.add_argument("--block-network", action="store_true", help="no network access")
-    create.add_argument("--json", action="store_true", help='print {"id", "provider", "name", "app"}')
+    create.add_argument(
+        "--port", action="append", type=int, default=[], help="expose this port (repeatable); its URL goes to stderr"
+    )
+    create.add_argument("--snapshot", metavar="SNAP", help="start from this snapshot (`sandboxkit snapshot ls`)")
+    create.add_argument("--json", action="store_true", help='print {"id", "provider", "name", "app", "urls"}')
     create.set_defaults(handler=run_create)
 
     exe = sub.add_parser("exec", help="run a command in a running sandbox; exits with its exit code")
@@ -78,6 +82,7 @@ def run_create(args: argparse.Namespace) -> int:
             "gpu": args.gpu,
             "name": args.name,
             "app": args.app,
+            "snapshot": args.snapshot,
         }.items()
         if value is not None
     }
@@ -90,6 +95,8 @@ def run_create(args: argparse.Namespace) -> int:
         }
         if args.block_network:
             options["block_network"] = True
+        if args.port:
+            options["ports"] = list(args.port)
         # owned by whoever runs the CLI, not by this process: `sandboxkit gc` must not reap it when we exit
         options["labels"] = {"owner": "cli"}
         with progress(f"creating a sandbox on {args.provider or 'the default provider'}", quiet=args.json):
@@ -97,10 +104,20 @@ def run_create(args: argparse.Namespace) -> int:
     except SandboxError as exc:
         return _fail(exc, args.json)
     sandbox.detach()  # it must outlive this process
+    try:
+        urls = {str(port): sandbox.url(port) for port in args.port}
+    except SandboxError as exc:
+        return _fail(exc, args.json)
     if args.json:
-        print(json.dumps({"id": sandbox.id, "provider": sandbox.provider, "name": sandbox.name, "app": sandbox.app}))
+        print(
+            json.dumps(
+                {"id": sandbox.id, "provider": sandbox.provider, "name": sandbox.name, "app": sandbox.app, "urls": urls}
+            )
+        )
     else:
-        print(sandbox.id)
+        print(sandbox.id)  # alone on stdout, for id=$(sandboxkit create ...)
+        for port, url in urls.items():
+            print(f"port {port}: {url}", file=sys.stderr)
     return 0
 
 

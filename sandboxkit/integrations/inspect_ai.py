@@ -34,6 +34,7 @@ from inspect_ai.util import (
     SandboxUserUnsupportedError,
     sandboxenv,
 )
+from inspect_ai.util._sandbox.environment import HostMapping, PortMapping
 from pydantic import Field, model_validator
 
 from sandboxkit._admin import aprovider_capabilities
@@ -133,7 +134,7 @@ class SandboxkitSandboxEnvironment(SandboxEnvironment):
         options = settings.create_options()
         if settings.block_network is not None:
             options["block_network"] = settings.block_network
-        elif Capability.NETWORK_BLOCK in capabilities:
+        elif Capability.NETWORK_BLOCK in capabilities and not settings.ports:  # ports need a network
             options["block_network"] = True
         options["labels"] = {INSPECT_LABEL[0]: INSPECT_LABEL[1], TASK_LABEL: _label_value(task_name)}
         sandbox = await AsyncSandbox.create(settings.provider, **options)
@@ -318,10 +319,25 @@ class SandboxkitSandboxEnvironment(SandboxEnvironment):
 
     # ------------------------------------------------------------ extras
     async def connection(self, *, user: str | None = None) -> SandboxConnection:
-        if self.sandbox.provider != "docker":
+        """A shell command for the sandbox (``sandboxkit shell`` where the provider has terminals) and its ports."""
+        capabilities = self.sandbox.capabilities
+        if {Capability.PROCESSES, Capability.PTY} <= capabilities:
+            where = ["--provider", self.sandbox.provider, *(["--user", user] if user else [])]
+            command = ["sandboxkit", "shell", *where, self.sandbox.id]
+        elif self.sandbox.provider == "docker":
+            command = ["docker", "exec", "-it", *(["--user", user] if user else []), self.sandbox.id, "sh", "-l"]
+        else:
             raise NotImplementedError(f"no shell connection for provider {self.sandbox.provider!r}")
-        command = ["docker", "exec", "-it", *(["--user", user] if user else []), self.sandbox.id, "sh", "-l"]
-        return SandboxConnection(type="sandboxkit", command=shlex.join(command), container=self.sandbox.id)
+        ports = None
+        if Capability.PORTS in capabilities:
+            tunnels = await self.sandbox.tunnels()
+            ports = [
+                PortMapping(
+                    container_port=port, protocol="tcp", mappings=[HostMapping(host_ip=t.host, host_port=t.host_port)]
+                )
+                for port, t in sorted(tunnels.items())
+            ] or None
+        return SandboxConnection(type="sandboxkit", command=shlex.join(command), ports=ports, container=self.sandbox.id)
 
     def default_polling_interval(self) -> float:
         return 0.2

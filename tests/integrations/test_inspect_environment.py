@@ -157,3 +157,27 @@ async def test_task_cleanup_closes_what_sample_cleanup_missed(docker_engine: obj
     assert isinstance(environment, SandboxkitSandboxEnvironment)
     await ENV.task_cleanup("crashy", config, cleanup=True)
     assert environment.sandbox.id not in await _eval_sandboxes()
+
+
+async def test_connection_is_a_sandboxkit_shell_with_the_published_ports(docker_engine: object) -> None:
+    config = SandboxkitConfig(provider="docker", ports=[8000])
+    envs = await ENV.sample_init("conn", config, {})
+    try:
+        environment = envs["default"]
+        assert isinstance(environment, SandboxkitSandboxEnvironment)
+        connection = await environment.connection(user="nobody")
+        sandbox_id = environment.sandbox.id
+        assert connection.command == f"sandboxkit shell --provider docker --user nobody {sandbox_id}"
+        assert connection.ports is not None and [p.container_port for p in connection.ports] == [8000]
+        tunnel = (await environment.sandbox.tunnels())[8000]
+        assert connection.ports[0].mappings[0].host_port == tunnel.host_port
+        shell = subprocess.run(
+            [sys.executable, "-m", "sandboxkit.cli", "shell", "--user", "nobody", sandbox_id, "--", "id", "-un"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert (shell.returncode, shell.stdout.strip()) == (0, "nobody"), shell.stderr
+    finally:
+        await ENV.sample_cleanup("conn", config, envs, False)

@@ -67,3 +67,16 @@ def test_inspect_eval_runs_to_completion_offline(docker_engine: object, tmp_path
     tool_outputs = [m.text for s in log.samples for m in s.messages if m.role == "tool"]
     assert tool_outputs == ["45\n", "4950\n"]
     assert Sandbox.list("docker", labels={"inspect": "1"}) == []  # every sample's sandbox was closed
+
+
+def test_dev_server_serves_a_page_and_starts_a_copy_from_its_snapshot(docker_engine: object) -> None:
+    import subprocess
+
+    run = subprocess.run(
+        [sys.executable, str(EXAMPLES / "dev_server.py")], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith("http://127.0.0.1:") and lines[0].endswith("'hello from the sandbox\\n'")
+    assert any(line.startswith("copy http://127.0.0.1:") and "hello from the sandbox" in line for line in lines)
+    assert "server exit code: 143" in lines

@@ -21,8 +21,25 @@ from sandboxkit_conformance.suite.test_files import *  # noqa: E402, F403
 from sandboxkit_conformance.suite.test_files import __all__ as _files  # noqa: E402
 from sandboxkit_conformance.suite.test_lifecycle import *  # noqa: E402, F403
 from sandboxkit_conformance.suite.test_lifecycle import __all__ as _lifecycle  # noqa: E402
+from sandboxkit_conformance.suite.test_ports import *  # noqa: E402, F403
+from sandboxkit_conformance.suite.test_ports import __all__ as _ports  # noqa: E402
+from sandboxkit_conformance.suite.test_processes import *  # noqa: E402, F403
+from sandboxkit_conformance.suite.test_processes import __all__ as _processes  # noqa: E402
 from sandboxkit_conformance.suite.test_resources import *  # noqa: E402, F403
 from sandboxkit_conformance.suite.test_resources import __all__ as _resources  # noqa: E402
+from sandboxkit_conformance.suite.test_snapshots import *  # noqa: E402, F403
+from sandboxkit_conformance.suite.test_snapshots import __all__ as _snapshots  # noqa: E402
 
 #: In running order: the basics first, so a broken provider fails where it is easiest to read.
-__all__ = [*_lifecycle, *_execute, *_cancellation, *_files, *_resources, *_capabilities, *_errors]
+__all__ = [
+    *_lifecycle,
+    *_execute,
+    *_cancellation,
+    *_files,
+    *_resources,
+    *_ports,
+    *_snapshots,
+    *_processes,
+    *_capabilities,
+    *_errors,
+]

@@ -42,8 +42,6 @@ CREATE_TRIGGERS: dict[Capability, list[dict[str, Any]]] = {
         }
     ],
 }
-#: capabilities whose facade call has not landed yet: their refusal test is a strict xfail until then
-NO_FACADE_YET = {Capability.PROCESSES, Capability.PTY}
 
 
 def _other_triggers(target: ConformanceTarget, capability: Capability) -> list[tuple[str, Callable[[], Any]]]:
@@ -63,6 +61,8 @@ EXEC_TRIGGERS: dict[Capability, tuple[str, Callable[[Sandbox], Any]]] = {
     Capability.STDIN: ("execute(stdin=...)", lambda sb: sb.execute("cat", stdin="x")),
     Capability.USER: ("execute(user=...)", lambda sb: sb.execute("id -u", user="65534")),
     Capability.STREAMING: ("stream()", lambda sb: list(sb.stream("echo x"))),
+    Capability.PROCESSES: ("spawn()", lambda sb: sb.spawn("true")),
+    Capability.PTY: ("spawn(pty=True)", lambda sb: sb.spawn("true", pty=True)),
 }
 
 
@@ -75,18 +75,7 @@ class TestCapabilities:
         strays = [c for c in declared if not isinstance(c, Capability)]
         assert not strays, f"capabilities must be sandboxkit.Capability members, got {strays}"
 
-    @pytest.mark.parametrize(
-        "capability",
-        [
-            pytest.param(
-                c,
-                id=c.value,
-                marks=[about(c)]
-                + ([pytest.mark.xfail(strict=True, reason="no facade call yet")] if c in NO_FACADE_YET else []),
-            )
-            for c in Capability
-        ],
-    )
+    @pytest.mark.parametrize("capability", [pytest.param(c, id=c.value, marks=about(c)) for c in Capability])
     def test_an_undeclared_capability_is_refused(
         self, request: pytest.FixtureRequest, conformance: ConformanceTarget, capability: Capability
     ) -> None:

@@ -35,8 +35,16 @@ MEMORY_MIB = f"{PREFIX}.memory_mib"
 GPU = f"{PREFIX}.gpu"
 GPU_MODE = f"{PREFIX}.gpu_mode"
 TAG = f"{PREFIX}.tag."
+#: comma-separated ports published on 127.0.0.1 (``ports=``)
+PORTS = f"{PREFIX}.ports"
+#: the snapshot the sandbox started from
+SNAPSHOT = f"{PREFIX}.from_snapshot"
 #: bookkeeping labels of the spec (``labels=``, ``$SANDBOXKIT_LABELS``)
 USER = f"{PREFIX}.label."
+_SANDBOX_KEYS = frozenset(
+    {MANAGED, PROVIDER, APP, NAME, CREATED_AT, EXPIRES_AT, OWNER, IDLE_TIMEOUT, SECRETS, ENV_KEYS}
+    | {CPU, CPUSET, MEMORY_MIB, GPU, GPU_MODE, PORTS, SNAPSHOT}
+)
 #: a spec label with this key names the sandbox's owner itself (e.g. the CLI's ``create``), so the
 #: creating process's death does not make it an orphan
 OWNER_KEY = "owner"
@@ -66,9 +74,22 @@ def for_sandbox(spec: SandboxSpec, now: float, *, cpuset: str | None, gpu: tuple
         MEMORY_MIB: None if spec.memory_mib is None else str(spec.memory_mib),
         GPU: None if gpu is None else gpu[0],
         GPU_MODE: None if gpu is None else ("simulate" if gpu[1] else "real"),
+        PORTS: join(str(p) for p in spec.ports) or None,
+        SNAPSHOT: spec.snapshot,
     }
     labels.update({k: v for k, v in optional.items() if v is not None})
     return labels
+
+
+def is_sandbox_label(key: str) -> bool:
+    """True for a label sandboxkit sets on a sandbox container (not an image's own ``sandboxkit.image.*``)."""
+    return key in _SANDBOX_KEYS or key.startswith((TAG, USER))
+
+
+def present(labels: Mapping[str, str]) -> dict[str, str]:
+    """``labels`` without blanked ones: a sandbox started from a snapshot inherits the snapshotted
+    sandbox's labels as ``""`` (see ``_snapshots``), which mean nothing."""
+    return {k: v for k, v in labels.items() if v != ""}
 
 
 def join(names: Iterable[str]) -> str:

@@ -25,6 +25,7 @@ from sandboxkit.spi import (
     ErrorCode,
     ExecExit,
     ExecRequest,
+    InSandboxProcesses,
     OutputCallback,
     Provider,
     SandboxError,
@@ -32,7 +33,10 @@ from sandboxkit.spi import (
     SandboxInfo,
     SandboxSpec,
     SandboxState,
+    SnapshotInfo,
     StaleSandbox,
+    SupervisedProcesses,
+    Tunnel,
     VolumeInfo,
     file_error,
 )
@@ -46,6 +50,7 @@ from sandboxkit_docker import (
     _lifetime,
     _limits,
     _security,
+    _snapshots,
     _threads,
     _warden,
 )
@@ -146,6 +151,10 @@ class DockerProvider(Provider):
             Capability.RESOURCE_LIMITS,
             Capability.USER,
             Capability.RECONNECT,
+            Capability.PORTS,
+            Capability.SNAPSHOTS,
+            Capability.PROCESSES,  # an in-sandbox supervisor (needs python3 in the image)
+            Capability.PTY,
         }
     )
     options_type: ClassVar[type[BaseModel]] = DockerOptions
@@ -245,7 +254,9 @@ class DockerProvider(Provider):
         client = await _threads.run_sync(self.client)
         image = spec.image or os.environ.get("SANDBOXKIT_DEFAULT_IMAGE") or DEFAULT_IMAGE
         explicit = spec.image is not None
-        if options.pull == "always":
+        if spec.snapshot is not None:
+            image = self._snapshot_image(spec)
+        if options.pull == "always" and spec.snapshot is None:
             await self._ensure_image(client, image, options.pull, explicit=explicit)
         # everything that can refuse the spec runs before a container exists
         gpu = await self._gpu_plan(spec, options)
@@ -298,6 +309,8 @@ class DockerProvider(Provider):
             kwargs["name"] = container_name(spec.app, spec.name)
         if spec.block_network:
             kwargs["network_mode"] = "none"
+        if spec.ports:  # loopback only, ephemeral host ports; `docker ps` shows them with the labels
+            kwargs["ports"] = {f"{port}/tcp": ("127.0.0.1",) for port in spec.ports}
         try:
             container = await self._create_container(client, kwargs, spec)
         except SandboxError as exc:
@@ -308,6 +321,13 @@ class DockerProvider(Provider):
             elif not isinstance(exc.__cause__, docker.errors.ImageNotFound) or options.pull == "always":
                 raise
             else:
+                if spec.snapshot is not None:
+                    raise SandboxError(
+                        ErrorCode.INVALID_ARGUMENT,
+                        f"there is no snapshot {spec.snapshot!r} (deleted, reaped by gc, or from another engine); "
+                        "`sandboxkit snapshot ls` lists them",
+                        provider=PROVIDER,
+                    ) from None
                 await self._ensure_image(client, image, options.pull, explicit=explicit)  # a clear error, or a pull
             container = await self._create_container(client, kwargs, spec)
         try:
@@ -424,7 +444,7 @@ class DockerProvider(Provider):
     async def from_id(self, sandbox_id: str) -> DockerSandbox:
         client = await _threads.run_sync(self.client)
         container = await self.call(client.containers.get, sandbox_id, sandbox_id=sandbox_id)
-        labels = container.labels or {}
+        labels = _labels.present(container.labels or {})
         if labels.get(_labels.MANAGED) != "1" or labels.get(_labels.PROVIDER) != PROVIDER:
             raise SandboxError(
                 ErrorCode.SANDBOX_NOT_FOUND,
@@ -490,7 +510,7 @@ class DockerProvider(Provider):
         now = time.time()
         stale = []
         for row in rows:
-            row_labels: Mapping[str, str] = row.get("Labels") or {}
+            row_labels: Mapping[str, str] = _labels.present(row.get("Labels") or {})
             reason = _gc.stale_reason(row_labels, str(row.get("State", "")), now)
             if reason is None:
                 continue
@@ -509,6 +529,78 @@ class DockerProvider(Provider):
                     app=info.app,
                     state=info.state,
                     reason=reason,
+                    removed=removed,
+                    provider=PROVIDER,
+                )
+            )
+        return stale + await self._reap_snapshots(labels, dry_run)
+
+    # ------------------------------------------------------------ snapshots
+    @staticmethod
+    def _snapshot_image(spec: SandboxSpec) -> str:
+        assert spec.snapshot is not None
+        if spec.image is not None:
+            raise SandboxError(
+                ErrorCode.INVALID_ARGUMENT,
+                "give either image= or snapshot=, not both: a snapshot brings its own filesystem",
+                provider=PROVIDER,
+            )
+        return _snapshots.image_ref(spec.snapshot)  # whether it exists, the create finds out
+
+    async def list_snapshots(self, *, labels: Mapping[str, str] | None = None) -> builtins.list[SnapshotInfo]:
+        """Snapshot images sandboxkit made on this engine, filtered by their bookkeeping labels."""
+        client = await _threads.run_sync(self.client)
+        wanted = [f"{_snapshots.MANAGED}=1", *(f"{_snapshots.USER}{k}={v}" for k, v in (labels or {}).items())]
+        rows = await self.call(client.api.images, name=_snapshots.REPOSITORY, filters={"label": wanted})
+        return _snapshots.rows_to_infos(rows)
+
+    async def delete_snapshot(self, snapshot_id: str) -> None:
+        """Remove a snapshot image; refused (INVALID_ARGUMENT) while a sandbox started from it exists."""
+        client = await _threads.run_sync(self.client)
+        ref = _snapshots.image_ref(snapshot_id)
+        users = await self._containers({_labels.SNAPSHOT: snapshot_id}, running=False)
+        if users:
+            raise SandboxError(
+                ErrorCode.INVALID_ARGUMENT,
+                f"snapshot {snapshot_id!r} is in use by sandbox(es) {', '.join(r['Id'][:12] for r in users)}; "
+                "close them first",
+                provider=PROVIDER,
+            )
+        try:
+            await self.call(client.api.remove_image, ref, noprune=False)
+        except SandboxError as exc:
+            text = exc.message.lower()
+            if "no such image" in text or isinstance(exc.__cause__, docker.errors.ImageNotFound):
+                raise SandboxError(
+                    ErrorCode.INVALID_ARGUMENT, f"there is no snapshot {snapshot_id!r}", provider=PROVIDER
+                ) from None
+            if "conflict" in text or "in use" in text or "being used" in text:
+                raise SandboxError(
+                    ErrorCode.INVALID_ARGUMENT,
+                    f"snapshot {snapshot_id!r} is in use (a container depends on it); close it first",
+                    provider=PROVIDER,
+                ) from None
+            raise
+
+    async def _reap_snapshots(self, labels: Mapping[str, str] | None, dry_run: bool) -> builtins.list[StaleSandbox]:
+        stale = []
+        for snap in await self.list_snapshots(labels=labels):
+            if not _snapshots.expired(snap):
+                continue
+            removed = False
+            if not dry_run:
+                try:
+                    await self.delete_snapshot(snap.id)
+                    removed = True
+                except SandboxError:
+                    removed = False  # in use: it goes once the sandboxes using it are gone
+            stale.append(
+                StaleSandbox(
+                    id=snap.id,
+                    name=None,
+                    app="",
+                    state=SandboxState.STOPPED,
+                    reason="snapshot_expired",
                     removed=removed,
                     provider=PROVIDER,
                 )
@@ -584,7 +676,7 @@ def _resolve_secrets(names: Sequence[str]) -> dict[str, str]:
 
 
 def _info(row: Mapping[str, Any]) -> SandboxInfo:
-    labels: Mapping[str, str] = row.get("Labels") or {}
+    labels: Mapping[str, str] = _labels.present(row.get("Labels") or {})
     created = labels.get(_labels.CREATED_AT)
     return SandboxInfo(
         id=row["Id"],
@@ -597,7 +689,7 @@ def _info(row: Mapping[str, Any]) -> SandboxInfo:
     )
 
 
-class DockerSandbox(SandboxHandle):
+class DockerSandbox(SupervisedProcesses, SandboxHandle):
     """One container. Commands go through :class:`ExecEngine`; files through the archive API.
 
     What the handle knows comes from the container's labels, so a handle from ``from_id`` (in
@@ -626,6 +718,7 @@ class DockerSandbox(SandboxHandle):
         idle = labels.get(_labels.IDLE_TIMEOUT)
         self._idle_timeout = None if idle is None else float(idle)
         self.oom: OomCounter | None = None
+        self._tunnels: dict[int, Tunnel] | None = None
         if _labels.MEMORY_MIB in labels:
             self.oom = OomCounter(self.id, self._run_inside)
             if fresh:
@@ -639,6 +732,10 @@ class DockerSandbox(SandboxHandle):
         memory = int(float(labels.get(_labels.MEMORY_MIB) or 0)) << 20
         env = (attrs.get("Config") or {}).get("Env")  # None for a new container: looked up if the agent starts
         self.fast = FastExec(self.engine, memory=memory, env=env)  # the agent path, falling back to the engine
+        # spawned processes: their supervisor starts through a plain docker exec, apart from the exec agent
+        self.supervisor = InSandboxProcesses(
+            self.exec, launch=self._launch_detached, detached=True, provider=PROVIDER, sandbox_id=self.id
+        )
         # keep the model, not its inspect document (~18 KiB, stale from the moment the container
         # starts): `native_instance.reload()` fetches the current one
         self.container = container.collection.prepare_model({"Id": container.id})
@@ -674,6 +771,27 @@ class DockerSandbox(SandboxHandle):
 
     def _without_env_keys(self, values: Mapping[str, str]) -> dict[str, str]:
         return {k: v for k, v in values.items() if k not in self._env_keys}
+
+    async def _launch_detached(self, request: ExecRequest, on_output: OutputCallback) -> ExecExit:
+        """``docker exec -d``: how a process supervisor starts, apart from the exec agent and any stream."""
+        api = self._api()
+        try:
+            created = await self.provider.call(
+                api.exec_create,
+                self.id,
+                list(request.argv),
+                environment={**self.exec_env(), **request.env},
+                workdir=request.cwd,
+                user=request.user or "",
+                sandbox_id=self.id,
+            )
+            await self.provider.call(api.exec_start, created["Id"], detach=True, sandbox_id=self.id)
+        except SandboxError as exc:
+            if exc.code == ErrorCode.SANDBOX_NOT_FOUND:
+                raise
+            await on_output("stderr", exc.message.encode())
+            return ExecExit(exit_code=126)
+        return ExecExit(exit_code=0)
 
     async def _run_inside(self, argv: builtins.list[str]) -> str:
         """Run a short helper command and return its output (no secrets, no marker)."""
@@ -738,6 +856,29 @@ class DockerSandbox(SandboxHandle):
         except SandboxError as exc:
             if exc.code != ErrorCode.SANDBOX_NOT_FOUND:
                 raise
+
+    # ------------------------------------------------------------ ports and snapshots
+    async def tunnels(self) -> dict[int, Tunnel]:
+        if self._tunnels is None:
+            info = await self.provider.call(self._api().inspect_container, self.id, sandbox_id=self.id)
+            self._tunnels = _tunnels(info)
+        return dict(self._tunnels)
+
+    async def snapshot(self, *, labels: Mapping[str, str], ttl: float | None = None) -> SnapshotInfo:
+        snapshot_id = _snapshots.new_id()
+        mine = {k[len(_labels.USER) :]: v for k, v in self.labels.items() if k.startswith(_labels.USER)}
+        mine.pop(_labels.OWNER_KEY, None)  # the snapshot outlives whoever owns the sandbox
+        image_labels = _snapshots.commit_labels(self.labels, self.id, {**mine, **labels}, ttl, time.time())
+        await self.provider.call(
+            self._api().commit,
+            self.id,
+            repository=_snapshots.REPOSITORY,
+            tag=snapshot_id,
+            conf={"Labels": image_labels},
+            pause=True,
+            sandbox_id=self.id,
+        )
+        return _snapshots.info(snapshot_id, image_labels)
 
     # ------------------------------------------------------------ files
     async def write_file(self, path: str, data: bytes) -> None:
@@ -870,6 +1011,23 @@ class DockerSandbox(SandboxHandle):
         else:
             kind = "invalid_path"
         raise file_error(kind, path, text[-200:], provider=PROVIDER, sandbox_id=self.id)
+
+
+def _tunnels(inspected: Mapping[str, Any]) -> dict[int, Tunnel]:
+    """The published ports of an inspected container: ``{port: Tunnel}`` (loopback bindings only)."""
+    found: dict[int, Tunnel] = {}
+    for key, bindings in ((inspected.get("NetworkSettings") or {}).get("Ports") or {}).items():
+        port, _, proto = key.partition("/")
+        for binding in bindings or []:
+            host = binding.get("HostIp") or "127.0.0.1"
+            if proto == "tcp" and host in ("127.0.0.1", "::1") and binding.get("HostPort"):
+                host_port = int(binding["HostPort"])
+                bracketed = f"[{host}]" if ":" in host else host
+                found[int(port)] = Tunnel(
+                    port=int(port), url=f"http://{bracketed}:{host_port}", host=host, host_port=host_port
+                )
+                break
+    return found
 
 
 __all__ = ["DockerOptions", "DockerProvider", "DockerSandbox", "map_error"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
+import ipaddress
 import math
 import shlex
 import time
@@ -22,6 +23,7 @@ from sandboxkit.spi import (
     ErrorCode,
     ExecExit,
     ExecRequest,
+    InSandboxProcesses,
     OutputCallback,
     Provider,
     SandboxError,
@@ -29,7 +31,10 @@ from sandboxkit.spi import (
     SandboxInfo,
     SandboxSpec,
     SandboxState,
+    SnapshotInfo,
     StreamName,
+    SupervisedProcesses,
+    Tunnel,
     VolumeInfo,
 )
 from sandboxkit_modal import _tags
@@ -107,6 +112,10 @@ class ModalProvider(Provider):
             Capability.IDLE_TIMEOUT,
             Capability.RESOURCE_LIMITS,
             Capability.RECONNECT,
+            Capability.PORTS,
+            Capability.SNAPSHOTS,
+            Capability.PROCESSES,  # an in-sandbox supervisor over Sandbox.exec (needs python3 in the image)
+            Capability.PTY,
         }
     )
     options_type: ClassVar[type[BaseModel]] = ModalOptions
@@ -150,7 +159,7 @@ class ModalProvider(Provider):
         kwargs: dict[str, Any] = {
             "app": app,
             "client": client,
-            "image": modal.Image.from_registry(spec.image) if spec.image else modal.Image.debian_slim(),
+            "image": _image(spec, client),
             "timeout": _ceil(spec.timeout),
             "idle_timeout": _ceil(spec.idle_timeout),
             "workdir": spec.workdir,
@@ -169,7 +178,8 @@ class ModalProvider(Provider):
             "cloud": options.cloud,
             "outbound_cidr_allowlist": options.outbound_cidr_allowlist,
             "outbound_domain_allowlist": options.outbound_domain_allowlist,
-            "encrypted_ports": options.encrypted_ports,
+            # ports= become TLS tunnels: an https URL any HTTP client opens
+            "encrypted_ports": sorted({*options.encrypted_ports, *spec.ports}),
             "unencrypted_ports": options.unencrypted_ports,
             "h2_ports": options.h2_ports,
             "runtime": options.runtime,
@@ -329,7 +339,7 @@ class ModalProvider(Provider):
         return [info for info in infos if info is not None]
 
 
-class ModalSandbox(SandboxHandle):
+class ModalSandbox(SupervisedProcesses, SandboxHandle):
     """One modal.Sandbox. Commands and files go through Modal's task command router."""
 
     file_concurrency: ClassVar[int] = FILE_CONCURRENCY
@@ -352,6 +362,7 @@ class ModalSandbox(SandboxHandle):
         self.name = name
         self.memory_limited = memory_limited
         self._oom_kills = 0
+        self.supervisor = InSandboxProcesses(self.exec, provider=PROVIDER, sandbox_id=self.id)
 
     @property
     def native_instance(self) -> modal.Sandbox:
@@ -498,6 +509,49 @@ class ModalSandbox(SandboxHandle):
         results = await super().write_files(files)
         _raise_if_sandbox_gone(results)
         return results
+
+    # ------------------------------------------------------------ ports and snapshots
+    async def tunnels(self) -> dict[int, Tunnel]:
+        with translate(sandbox_id=self.id):
+            found = await self.sandbox.tunnels.aio()
+        return {port: _tunnel(port, t) for port, t in found.items()}
+
+    async def snapshot(self, *, labels: Mapping[str, str], ttl: float | None = None) -> SnapshotInfo:
+        """``snapshot_filesystem()``: an Image that expires after ``ttl`` (Modal keeps no labels on it)."""
+        now = dt.datetime.now(dt.UTC)
+        with translate(sandbox_id=self.id):
+            image = await self.sandbox.snapshot_filesystem.aio(ttl=None if ttl is None else max(1, math.ceil(ttl)))
+        return SnapshotInfo(
+            id=image.object_id,
+            provider=PROVIDER,
+            created_at=now,
+            expires_at=None if ttl is None else now + dt.timedelta(seconds=ttl),
+            labels=dict(labels),
+        )
+
+
+def _image(spec: SandboxSpec, client: modal.Client) -> Any:
+    if spec.snapshot is not None:
+        if spec.image is not None:
+            raise SandboxError(
+                ErrorCode.INVALID_ARGUMENT,
+                "give either image= or snapshot=, not both: a snapshot brings its own filesystem",
+                provider=PROVIDER,
+            )
+        return modal.Image.from_id(spec.snapshot, client=client)
+    return modal.Image.from_registry(spec.image) if spec.image else modal.Image.debian_slim()
+
+
+def _tunnel(port: int, tunnel: Any) -> Tunnel:
+    """Modal's tunnel as sandboxkit's: the TLS endpoint, or plain HTTP where it is loopback (the emulator)."""
+    try:
+        loopback = ipaddress.ip_address(tunnel.host).is_loopback
+    except ValueError:
+        loopback = False
+    scheme = "http" if loopback else "https"
+    default = 80 if loopback else 443
+    url = f"{scheme}://{tunnel.host}" + ("" if tunnel.port == default else f":{tunnel.port}")
+    return Tunnel(port=port, url=url, host=tunnel.host, host_port=tunnel.port)
 
 
 async def _hydrate(obj: Any, client: modal.Client, code: ErrorCode, missing: str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 import uuid
@@ -11,6 +12,9 @@ import modal
 import modal.exception as mx
 import pytest
 from sandboxkit_modal.emulator import EmulatorProcess
+
+import sandboxkit
+from sandboxkit._async_sandbox import env_labels
 
 pytestmark = pytest.mark.usefixtures("modal_env")
 
@@ -156,9 +160,7 @@ def test_terminated_sandboxes_refuse_work(app: modal.App, image: modal.Image) ->
 
 def test_what_is_not_emulated_answers_clearly(sb: modal.Sandbox, app: modal.App, image: modal.Image) -> None:
     with pytest.raises(mx.UnimplementedError):
-        sb.snapshot_filesystem()
-    with pytest.raises(mx.UnimplementedError, match="ports"):
-        modal.Sandbox.create(app=app, image=image, encrypted_ports=[8080])
+        sb.snapshot_directory("/tmp")
     with pytest.raises(mx.ImageBuildError, match="builds no images offline"):
         modal.Sandbox.create(app=app, image=modal.Image.debian_slim().pip_install("requests"))
     with pytest.raises(mx.InvalidError, match="GPU type"):
@@ -208,3 +210,42 @@ def test_volume_objects_map_to_docker_named_volumes(app: modal.App, image: modal
     assert name not in [v.name for v in modal.Volume.objects.list()]
     with pytest.raises(mx.NotFoundError):
         modal.Volume.from_name(name).hydrate()
+
+
+def test_tunnels_and_filesystem_snapshots_through_the_sdk(app: modal.App, image: modal.Image) -> None:
+    """Tunnels are ports published on 127.0.0.1 (plain TCP); snapshot_filesystem gives an Image to start from."""
+    sb = modal.Sandbox.create(app=app, image=image, encrypted_ports=[8000], unencrypted_ports=[9000])
+    started: list[modal.Sandbox] = []
+    snap_ids: list[str] = []
+    try:
+        tunnels = sb.tunnels()
+        assert set(tunnels) == {8000, 9000}
+        assert tunnels[8000].host == "127.0.0.1" and tunnels[8000].port > 0
+        assert tunnels[9000].tcp_socket == ("127.0.0.1", tunnels[9000].port)
+        with pytest.raises(mx.InvalidError):
+            tunnels[8000].tcp_socket  # noqa: B018 - an encrypted port has no plain TCP socket, as on Modal
+        sb.exec("sh", "-c", "echo kept > /tmp/kept").wait()
+        snap = sb.snapshot_filesystem()
+        snap_ids.append(snap.object_id.removeprefix("im-"))
+        assert snap.object_id.startswith("im-snap-")
+        again = modal.Image.from_id(snap.object_id)
+        started.append(modal.Sandbox.create(app=app, image=again))
+        assert started[0].exec("cat", "/tmp/kept").stdout.read() == "kept\n"
+    finally:
+        for box in [sb, *started]:
+            box.terminate()
+        for snapshot in sandboxkit.snapshots("docker", labels=env_labels()):  # the emulator's Docker snapshots
+            if snapshot.id in snap_ids:
+                snapshot.delete()
+
+
+def test_exec_with_a_pty(sb: modal.Sandbox) -> None:
+    """exec(pty=True): a terminal's stream on stdout, stdin through its line discipline, the exit code."""
+    process = sb.exec("sh", "-c", "stty size; read line; echo got-$line; exit 3", pty=True, text=False)
+    process.stdin.write(b"hello\n")
+    process.stdin.drain()
+    assert process.wait() == 3
+    out = process.stdout.read()
+    assert b"got-hello\r\n" in out, out
+    assert re.search(rb"^\d+ \d+\r\n", out), out
+    assert process.stderr.read() == b""

@@ -81,6 +81,16 @@ class ControlPlane(api_grpc.ModalClientBase):
             result = GS(status=GS.GENERIC_STATUS_FAILURE, exception=str(exc))
         await stream.send_message(api_pb2.ImageGetOrCreateResponse(image_id=image_id, result=result))
 
+    async def ImageFromId(self, stream: Stream[api_pb2.ImageFromIdRequest, api_pb2.ImageFromIdResponse]) -> None:
+        request = await self._recv(stream)
+        if not self.backend.images.known(request.image_id):
+            raise GRPCError(Status.NOT_FOUND, f"Image {request.image_id} not found")
+        await stream.send_message(
+            api_pb2.ImageFromIdResponse(
+                image_id=request.image_id, metadata=api_pb2.ImageMetadata(image_builder_version=BUILDER_VERSION)
+            )
+        )
+
     async def SecretGetOrCreate(
         self, stream: Stream[api_pb2.SecretGetOrCreateRequest, api_pb2.SecretGetOrCreateResponse]
     ) -> None:
@@ -250,6 +260,27 @@ class ControlPlane(api_grpc.ModalClientBase):
         await stream.send_message(api_pb2.SandboxTerminateResponse(existing_result=existing))
 
     SandboxTerminateV2 = SandboxTerminate
+
+    # ------------------------------------------------------------ tunnels and snapshots
+    async def SandboxGetTunnels(
+        self, stream: Stream[api_pb2.SandboxGetTunnelsRequest, api_pb2.SandboxGetTunnelsResponse]
+    ) -> None:
+        request = await self._recv(stream)
+        tunnels = await self.backend.sandbox(request.sandbox_id).tunnels()
+        await stream.send_message(
+            api_pb2.SandboxGetTunnelsResponse(result=GS(status=GS.GENERIC_STATUS_SUCCESS), tunnels=tunnels)
+        )
+
+    SandboxGetTunnelsV2 = SandboxGetTunnels
+
+    async def SandboxSnapshotFs(
+        self, stream: Stream[api_pb2.SandboxSnapshotFsRequest, api_pb2.SandboxSnapshotFsResponse]
+    ) -> None:
+        request = await self._recv(stream)
+        image_id = await self.backend.sandbox(request.sandbox_id).snapshot(ttl=None)
+        await stream.send_message(
+            api_pb2.SandboxSnapshotFsResponse(image_id=image_id, result=GS(status=GS.GENERIC_STATUS_SUCCESS))
+        )
 
     # ------------------------------------------------------------ finding
     async def SandboxList(self, stream: Stream[api_pb2.SandboxListRequest, api_pb2.SandboxListResponse]) -> None:

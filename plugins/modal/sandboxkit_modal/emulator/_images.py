@@ -26,6 +26,10 @@ _DEBIAN_SLIM_STEPS = (
     "RUN echo 'debconf debconf/frontend select Noninteractive' | debconf-set-selections",
 )
 
+#: Image ids of filesystem snapshots: ``im-`` and the Docker snapshot id (``snap-...``).
+SNAPSHOT_PREFIX = "im-"
+_SNAPSHOT_IDS = "im-snap-"
+
 
 class ImageError(Exception):
     """A layer the emulator cannot provide offline; the message says what to do instead."""
@@ -39,6 +43,8 @@ class ImageSpec:
     env: dict[str, str] = field(default_factory=dict)
     workdir: str | None = None
     cmd: tuple[str, ...] = ()
+    #: a filesystem snapshot of the Docker provider to start from instead of ``local``
+    snapshot: str | None = None
 
 
 class ImageStore:
@@ -89,9 +95,21 @@ class ImageStore:
         self._images[image_id] = spec
         return image_id
 
+    def add_snapshot(self, snapshot_id: str, base: ImageSpec) -> str:
+        """Register a Docker snapshot as an image; its id encodes the snapshot, so it outlives the emulator."""
+        image_id = f"{SNAPSHOT_PREFIX}{snapshot_id}"
+        self._images[image_id] = replace(base, snapshot=snapshot_id)
+        return image_id
+
+    def known(self, image_id: str) -> bool:
+        """True for an id this store handed out (or a snapshot's)."""
+        return image_id in self._images or image_id.startswith(_SNAPSHOT_IDS)
+
     def get(self, image_id: str) -> ImageSpec:
         """The spec of an image id; an id from an earlier emulator run maps to the default Python image."""
         spec = self._images.get(image_id)
+        if spec is None and image_id.startswith(_SNAPSHOT_IDS):
+            return ImageSpec(local="", snapshot=image_id[len(SNAPSHOT_PREFIX) :])
         if spec is None:
             # a client process caches the id of Modal's default image across emulator restarts
             return ImageSpec(local=self.map_reference("python:3-slim"))

@@ -221,3 +221,84 @@ class Command(Process):
             await self.box.execute(["sh", "-c", script, "sh", self.fifo_path], stdin=data, timeout=FEED_TIMEOUT)
         except SandboxError:
             pass  # the command ended meanwhile; Modal drops stdin sent to a finished process too
+
+
+class PtyCommand(Process):
+    """A command on a terminal (exec with ``pty=True``): sandboxkit's ``spawn(pty=True)`` in the container.
+
+    Everything arrives on stdout, as from a terminal; stdin goes through its line discipline, and
+    EOF is the terminal's end-of-file (^D).
+    """
+
+    def __init__(
+        self,
+        sandbox: EmuSandbox,
+        box: AsyncSandbox,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        workdir: str | None,
+        timeout: float | None,
+        size: tuple[int, int],
+    ) -> None:
+        super().__init__(sandbox)
+        self.box = box
+        self.process: Any = None
+        self._ready = asyncio.Event()
+        self.spawn(self._run(list(argv), dict(env), workdir, timeout, size))
+
+    async def _run(
+        self, argv: list[str], env: dict[str, str], workdir: str | None, timeout: float | None, size: tuple[int, int]
+    ) -> None:
+        self.sandbox.busy += 1
+        code = 0
+        try:
+            self.process = await self.box.spawn(argv, cwd=workdir, env=env, pty=True, size=size)
+            self._ready.set()
+            code = await asyncio.wait_for(self._pump(), timeout)
+        except TimeoutError:
+            self.timed_out, code = True, 137
+            await self._kill()
+        except SandboxError as exc:
+            if exc.code == ErrorCode.SANDBOX_NOT_FOUND:
+                self.lost = True
+                self.sandbox.lost(f"the sandbox's container is gone: {exc.message}")
+            else:
+                self.stdout.write(f"modal emulator: {exc.message}\r\n".encode())
+            code = 137 if self.lost else 126
+        finally:
+            self._ready.set()
+            self.sandbox.busy -= 1
+            self.sandbox.touch()
+            self.exit(code)
+
+    async def _pump(self) -> int:
+        stream = self.process.stream()
+        async for chunk in stream:
+            self.stdout.write(chunk.data)
+        return stream.result.exit_code if stream.result is not None else 0
+
+    async def _kill(self) -> None:
+        try:
+            await self.process.kill("KILL")
+        except SandboxError:
+            pass
+
+    async def write_stdin(self, offset: int, data: bytes, eof: bool) -> None:
+        self.sandbox.touch()
+        await self._ready.wait()
+        data = self.skip_written(offset, data)
+        if self.stdin_closed:
+            if data:
+                raise SandboxError(ErrorCode.INVALID_ARGUMENT, "stdin of this process is already closed")
+            return
+        try:
+            if data and self.process is not None:
+                await self.process.write_stdin(data)
+            self.stdin_written += len(data)
+            if eof:
+                self.stdin_closed = True
+                if self.process is not None:
+                    await self.process.close_stdin()
+        except SandboxError:
+            pass  # the command ended meanwhile; Modal drops stdin sent to a finished process too

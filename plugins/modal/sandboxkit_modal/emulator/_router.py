@@ -13,7 +13,7 @@ from modal_proto import task_command_router_pb2 as tcr
 from sandboxkit import SandboxError
 from sandboxkit_modal.emulator._auth import Credentials
 from sandboxkit_modal.emulator._fstools import FS_TOOLS, FsTool
-from sandboxkit_modal.emulator._process import Command, Process
+from sandboxkit_modal.emulator._process import Command, Process, PtyCommand
 from sandboxkit_modal.emulator._servicer import answer_unimplemented
 from sandboxkit_modal.emulator._state import Backend, EmuSandbox
 
@@ -48,14 +48,29 @@ class TaskCommandRouter(task_command_router_grpc.TaskCommandRouterBase):
         if request.exec_id not in sandbox.execs:  # a retried start is a no-op
             if request.container_id:
                 raise GRPCError(Status.UNIMPLEMENTED, "sidecar containers are not supported by the Modal emulator")
-            if request.HasField("pty_info") and request.pty_info.enabled:
-                raise GRPCError(Status.UNIMPLEMENTED, "exec with a PTY is not supported by the Modal emulator")
             argv = list(request.command_args)
             if not argv:
                 raise GRPCError(Status.INVALID_ARGUMENT, "exec needs a command")
             process: Process
             if argv[0] == FS_TOOLS:
                 process = FsTool(sandbox, box, argv[1] if len(argv) > 1 else "")
+            elif request.HasField("pty_info") and request.pty_info.enabled:
+                pty = request.pty_info
+                env = {
+                    **sandbox.env,
+                    **self.backend.exec_env(request.secret_ids, request.secret_sources),
+                    **({"TERM": pty.env_term} if pty.env_term else {}),
+                    **dict(request.env),
+                }
+                process = PtyCommand(
+                    sandbox,
+                    box,
+                    argv,
+                    env=env,
+                    workdir=request.workdir or None,
+                    timeout=request.timeout_secs or None,
+                    size=(pty.winsz_rows or 24, pty.winsz_cols or 80),
+                )
             else:
                 env = {
                     **sandbox.env,
@@ -108,6 +123,16 @@ class TaskCommandRouter(task_command_router_grpc.TaskCommandRouterBase):
     def _raise_if_lost(sandbox: EmuSandbox, process: Process) -> None:
         if process.lost:
             raise GRPCError(Status.NOT_FOUND, f"Task {sandbox.task_id} has finished")
+
+    async def TaskSnapshotFilesystem(
+        self, stream: Stream[tcr.TaskSnapshotFilesystemRequest, tcr.TaskSnapshotFilesystemResponse]
+    ) -> None:
+        request = await self._recv(stream)
+        if request.container_id:
+            raise GRPCError(Status.UNIMPLEMENTED, "sidecar containers are not supported by the Modal emulator")
+        ttl = None if request.ttl_seconds <= 0 else float(request.ttl_seconds)
+        image_id = await self.backend.task(request.task_id).snapshot(ttl=ttl)
+        await stream.send_message(tcr.TaskSnapshotFilesystemResponse(image_id=image_id))
 
     # ------------------------------------------------------------ stdin
     async def TaskExecStdinWrite(

@@ -216,6 +216,41 @@ class EmuSandbox:
             defer=False,
         )
 
+    # ------------------------------------------------------------ tunnels and snapshots
+    async def tunnels(self) -> list[api_pb2.TunnelData]:
+        """Every open port as a tunnel: a port published on 127.0.0.1 (plain TCP: the emulator has no TLS)."""
+        box = self.require_box()
+        try:
+            published = await box.tunnels() if self.definition.open_ports.ports else {}
+        except SandboxError as exc:
+            raise grpc_error(exc) from None
+        out = []
+        for spec in self.definition.open_ports.ports:
+            t = published.get(spec.port)
+            if t is None:
+                continue
+            out.append(
+                api_pb2.TunnelData(
+                    container_port=spec.port,
+                    host=t.host,
+                    port=t.host_port,
+                    unencrypted_host=t.host if spec.unencrypted else "",
+                    unencrypted_port=t.host_port if spec.unencrypted else 0,
+                )
+            )
+        return out
+
+    async def snapshot(self, *, ttl: float | None) -> str:
+        """Snapshot the container's filesystem through the Docker provider; returns the image id."""
+        box = self.require_box()
+        self.touch()
+        try:
+            snap = await box.snapshot(ttl=ttl)
+        except SandboxError as exc:
+            raise grpc_error(exc) from None
+        base = self.backend.images.get(self.definition.image_id)
+        return self.backend.images.add_snapshot(snap.id, base)
+
     # ------------------------------------------------------------ reports
     def info(self) -> api_pb2.SandboxInfo:
         return api_pb2.SandboxInfo(
@@ -350,7 +385,8 @@ class Backend:
         blocked = d.block_network or d.network_access.network_access_type == api_pb2.NetworkAccess.BLOCKED
         labels = {k[len(LABEL_TAG) :]: v for k, v in sandbox.tags.items() if k.startswith(LABEL_TAG)}
         options: dict[str, Any] = {
-            "image": image.local,
+            **({"snapshot": image.snapshot} if image.snapshot else {"image": image.local}),
+            "ports": [p.port for p in d.open_ports.ports],
             "timeout": (d.timeout_secs or 300) + LIFETIME_SLACK,
             "workdir": d.workdir or image.workdir,
             "env": image.env,
@@ -400,7 +436,6 @@ def _refuse_unsupported(d: api_pb2.Sandbox) -> None:
         for name, present in (
             ("network file systems", len(d.nfs_mounts) > 0),
             ("cloud bucket mounts", len(d.cloud_bucket_mounts) > 0 or len(d.s3_mounts) > 0),
-            ("open ports / tunnels", len(d.open_ports.ports) > 0),
             ("outbound allowlists", d.network_access.network_access_type == api_pb2.NetworkAccess.ALLOWLIST),
             ("proxies", bool(d.proxy_id)),
             ("readiness probes", d.HasField("readiness_probe")),
