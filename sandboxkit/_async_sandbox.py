@@ -646,8 +646,8 @@ class AsyncSandbox:
         provider = self._provider
         assert provider is not None
         if pty:  # the finer one first: a provider with neither is told about the terminal
-            require(provider, Capability.PTY, "pty=True")
-        require(provider, Capability.PROCESSES, "spawned processes")
+            _require_known(provider, Capability.PTY, "pty=True")
+        _require_known(provider, Capability.PROCESSES, "spawned processes")
         return await guarded(provider.name, handle.id, ErrorCode.PROVIDER_UNAVAILABLE, make(handle))
 
     async def spawn(
@@ -703,7 +703,7 @@ class AsyncSandbox:
     async def tunnels(self) -> dict[int, Tunnel]:
         """How the caller's machine reaches each port given as ``ports=``: ``{port: Tunnel}``."""
         handle = self._live_handle()
-        require(self._provider, Capability.PORTS, "tunnels()")  # type: ignore[arg-type]
+        _require_known(self._provider, Capability.PORTS, "tunnels()")  # type: ignore[arg-type]
         return await guarded(self._provider_name, handle.id, ErrorCode.PROVIDER_UNAVAILABLE, handle.tunnels())
 
     async def url(self, port: int) -> str:
@@ -758,7 +758,7 @@ class AsyncSandbox:
         handle = self._live_handle()
         provider = self._provider
         assert provider is not None
-        require(provider, Capability.SNAPSHOTS, "snapshot()")
+        _require_known(provider, Capability.SNAPSHOTS, "snapshot()")
         if ttl is not None and not (isinstance(ttl, int | float) and ttl > 0):
             raise SandboxError(
                 ErrorCode.INVALID_ARGUMENT, f"ttl must be a positive number of seconds or None, got {ttl!r}"

@@ -13,7 +13,8 @@ from sandboxkit._errors import ErrorCode, SandboxError
 from sandboxkit._types import ExecResult, OutputChunk, ProcessInfo
 
 if TYPE_CHECKING:
-    from sandboxkit._async_sandbox import AsyncExecStream, AsyncSandbox
+    from sandboxkit._async_sandbox import AsyncSandbox
+    from sandboxkit._stream import AsyncExecStream
 
 
 class AsyncProcess:
@@ -62,7 +63,8 @@ class AsyncProcess:
 
     def stream(self, *, follow: bool = True) -> AsyncExecStream:
         """Its output: first what was retained, then (with ``follow``) live output until it exits."""
-        from sandboxkit._async_sandbox import DEFAULT_MAX_OUTPUT, AsyncExecStream, _Collector
+        from sandboxkit._async_sandbox import DEFAULT_MAX_OUTPUT, _Collector
+        from sandboxkit._stream import AsyncExecStream
 
         def start(forward: Callable[[OutputChunk], Awaitable[None]]) -> Awaitable[ExecResult]:
             async def run() -> ExecResult:

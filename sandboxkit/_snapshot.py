@@ -49,7 +49,7 @@ class Snapshot:
     async def delete_async(self) -> None:
         """Async twin of :meth:`delete`."""
         provider = get_provider(self.provider, self.auth)
-        require(provider, Capability.SNAPSHOTS, "snapshots")
+        await require(provider, Capability.SNAPSHOTS, "snapshots")
         await guarded(provider.name, None, ErrorCode.PROVIDER_UNAVAILABLE, provider.delete_snapshot(self.id))
 
     def __str__(self) -> str:
@@ -61,7 +61,7 @@ async def snapshots_async(
 ) -> builtins.list[Snapshot]:
     """Async twin of :func:`snapshots`."""
     prov = get_provider(provider, auth.get("auth"))
-    require(prov, Capability.SNAPSHOTS, "snapshots")
+    await require(prov, Capability.SNAPSHOTS, "snapshots")
     infos = await guarded(
         prov.name, None, ErrorCode.PROVIDER_UNAVAILABLE, prov.list_snapshots(labels=dict(labels or {}))
     )

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from sandboxkit import ErrorCode, Sandbox, SandboxError
 
 
 @pytest.fixture(scope="module")
-def sandbox(docker_engine: object) -> Sandbox:
+def sandbox(docker_engine: object) -> Iterator[Sandbox]:
     sb = Sandbox.create(image="sandboxkit/base:bookworm", provider_options={"pull": "never"})
-    yield sb  # type: ignore[misc]
+    yield sb
     sb.close()
 
 

@@ -20,7 +20,6 @@ from typing import Any
 import broken_providers
 import pytest
 from sandboxkit_conformance import LABEL_KEY, SESSION_ENV, SUITE_VERSION
-from sandboxkit_conformance.suite.test_capabilities import NO_FACADE_YET
 
 from sandboxkit import Capability
 
@@ -162,9 +161,8 @@ def test_an_empty_skeleton_is_told_which_primitive_to_write(run_suite: RunSuite)
 def test_undeclared_capabilities_skip_with_their_name_and_are_refused(run_suite: RunSuite) -> None:
     result = run_suite("sbkc-narrow", "-k", "TestStdin or test_user or test_an_undeclared_capability_is_refused")
     declared = broken_providers.NarrowProvider.capabilities
-    pending = {c for c in NO_FACADE_YET if c not in declared}  # refusal checks that are strict xfails for now
-    undeclared = len(Capability) - len(declared) - len(pending)
-    result.assert_outcomes(passed=undeclared, xfailed=len(pending), skipped=4 + 1 + len(declared))
+    undeclared = len(Capability) - len(declared)
+    result.assert_outcomes(passed=undeclared, skipped=4 + 1 + len(declared))
     result.stdout.fnmatch_lines(
         [
             "SKIPPED [[]1[]] *test_execute.py:*: provider 'sbkc-narrow' does not declare capability 'user' (*.USER)",

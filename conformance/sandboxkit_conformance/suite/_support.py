@@ -157,3 +157,29 @@ def _moving(sandbox: Sandbox, directory: str, wait: Callable[[], None]) -> list[
     wait()
     second = beats(sandbox, directory)
     return sorted(name for name, value in second.items() if value != first.get(name))
+
+
+def survivors(sandbox: Sandbox, marker: str) -> list[str]:
+    """Command lines of live (non-zombie) processes in the sandbox whose argv contains ``marker``.
+
+    It scans ``/proc`` from a later command, so it sees only a provider whose commands share one
+    PID namespace; the process tests use it for spawned processes, which do.
+    """
+    script = (
+        'for p in /proc/[0-9]*; do c=$(tr "\\000" " " < "$p/cmdline" 2>/dev/null) || continue; '
+        'case "$c" in *"$1"*) case "$c" in *sbkc-survivor-scan*) ;; *) echo "$c";; esac;; esac; done'
+    )
+    result = sandbox.execute(["sh", "-c", script, "sbkc-survivor-scan", marker], timeout=60)
+    return [line for line in result.stdout.splitlines() if line.strip()]
+
+
+def no_survivors(sandbox: Sandbox, marker: str, seconds: float = 10.0) -> list[str]:
+    """Wait up to ``seconds`` for every process with ``marker`` to die; return the ones still alive."""
+    left: list[str] = []
+
+    def gone() -> bool:
+        left[:] = survivors(sandbox, marker)
+        return not left
+
+    wait_for(gone, seconds)
+    return left

@@ -7,8 +7,7 @@ import urllib.error
 import urllib.request
 
 from sandboxkit import Capability, ErrorCode, Sandbox, Tunnel
-from sandboxkit_conformance._target import ConformanceTarget, requires
-from sandboxkit_conformance.plugin import SandboxPool
+from sandboxkit_conformance._target import ConformanceTarget, SandboxPool, requires
 from sandboxkit_conformance.suite._support import expect_error, unique
 
 __all__ = ["TestPorts"]

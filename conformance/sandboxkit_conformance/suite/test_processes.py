@@ -10,8 +10,7 @@ import time
 import pytest
 
 from sandboxkit import Capability, ErrorCode, ProcessInfo, Sandbox
-from sandboxkit_conformance._target import ConformanceTarget, requires
-from sandboxkit_conformance.plugin import SandboxPool
+from sandboxkit_conformance._target import ConformanceTarget, SandboxPool, requires
 from sandboxkit_conformance.suite._support import expect_error, no_survivors, wait_for
 
 __all__ = ["TestProcesses", "TestPty"]
@@ -45,7 +44,8 @@ class TestProcesses:
         assert wait_for(lambda: "first" in _output_so_far(process), 30), "no output from the process"
         with expect_error(ErrorCode.COMMAND_TIMEOUT, "wait(timeout=1) on a process that runs 8 s") as caught:
             process.wait(timeout=1)
-        assert "first" in caught.error.result.stdout  # type: ignore[attr-defined]
+        result = caught.error.result  # type: ignore[attr-defined]
+        assert result is not None and "first" in result.stdout
         assert process.poll() is None, "a wait that timed out must not end the process"
         chunks = [chunk.text for chunk in process.stream()]
         assert "".join(chunks) == "first\nsecond\n", chunks

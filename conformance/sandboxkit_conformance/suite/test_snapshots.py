@@ -9,8 +9,7 @@ import pytest
 
 import sandboxkit
 from sandboxkit import Capability, ErrorCode, Sandbox, SandboxError, Snapshot
-from sandboxkit_conformance._target import ConformanceTarget, requires
-from sandboxkit_conformance.plugin import SandboxPool
+from sandboxkit_conformance._target import ConformanceTarget, SandboxPool, requires
 from sandboxkit_conformance.suite._support import expect_error, unique
 
 __all__ = ["TestSnapshots"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import docker
 import pytest
@@ -12,7 +13,7 @@ from sandboxkit_docker import _labels, _snapshots
 import sandboxkit
 from sandboxkit import ErrorCode, Sandbox, SandboxError
 
-BASE = {"image": "sandboxkit/base:bookworm", "provider_options": {"pull": "never"}}
+BASE: dict[str, Any] = {"image": "sandboxkit/base:bookworm", "provider_options": {"pull": "never"}}
 
 
 @pytest.fixture
