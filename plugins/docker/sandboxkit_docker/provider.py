@@ -27,6 +27,8 @@ from sandboxkit.spi import (
     ErrorCode,
     ExecExit,
     ExecRequest,
+    NetworkEvent,
+    NetworkPolicy,
     OutputCallback,
     Provider,
     SandboxError,
@@ -38,7 +40,7 @@ from sandboxkit.spi import (
     VolumeInfo,
     file_error,
 )
-from sandboxkit_docker import _archive, _gc, _gpu, _labels, _lifetime, _limits, _threads
+from sandboxkit_docker import _archive, _egress, _gc, _gpu, _labels, _lifetime, _limits, _threads
 from sandboxkit_docker._errors import PROVIDER, map_error, translate
 from sandboxkit_docker._exec import ExecEngine
 from sandboxkit_docker._fastexec import FastExec
@@ -85,6 +87,9 @@ class DockerOptions(BaseModel):
     disk_mib: int | None = Field(None, gt=0)
     #: largest file a process may write, MiB (``ulimit -f``; works on every host)
     max_file_mib: int | None = Field(None, gt=0)
+    #: the Docker network a ``network=`` sandbox's egress reaches out through; None reads
+    #: $SANDBOXKIT_DOCKER_EGRESS_NETWORK, else the default bridge
+    egress_network: str | None = None
 
 
 def container_name(app: str, name: str) -> str:
@@ -112,6 +117,8 @@ class DockerProvider(Provider):
             Capability.RESOURCE_LIMITS,
             Capability.USER,
             Capability.RECONNECT,
+            Capability.NETWORK_POLICY,  # see _egress
+            Capability.CREDENTIAL_INJECTION,
         }
     )
     options_type: ClassVar[type[BaseModel]] = DockerOptions
@@ -221,24 +228,36 @@ class DockerProvider(Provider):
             kwargs["name"] = container_name(spec.app, spec.name)
         if spec.block_network:
             kwargs["network_mode"] = "none"
+        policy = None if spec.network is None else _egress.default_ca(spec.network)
+        egress = None if policy is None else await _egress.Egress.prepare(self, kwargs, options.egress_network)
         try:
-            container = await self._create_container(client, kwargs, spec)
-        except SandboxError as exc:  # the image is looked at only when it is missing: one round trip less
-            if not isinstance(exc.__cause__, docker.errors.ImageNotFound) or options.pull == "always":
+            try:
+                container = await self._create_container(client, kwargs, spec)
+            except SandboxError as exc:  # the image is looked at only when it is missing: one round trip less
+                if not isinstance(exc.__cause__, docker.errors.ImageNotFound) or options.pull == "always":
+                    raise
+                await self._ensure_image(client, image, options.pull, explicit=explicit)  # a clear error, or a pull
+                container = await self._create_container(client, kwargs, spec)
+            try:
+                if gpu is not None and gpu.files():
+                    await self.call(
+                        client.api.put_archive, container.id, "/", _archive.pack(gpu.files(), mode=0o755), creating=True
+                    )
+                await self.call(container.start, sandbox_id=container.id, creating=True)
+                if egress is not None and policy is not None:
+                    await egress.attach(container.id, policy)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await self._remove(client, container.id)
                 raise
-            await self._ensure_image(client, image, options.pull, explicit=explicit)  # a clear error, or a pull
-            container = await self._create_container(client, kwargs, spec)
-        try:
-            if gpu is not None and gpu.files():
-                await self.call(
-                    client.api.put_archive, container.id, "/", _archive.pack(gpu.files(), mode=0o755), creating=True
-                )
-            await self.call(container.start, sandbox_id=container.id, creating=True)
         except BaseException:
-            with anyio.CancelScope(shield=True):
-                await self._remove(client, container.id)
+            if egress is not None:
+                with anyio.CancelScope(shield=True):
+                    await egress.remove()
             raise
-        return DockerSandbox(self, container, labels, secret_env=secret_env, fresh=True)
+        sandbox = DockerSandbox(self, container, labels, secret_env=secret_env, fresh=True)
+        sandbox.network_policy = spec.network
+        return sandbox
 
     async def _gpu_plan(self, spec: SandboxSpec, options: DockerOptions) -> _gpu.GpuPlan | None:
         if spec.gpu is None:
@@ -348,6 +367,8 @@ class DockerProvider(Provider):
         sandbox = DockerSandbox(self, container, labels)
         if sandbox.oom is not None:
             await sandbox.oom.prime()
+        if sandbox.egress is not None:
+            sandbox.network_policy = await sandbox.egress.policy()
         return sandbox
 
     async def from_name(self, app: str, name: str) -> DockerSandbox:
@@ -418,6 +439,8 @@ class DockerProvider(Provider):
                     provider=PROVIDER,
                 )
             )
+        live = {(row.get("Labels") or {}).get(_egress.TOKEN) for row in await self._containers({}, running=False)}
+        await self.call(_egress.reap, client, {t for t in live if t}, _gc.START_GRACE, dry_run)
         return stale
 
     # ------------------------------------------------------------ volumes
@@ -526,6 +549,7 @@ class DockerSandbox(SandboxHandle):
         self.secret_names = _labels.split(labels.get(_labels.SECRETS))
         self._env_keys = frozenset(_labels.split(labels.get(_labels.ENV_KEYS)))
         self._secret_env = None if secret_env is None else self._without_env_keys(secret_env)
+        self.egress = _egress.Egress.of(provider, labels)
         self.oom: OomCounter | None = None
         if _labels.MEMORY_MIB in labels:
             self.oom = OomCounter(self.id, self._run_inside)
@@ -628,6 +652,23 @@ class DockerSandbox(SandboxHandle):
         except SandboxError as exc:
             if exc.code != ErrorCode.SANDBOX_NOT_FOUND:
                 raise
+        if self.egress is not None:
+            await self.egress.remove()
+
+    # ------------------------------------------------------------ network policy
+    async def set_network(self, policy: NetworkPolicy) -> None:
+        if self.egress is None:
+            raise SandboxError(
+                ErrorCode.INVALID_ARGUMENT,
+                "this sandbox was created without network=; create it with a NetworkPolicy to change it at runtime",
+                provider=PROVIDER,
+                sandbox_id=self.id,
+            )
+        await self.egress.apply(_egress.default_ca(policy))
+        self.network_policy = policy
+
+    async def network_log(self) -> builtins.list[NetworkEvent]:
+        return [] if self.egress is None else await self.egress.events()
 
     # ------------------------------------------------------------ files
     async def write_file(self, path: str, data: bytes) -> None:

@@ -1,0 +1,174 @@
+"""Two offline "internet hosts" for network-policy tests: containers on an internal network the tests own.
+
+``allowed.test`` (also ``api.allowed.test``) and ``denied.test`` each serve HTTP on 80 and HTTPS on
+443 (a certificate of a CA made here), echo the request's headers as JSON, serve ``/bytes/N``, and
+echo UDP on 9999. Nothing leaves the machine: the network is ``internal``. A provider hands the
+network to its egress (Docker: ``provider_options={"egress_network": hosts.network}``) and
+``hosts.ca_pem`` as ``NetworkPolicy(upstream_ca=...)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+import tarfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+SERVER = r"""
+import http.server, json, socket, socketserver, ssl, sys, threading
+NAME = sys.argv[1]
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if self.path.startswith("/bytes/"):
+            n = int(self.path.split("/")[2])
+            self.send_response(200); self.send_header("Content-Length", str(n)); self.end_headers()
+            chunk = b"x" * 262144
+            while n > 0:
+                self.wfile.write(chunk[: min(n, len(chunk))]); n -= len(chunk)
+            return
+        body = json.dumps({"server": NAME, "path": self.path, "headers": dict(self.headers.items())}).encode()
+        self.send_response(200); self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a): pass
+class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+plain = S(("0.0.0.0", 80), H)
+tls = S(("0.0.0.0", 443), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain("/srv/cert.pem")
+tls.socket = ctx.wrap_socket(tls.socket, server_side=True)
+def udp():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", 9999))
+    while True:
+        d, a = s.recvfrom(2048); s.sendto(NAME.encode() + b":" + d, a)
+for srv in (plain.serve_forever, tls.serve_forever, udp):
+    threading.Thread(target=srv, daemon=True).start()
+print("ready", flush=True)
+threading.Event().wait()
+"""
+
+
+@dataclass(frozen=True)
+class NetworkHosts:
+    """Where the test hosts are: the network, names, addresses and the CA their certificates chain to."""
+
+    network: str
+    allowed: str
+    allowed_alias: str
+    denied: str
+    allowed_ip: str
+    denied_ip: str
+    ca_pem: str
+
+
+def _certs(names: list[str]) -> tuple[str, bytes]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sandboxkit test hosts CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    ca_pem = ca.public_bytes(serialization.Encoding.PEM).decode()
+    return ca_pem, key_pem + cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _tar(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@contextlib.contextmanager
+def network_hosts(
+    client: Any, labels: dict[str, str], image: str = "sandboxkit/base:bookworm"
+) -> Iterator[NetworkHosts]:
+    """Start the two hosts on a new internal network; remove them and it afterwards."""
+    name = f"sbk-testhosts-{uuid.uuid4().hex[:8]}"
+    ca_pem, chain = _certs(["allowed.test", "*.allowed.test", "denied.test"])
+    network = client.networks.create(name, driver="bridge", internal=True, labels=labels)
+    containers = []
+    try:
+        ips = {}
+        for host, aliases in (("allowed", ["allowed.test", "api.allowed.test"]), ("denied", ["denied.test"])):
+            c = client.containers.create(
+                image,
+                ["python3", "/srv/server.py", host],
+                labels=labels,
+                detach=True,
+                network=name,
+                name=f"{name}-{host}",
+            )
+            containers.append(c)
+            network.disconnect(c)
+            network.connect(c, aliases=aliases)
+            c.put_archive("/srv", _tar({"server.py": SERVER.encode(), "cert.pem": chain}))
+            c.start()
+        deadline = time.monotonic() + 60
+        for c in containers:
+            while b"ready" not in c.logs() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            c.reload()
+            ips[c.name.rsplit("-", 1)[1]] = c.attrs["NetworkSettings"]["Networks"][name]["IPAddress"]
+        yield NetworkHosts(
+            network=name,
+            allowed="allowed.test",
+            allowed_alias="api.allowed.test",
+            denied="denied.test",
+            allowed_ip=ips["allowed"],
+            denied_ip=ips["denied"],
+            ca_pem=ca_pem,
+        )
+    finally:
+        for c in containers:
+            with contextlib.suppress(Exception):
+                c.remove(force=True)
+        for _ in range(50):
+            try:
+                network.remove()
+                break
+            except Exception:
+                time.sleep(0.2)
+
+
+__all__ = ["NetworkHosts", "network_hosts"]
