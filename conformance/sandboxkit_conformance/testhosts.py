@@ -16,7 +16,7 @@ import tarfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 SERVER = r"""
@@ -54,6 +54,56 @@ threading.Event().wait()
 """
 
 
+#: runs inside the sandbox: python3 PROBE.py KIND TARGET... -> one JSON line
+PROBE = r"""
+import json, socket, ssl, sys, time, urllib.request
+kind, args = sys.argv[1], sys.argv[2:]
+t = time.monotonic()
+def done(**kw):
+    kw["seconds"] = round(time.monotonic() - t, 3); print(json.dumps(kw)); sys.exit(0)
+try:
+    if kind in ("proxy", "direct"):
+        handlers = [] if kind == "proxy" else [urllib.request.ProxyHandler({})]
+        ctx = ssl.create_default_context(cafile=args[1] if len(args) > 1 else None)
+        handlers.append(urllib.request.HTTPSHandler(context=ctx))
+        try:
+            with urllib.request.build_opener(*handlers).open(args[0], timeout=10) as r:
+                done(ok=True, status=r.status, body=json.loads(r.read()))
+        except urllib.error.HTTPError as e:
+            done(ok=False, status=e.code, error="http")
+    if kind == "dns":
+        done(ok=True, addr=socket.gethostbyname(args[0]))
+    if kind == "tcp":
+        s = socket.create_connection((args[0], int(args[1])), timeout=10)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: " + args[2].encode() + b"\r\nConnection: close\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk: break
+            data += chunk
+        done(ok=b'"server"' in data, body=data.decode(errors="replace")[-300:])
+    if kind == "udp":
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5)
+        s.connect((args[0], int(args[1]))); s.send(b"ping")
+        done(ok=True, reply=s.recv(100).decode())
+    if kind == "dnsq":  # a DNS query for args[1] sent to the server args[0] itself
+        import struct
+        name = b"".join(bytes([len(p)]) + p.encode() for p in args[1].split(".")) + b"\0"
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5)
+        s.sendto(struct.pack("!HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0) + name + struct.pack("!HH", 1, 1), (args[0], 53))
+        reply = s.recv(512)
+        rcode, answers = reply[3] & 15, struct.unpack("!H", reply[6:8])[0]
+        done(ok=rcode == 0 and answers > 0, rcode=rcode, addr=socket.inet_ntoa(reply[-4:]) if answers else None)
+    if kind == "tcp6":
+        socket.create_connection((args[0], int(args[1])), timeout=10)
+        done(ok=True)
+except SystemExit:
+    raise
+except BaseException as e:
+    done(ok=False, error=type(e).__name__ + ": " + str(e))
+"""
+
+
 @dataclass(frozen=True)
 class NetworkHosts:
     """Where the test hosts are: the network, names, addresses and the CA their certificates chain to."""
@@ -65,6 +115,8 @@ class NetworkHosts:
     allowed_ip: str
     denied_ip: str
     ca_pem: str
+    #: create options that put a sandbox's egress on ``network`` (set by the provider's fixture)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 def _certs(names: list[str]) -> tuple[str, bytes]:
@@ -171,4 +223,4 @@ def network_hosts(
                 time.sleep(0.2)
 
 
-__all__ = ["NetworkHosts", "network_hosts"]
+__all__ = ["PROBE", "NetworkHosts", "network_hosts"]

@@ -19,8 +19,10 @@ from sandboxkit_conformance.suite.test_files import *  # noqa: E402, F403
 from sandboxkit_conformance.suite.test_files import __all__ as _files  # noqa: E402
 from sandboxkit_conformance.suite.test_lifecycle import *  # noqa: E402, F403
 from sandboxkit_conformance.suite.test_lifecycle import __all__ as _lifecycle  # noqa: E402
+from sandboxkit_conformance.suite.test_network import *  # noqa: E402, F403
+from sandboxkit_conformance.suite.test_network import __all__ as _network  # noqa: E402
 from sandboxkit_conformance.suite.test_resources import *  # noqa: E402, F403
 from sandboxkit_conformance.suite.test_resources import __all__ as _resources  # noqa: E402
 
 #: In running order: the basics first, so a broken provider fails where it is easiest to read.
-__all__ = [*_lifecycle, *_execute, *_files, *_resources, *_capabilities, *_errors]
+__all__ = [*_lifecycle, *_execute, *_files, *_resources, *_network, *_capabilities, *_errors]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sandboxkit_conformance.testhosts import NetworkHosts, network_hosts
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +38,13 @@ def sandboxkit_gpus() -> list[str]:
 def sandboxkit_gpu_options() -> dict[str, Any]:
     """No GPU here: GPU sandboxes use the provider's simulate mode (a stand-in nvidia-smi)."""
     return {"provider_options": {"gpu_mode": "simulate"}}
+
+
+@pytest.fixture(scope="session")
+def sandboxkit_network_hosts(docker_engine: Any, session_label: str) -> Iterator[NetworkHosts]:
+    """allowed.test and denied.test on an internal network of this session, handed to the egress."""
+    key, _, value = session_label.partition("=")
+    with network_hosts(docker_engine, {key: value}) as hosts:
+        yield dataclasses.replace(
+            hosts, options={"provider_options": {"pull": "never", "egress_network": hosts.network}}
+        )
