@@ -22,6 +22,7 @@ writes a header value anywhere but to the upstream connection.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import ipaddress
 import json
@@ -460,10 +461,24 @@ def main() -> None:
         for target in (agent.serve_dns, agent.serve_tcp):
             threading.Thread(target=target, args=(listen,), daemon=True).start()
     print(f"egress up on {address}", flush=True)
-    while time.time() < expires:
+    sandbox = str(ipaddress.ip_network(subnet)[3])
+    seen, misses, next_look = False, 0, 0.0
+    while time.time() < expires and misses < 3:  # ends with the sandbox's lifetime, or soon after it is gone
         with contextlib.suppress(Exception):
             agent.reload()
+        if time.monotonic() >= next_look:
+            alive = sandbox_alive(sandbox)
+            seen, misses = seen or alive, 0 if alive else misses + seen
+            next_look = time.monotonic() + 2
         time.sleep(0.2)
+    print("egress done: the sandbox ended", flush=True)
+
+
+def sandbox_alive(address: str) -> bool:
+    """A live sandbox's kernel answers a connection attempt (refused or accepted); a gone one never does."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(2)
+        return s.connect_ex((address, 9)) in (0, errno.ECONNREFUSED)
 
 
 if __name__ == "__main__":

@@ -229,7 +229,7 @@ def test_close_removes_the_egress_and_its_network(docker_engine: docker.DockerCl
     assert not docker_engine.api.networks(filters={"label": f"sandboxkit.egress={token}"})
 
 
-def test_gc_reaps_an_egress_whose_sandbox_was_killed(
+def test_an_egress_ends_after_its_sandbox_and_gc_reaps_the_network(
     docker_engine: docker.DockerClient, hosts: NetworkHosts, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from sandboxkit_docker import _gc
@@ -237,6 +237,12 @@ def test_gc_reaps_an_egress_whose_sandbox_was_killed(
     sandbox = _create(hosts, NetworkPolicy(allow_domains=["allowed.test"]))
     token = docker_engine.containers.get(sandbox.id).labels["sandboxkit.egress"]
     docker_engine.api.remove_container(sandbox.id, force=True)
+    # the egress notices by itself that its sandbox is gone, and ends (auto-removed)
+    deadline = time.monotonic() + 60
+    while docker_engine.api.containers(all=True, filters={"label": f"sandboxkit.egress={token}"}):
+        assert time.monotonic() < deadline, "the egress outlived its sandbox by a minute"
+        time.sleep(0.5)
+    assert docker_engine.api.networks(filters={"label": f"sandboxkit.egress={token}"})  # gc's job
     monkeypatch.setattr(_gc, "START_GRACE", 0.0)
     from sandboxkit import providers  # noqa: F401  (the registry loads the plugin)
     from sandboxkit._async_sandbox import get_provider

@@ -411,6 +411,7 @@ def _refuse_unsupported(d: api_pb2.Sandbox) -> None:
             ("network file systems", len(d.nfs_mounts) > 0),
             ("cloud bucket mounts", len(d.cloud_bucket_mounts) > 0 or len(d.s3_mounts) > 0),
             ("open ports / tunnels", len(d.open_ports.ports) > 0),
+            ("outbound header policies", d.HasField("experimental_outbound_policy") or d.HasField("outbound_policy")),
             ("proxies", bool(d.proxy_id)),
             ("readiness probes", d.HasField("readiness_probe")),
             ("snapshots", d.enable_snapshot),
