@@ -14,13 +14,22 @@ from collections.abc import Sequence
 
 from sandboxkit._errors import SandboxError
 from sandboxkit._registry import registry
-from sandboxkit.cli import _conformance, _providers, _run, _sandboxes, _sandboxes_exec, _secrets, _volumes
+from sandboxkit.cli import (
+    _conformance,
+    _network,
+    _providers,
+    _run,
+    _sandboxes,
+    _sandboxes_exec,
+    _secrets,
+    _volumes,
+)
 
 EXIT_USAGE = 2
 EXIT_SANDBOX_ERROR = 3
 
 #: Built-in command groups, in help order.
-COMMAND_GROUPS = [_providers, _run, _sandboxes_exec, _sandboxes, _volumes, _secrets, _conformance]
+COMMAND_GROUPS = [_providers, _run, _sandboxes_exec, _sandboxes, _volumes, _secrets, _network, _conformance]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,8 @@ The "internet" is two containers on an internal network this module creates (``a
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -303,3 +305,27 @@ def test_injected_header_reaches_the_host_and_the_secret_never_enters_the_sandbo
         assert SECRET_VALUE not in json.dumps(docker_engine.api.inspect_container(egress.id))
         assert SECRET_VALUE.encode() not in egress.logs()
         assert SECRET_VALUE not in repr(sb.network)
+
+
+def test_the_cli_shows_denied_attempts(sb: Sandbox) -> None:
+    probe(sb, "dns", "cli-sees-me.denied.test")
+    out = subprocess.run(
+        [sys.executable, "-m", "sandboxkit.cli", "network", "log", sb.id, "--denied"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "cli-sees-me.denied.test" in out.stdout and "allowed " not in out.stdout
+    rows = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "sandboxkit.cli", "network", "log", sb.id, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+    )
+    assert {"verdict": "denied", "host": "cli-sees-me.denied.test"}.items() <= next(
+        r for r in rows if r["host"] == "cli-sees-me.denied.test"
+    ).items()
