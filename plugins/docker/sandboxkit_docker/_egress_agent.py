@@ -190,13 +190,14 @@ class Agent:
 
     def handle(self, conn: socket.socket) -> None:
         try:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             raw = conn.getsockopt(socket.SOL_IP, SO_ORIGINAL_DST, 16)
             port = struct.unpack("!H", raw[2:4])[0]
             ip = socket.inet_ntoa(raw[4:8])
             policy = self.policy
             if ip not in self.listen:
                 if policy.allows_ip(ip):
-                    upstream = socket.create_connection((ip, port), timeout=10)
+                    upstream = connect(ip, port)
                     self.log("allowed", None, ip, port, "cidr")
                     splice(conn, upstream)
                 else:
@@ -265,7 +266,7 @@ class Agent:
 
     def forward(self, conn: socket.socket, host: str, port: int, tls: bool, policy: Policy, head: bytes = b"") -> None:
         injection = policy.injection(host) if tls else None
-        upstream = socket.create_connection((host, port), timeout=10)
+        upstream = connect(host, port)
         self.log("allowed", host, None, port, "injected" if injection else "domain")
         if injection is None:
             if head:
@@ -283,6 +284,23 @@ class Agent:
         request = read_head(inner)
         out.sendall(inject(request, headers))
         splice(inner, out)
+
+
+_resolved: dict[str, tuple[float, str]] = {}
+#: seconds an upstream name's address is reused (the egress network's DNS answers it)
+RESOLVE_TTL = 10.0
+
+
+def connect(host: str, port: int) -> socket.socket:
+    """A TCP connection upstream (names resolved as the egress network resolves them, briefly cached)."""
+    now = time.monotonic()
+    cached = _resolved.get(host)
+    if cached is None or cached[0] < now:
+        address = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+        cached = _resolved[host] = (now + RESOLVE_TTL, address)
+    sock = socket.create_connection((cached[1], port), timeout=10)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
 
 
 def read_head(sock: socket.socket) -> bytes:
