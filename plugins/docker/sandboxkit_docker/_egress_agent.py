@@ -296,7 +296,7 @@ def connect(host: str, port: int) -> socket.socket:
     now = time.monotonic()
     cached = _resolved.get(host)
     if cached is None or cached[0] < now:
-        address = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+        address = str(socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)[0][4][0])
         cached = _resolved[host] = (now + RESOLVE_TTL, address)
     sock = socket.create_connection((cached[1], port), timeout=10)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
