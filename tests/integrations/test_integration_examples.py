@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
@@ -65,3 +67,13 @@ def test_inspect_eval_runs_to_completion_offline(docker_engine: object, tmp_path
     tool_outputs = [m.text for s in log.samples for m in s.messages if m.role == "tool"]
     assert tool_outputs == ["45\n", "4950\n"]
     assert Sandbox.list("docker", labels={"inspect": "1"}) == []  # every sample's sandbox was closed
+
+
+def test_allowlisted_agent_reaches_its_api_only_and_never_sees_its_key(
+    docker_engine: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    result = _load("allowlisted_agent").run()
+    assert result["api_status"] == 200 and result["api_got_key"]
+    assert "error" in result["leak"] and result["key_in_sandbox_env"] == []
+    assert any(host == "denied.test" for host, _, _ in result["denied"])
