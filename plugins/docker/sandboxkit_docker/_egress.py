@@ -164,11 +164,13 @@ class Egress:
     @classmethod
     async def prepare(cls, provider: DockerProvider, kwargs: dict[str, Any], network_option: str | None) -> Egress:
         """Start a new egress and point the sandbox's create ``kwargs`` at it (the user's env wins)."""
+        network = egress_network(network_option)
+        await provider.call(_check_network, provider.client(), network)
         egress = cls(provider, secrets.token_hex(6))
         labels = kwargs["labels"]
         labels[TOKEN] = egress.token
         try:
-            extra = await egress.create(labels, egress_network(network_option))
+            extra = await egress.create(labels, network)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await egress.remove()
@@ -177,7 +179,8 @@ class Egress:
         endpoint = docker.types.EndpointConfig(provider.client().api._version, ipv4_address=egress.sandbox_address)
         kwargs["networking_config"] = {egress.name: endpoint}
         kwargs["dns"] = [egress.address]
-        kwargs["sysctls"] = {**(kwargs.get("sysctls") or {}), **extra["sysctls"]}
+        if not (provider.local_engine() and not os.path.exists("/proc/sys/net/ipv6")):  # a kernel without IPv6
+            kwargs["sysctls"] = {**(kwargs.get("sysctls") or {}), **extra["sysctls"]}
         kwargs["environment"] = {**extra["environment"], **(kwargs.get("environment") or {})}
         return egress
 
@@ -379,6 +382,18 @@ class Egress:
                 provider=PROVIDER,
             )
         return b"".join(out)
+
+
+def _check_network(client: docker.DockerClient, name: str) -> None:
+    try:
+        client.api.inspect_network(name)
+    except docker.errors.NotFound:
+        raise SandboxError(
+            ErrorCode.INVALID_ARGUMENT,
+            f"egress network {name!r} does not exist; create it (`docker network create {name}`) or name another "
+            "in provider_options egress_network / $SANDBOXKIT_DOCKER_EGRESS_NETWORK",
+            provider=PROVIDER,
+        ) from None
 
 
 def _render(template: str, values: Mapping[str, str]) -> str:

@@ -208,6 +208,13 @@ def test_bad_policies_are_refused_before_anything_is_created(
             },
         )
     assert info.value.code == ErrorCode.INVALID_ARGUMENT and "allow_domains" in info.value.message
+    with pytest.raises(SandboxError) as info:
+        Sandbox.create(
+            image="sandboxkit/base:bookworm",
+            network=NetworkPolicy(allow_domains=["x.test"]),
+            provider_options={"egress_network": "sbk-no-such-network"},
+        )
+    assert info.value.code == ErrorCode.INVALID_ARGUMENT and "sbk-no-such-network" in info.value.message
     assert len(docker_engine.api.containers(all=True)) == before
 
 
