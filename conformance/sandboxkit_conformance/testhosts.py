@@ -217,6 +217,10 @@ def network_hosts(
                 c.remove(force=True)
         for _ in range(50):
             try:
+                network.reload()
+                for attached in network.containers:  # e.g. an egress whose sandbox is still closing
+                    with contextlib.suppress(Exception):
+                        network.disconnect(attached, force=True)
                 network.remove()
                 break
             except Exception:
