@@ -124,7 +124,11 @@ def ensure_image(client: docker.DockerClient) -> str:
         except docker.errors.ImageNotFound:
             pass
         with tempfile.TemporaryDirectory(prefix="sandboxkit-egress-") as tmp:
-            done = subprocess.run(["apt-get", "download", *DEBS], cwd=tmp, capture_output=True, text=True, timeout=300)
+            argv = ["apt-get", "download", *DEBS]
+            done = subprocess.run(argv, cwd=tmp, capture_output=True, text=True, timeout=300)
+            if done.returncode != 0:  # a fresh machine may have no package lists yet
+                subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=300)
+                done = subprocess.run(argv, cwd=tmp, capture_output=True, text=True, timeout=300)
             if done.returncode != 0:
                 raise SandboxError(
                     ErrorCode.SANDBOX_CREATION_FAILED,
