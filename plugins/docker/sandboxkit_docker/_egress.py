@@ -317,20 +317,20 @@ class Egress:
             "upstream_ca": policy.upstream_ca,
         }
         files["policy.json"] = json.dumps(config).encode()
-        await self._put(files)
-        deadline = time.monotonic() + APPLY_DEADLINE
-        while time.monotonic() < deadline:
-            try:
-                if (await self._read("loaded")).decode() == version:
-                    return
-            except SandboxError:
-                pass
-            await anyio.sleep(0.05)
-        raise SandboxError(
-            ErrorCode.PROVIDER_UNAVAILABLE,
-            f"the sandbox's egress did not apply the policy within {APPLY_DEADLINE:g} s; `docker logs {self.name}`",
-            provider=PROVIDER,
+        # one exec writes the files and returns once the agent reports this version in force
+        polls = int(APPLY_DEADLINE / 0.05)
+        wait = (
+            f'i=0; while [ "$(cat /run/sbk/loaded 2>/dev/null)" != {version} ]; do '
+            f"i=$((i + 1)); [ $i -le {polls} ] || exit 3; sleep 0.05; done"
         )
+        try:
+            await self._exec(self.name, ["sh", "-c", f"{UNPACK} && {wait}"], _pack(files))
+        except SandboxError:
+            raise SandboxError(
+                ErrorCode.PROVIDER_UNAVAILABLE,
+                f"the sandbox's egress did not apply the policy within {APPLY_DEADLINE:g} s; `docker logs {self.name}`",
+                provider=PROVIDER,
+            ) from None
 
     async def policy(self) -> NetworkPolicy | None:
         try:
@@ -363,8 +363,7 @@ class Egress:
         await self.provider.call(remove_all, client, self.token)
 
     async def _put(self, files: Mapping[str, bytes]) -> None:
-        archive = _archive.pack([(f"/{name}", data) for name, data in files.items()], mode=0o600)
-        await self._exec(self.name, ["tar", "-x", "-m", "-C", "/run/sbk", "-f", "-"], archive)
+        await self._exec(self.name, ["sh", "-c", UNPACK], _pack(files))
 
     async def _read(self, name: str) -> bytes:
         return await self._exec(self.name, ["cat", f"/run/sbk/{name}"], None)
@@ -398,6 +397,14 @@ def _check_network(client: docker.DockerClient, name: str) -> None:
             "in provider_options egress_network / $SANDBOXKIT_DOCKER_EGRESS_NETWORK",
             provider=PROVIDER,
         ) from None
+
+
+#: extracts a tar from stdin into the egress's tmpfs (``-m``: fresh mtimes, so the agent sees a change)
+UNPACK = "tar -x -m -C /run/sbk -f -"
+
+
+def _pack(files: Mapping[str, bytes]) -> bytes:
+    return _archive.pack([(f"/{name}", data) for name, data in files.items()], mode=0o600)
 
 
 def _render(template: str, values: Mapping[str, str]) -> str:

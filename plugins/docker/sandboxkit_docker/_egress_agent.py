@@ -93,6 +93,7 @@ class Agent:
         self.expires = expires
         self.policy = Policy({"version": ""})
         self.stamp: tuple[int, int, int] = (0, 0, 0)
+        self.cidrs: list[Any] | None = None  # what SBK_FWD allows now (None: not set up yet)
         self.lock = threading.Lock()
         self.events = 0
 
@@ -116,14 +117,23 @@ class Agent:
         os.replace(tmp, LOADED)
 
     def firewall_cidrs(self, policy: Policy) -> None:
-        """UDP (and ICMP) to allowed CIDRs is forwarded by the kernel; TCP always comes to us."""
-        iptables("-F", "SBK_FWD")
+        """UDP (and ICMP) to allowed CIDRs is forwarded by the kernel; TCP always comes to us.
+
+        One ``iptables-restore`` replaces the chain atomically; skipped when the CIDRs did not change.
+        """
+        if policy.cidrs == self.cidrs:
+            return
+        rules = ["*filter", ":SBK_FWD - [0:0]"]
         for net in policy.cidrs:
             if net.version == 4:
-                iptables("-A", "SBK_FWD", "-d", str(net), "-p", "udp", "-j", "ACCEPT")
-                iptables("-A", "SBK_FWD", "-d", str(net), "-p", "icmp", "-j", "ACCEPT")
-        iptables("-A", "SBK_FWD", "-p", "udp", "-j", "REJECT", "--reject-with", "icmp-port-unreachable")
-        iptables("-A", "SBK_FWD", "-j", "REJECT", "--reject-with", "icmp-admin-prohibited")
+                rules += [f"-A SBK_FWD -d {net} -p udp -j ACCEPT", f"-A SBK_FWD -d {net} -p icmp -j ACCEPT"]
+        rules += [
+            "-A SBK_FWD -p udp -j REJECT --reject-with icmp-port-unreachable",
+            "-A SBK_FWD -j REJECT --reject-with icmp-admin-prohibited",
+            "COMMIT",
+        ]
+        subprocess.run(["iptables-restore", "-w", "--noflush"], input="\n".join(rules) + "\n", text=True, check=True)
+        self.cidrs = list(policy.cidrs)
 
     def log(self, verdict: str, host: str | None, address: str | None, port: int | None, reason: str) -> None:
         line = json.dumps(
@@ -488,7 +498,7 @@ def main() -> None:
             alive = sandbox_alive(sandbox)
             seen, misses = seen or alive, 0 if alive else misses + seen
             next_look = time.monotonic() + 2
-        time.sleep(0.2)
+        time.sleep(0.1)
     print("egress done: the sandbox ended", flush=True)
 
 

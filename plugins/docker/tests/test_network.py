@@ -122,6 +122,9 @@ def test_cidr_allows_raw_tcp_and_udp(sb: Sandbox, hosts: NetworkHosts, policy: N
     assert denied_fast(probe(sb, "tcp", hosts.allowed_ip, "80", "allowed.test"))
     assert denied_fast(probe(sb, "udp", hosts.allowed_ip, "9999"))
     assert denied_fast(probe(sb, "dns", "allowed.test"))  # no names at all now
+    sb.set_network(NetworkPolicy(allow_domains=["allowed.test"]))  # the CIDR's UDP rule goes with it
+    assert denied_fast(probe(sb, "udp", hosts.denied_ip, "9999"))
+    assert denied_fast(probe(sb, "tcp", hosts.denied_ip, "80", "denied.test"))
 
 
 def test_a_runtime_update_holds_for_the_next_connection(sb: Sandbox, hosts: NetworkHosts, policy: None) -> None:
