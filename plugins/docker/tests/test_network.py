@@ -339,3 +339,20 @@ def test_the_cli_shows_denied_attempts(sb: Sandbox) -> None:
     assert {"verdict": "denied", "host": "cli-sees-me.denied.test"}.items() <= next(
         r for r in rows if r["host"] == "cli-sees-me.denied.test"
     ).items()
+
+
+def test_the_policy_outlives_the_client_that_created_it(hosts: NetworkHosts) -> None:
+    script = (
+        "import os, sys\n"
+        "from sandboxkit import NetworkPolicy, Sandbox\n"
+        "sb = Sandbox.create(image='sandboxkit/base:bookworm', network=NetworkPolicy(allow_domains=['allowed.test']),"
+        f" provider_options={{'pull': 'never', 'egress_network': {hosts.network!r}}}, timeout=300)\n"
+        "print(sb.id, flush=True)\n"
+        "os._exit(0)  # the client dies without closing anything\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True)
+    with Sandbox.from_id(out.stdout.strip().splitlines()[-1]) as orphan:
+        orphan.write_file("/tmp/probe.py", PROBE)
+        assert probe(orphan, "direct", "http://allowed.test/")["ok"]
+        assert denied_fast(probe(orphan, "direct", "http://denied.test/"))
+        assert orphan.network == NetworkPolicy(allow_domains=["allowed.test"])
