@@ -513,8 +513,14 @@ class AsyncSandbox:
     # ----------------------------------------------------------------- network
     @property
     def network(self) -> NetworkPolicy | None:
-        """The egress policy in force (``network=`` or the last ``set_network``); None without one."""
-        return self._live_handle(allow_closed=True).network_policy
+        """The egress policy in force (``network=`` or the last ``set_network``); None without one.
+
+        ``block_network=True`` reads as ``NetworkPolicy.deny_all()`` on the object that created it.
+        """
+        policy = self._live_handle(allow_closed=True).network_policy
+        if policy is None and self._spec is not None and self._spec.block_network:
+            return NetworkPolicy.deny_all()
+        return policy
 
     async def set_network(self, policy: NetworkPolicy) -> None:
         """Replace the egress policy; new connections follow it within 1 s (capability NETWORK_POLICY)."""

@@ -230,6 +230,11 @@ def test_set_network_needs_a_policy_sandbox_and_a_valid_policy(sb: Sandbox) -> N
         with pytest.raises(SandboxError) as info:
             plain.set_network(NetworkPolicy(allow_domains=["allowed.test"]))
         assert info.value.code == ErrorCode.INVALID_ARGUMENT
+    with Sandbox.create(image="sandboxkit/base:bookworm", block_network=True) as blocked:
+        assert blocked.network == NetworkPolicy.deny_all()
+        with pytest.raises(SandboxError) as info:
+            blocked.set_network(NetworkPolicy(allow_domains=["allowed.test"]))
+        assert info.value.code == ErrorCode.INVALID_ARGUMENT
 
 
 def test_close_removes_the_egress_and_its_network(docker_engine: docker.DockerClient, hosts: NetworkHosts) -> None:
