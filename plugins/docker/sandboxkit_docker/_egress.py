@@ -82,7 +82,7 @@ DEBS = (
     "libxtables12",
     "netbase",
 )
-APPLY_DEADLINE = 15.0
+APPLY_DEADLINE = 60.0
 _AGENT = Path(__file__).with_name("_egress_agent.py")
 _image_lock = threading.Lock()
 
@@ -377,7 +377,7 @@ class Egress:
         async def collect(stream: StreamName, data: bytes) -> None:
             (out if stream == "stdout" else err).append(data)
 
-        result = await engine.run(ExecRequest(argv=argv, stdin=stdin, user="0", timeout=30), collect)
+        result = await engine.run(ExecRequest(argv=argv, stdin=stdin, user="0", timeout=APPLY_DEADLINE + 10), collect)
         if result.exit_code != 0:
             raise SandboxError(
                 ErrorCode.PROVIDER_UNAVAILABLE,

@@ -129,14 +129,11 @@ def test_cidr_allows_raw_tcp_and_udp(sb: Sandbox, hosts: NetworkHosts, policy: N
 
 def test_a_runtime_update_holds_for_the_next_connection(sb: Sandbox, hosts: NetworkHosts, policy: None) -> None:
     assert probe(sb, "direct", "http://allowed.test/")["ok"]
-    started = time.monotonic()
-    sb.set_network(NetworkPolicy.deny_all())
-    applied = time.monotonic() - started
+    sb.set_network(NetworkPolicy.deny_all())  # returns once the egress has it in force
     assert denied_fast(probe(sb, "direct", "http://allowed.test/"))
     assert sb.network == NetworkPolicy.deny_all()
     sb.set_network(NetworkPolicy(allow_domains=["denied.test"]))
     assert probe(sb, "direct", "http://denied.test/")["ok"]
-    assert applied < 15  # the call returns once the egress applied it (the 1 s target is in benchmarks)
 
 
 def test_the_sandbox_cannot_change_its_route_or_firewall(sb: Sandbox) -> None:
