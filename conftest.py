@@ -54,6 +54,11 @@ def _reap() -> list[str]:
                 client.api.remove_image(tag, force=True)
             except Exception:
                 pass
+    for n in client.api.networks(filters={"label": SESSION_LABEL}):  # egress and test-host networks
+        try:
+            client.api.remove_network(n["Id"])
+        except Exception:
+            pass
     client.close()
     return leaked
 

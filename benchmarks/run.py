@@ -1,6 +1,6 @@
 """sandboxkit benchmarks: every figure against raw docker-py (the floor) and llm-sandbox (the peer).
 
-    python benchmarks/run.py [--quick] [--json PATH] [--only FIGURE,...]
+    python benchmarks/run.py [--quick] [--json PATH] [--only NAME_OR_PREFIX,...]
 
 One line per figure, ``NAME sandboxkit=<median> baseline=<median> ratio=<r>`` with docker-py as
 the baseline, and ``NAME.vs_llm-sandbox ...`` with llm-sandbox as the baseline where it can do
@@ -41,6 +41,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import clients
+import network
 
 BASELINE = "docker-py"
 #: A contender that fails this many samples of a figure is dropped from it.
@@ -282,6 +283,22 @@ def figures() -> list[Figure]:
             rounds=(15, 2),
             contenders=("sandboxkit", BASELINE),
         ),
+        *(
+            Figure(
+                f"net_{name}",
+                f"{what}, to an allowed pass-through domain through the egress (baseline: no network policy)",
+                run,
+                rounds=rounds,
+                target=("<=", 1.2),
+                contenders=(network.NAME, "sandboxkit"),
+                subject=network.NAME,
+                baseline="sandboxkit",
+            )
+            for name, what, run, rounds in (
+                ("https_request", "one HTTPS request on a new connection", lambda c, x: network.https(c), (15, 3)),
+                ("download_100mib", "download 100 MiB over HTTPS", lambda c, x: network.download(c), (15, 1)),
+            )
+        ),
         Figure(
             "pool_acquire",
             "acquire from a warm Pool (baseline: one raw docker-py exec)",
@@ -381,7 +398,7 @@ def sweep(run_id: str) -> None:
         _log(f"sweep failed: {exc}")
 
 
-def run(quick: bool, json_path: Path | None, seed: int | None, only: set[str] | None = None) -> int:
+def run(quick: bool, json_path: Path | None, seed: int | None, only: tuple[str, ...] | None = None) -> int:
     run_id = uuid.uuid4().hex[:10]
     rng = random.Random(seed)
     info = machine()
@@ -394,17 +411,18 @@ def run(quick: bool, json_path: Path | None, seed: int | None, only: set[str] | 
     precompile()
     skipped: dict[str, str] = {}
     contenders: dict[str, clients.Client] = {}
-    figs = [f for f in figures() if only is None or f.name in only]
+    figs = [f for f in figures() if only is None or any(f.name.startswith(p) for p in only)]
     started = time.perf_counter()
     try:
         needed = {name for fig in figs for name in fig.contenders}
         every = ("sandboxkit", "sandboxkit-nowarden", BASELINE, PEER, "sandboxkit-modal", "sandboxkit-execute")
-        for name in [n for n in (*every, "sandboxkit-unhardened", "sandboxkit-runsc") if n in needed]:
+        for name in [n for n in (*every, "sandboxkit-unhardened", "sandboxkit-runsc", network.NAME) if n in needed]:
             try:
-                contenders[name] = clients.make(name, run_id)
+                contenders[name] = network.make(run_id) if name == network.NAME else clients.make(name, run_id)
             except ImportError as exc:
                 hint = WHY_MISSING.get(name, "")
-                skipped[f"*.vs_{name}" if name == PEER else "modal_*"] = f"{name} is not installed ({exc}){hint}"
+                group = {PEER: f"*.vs_{name}", network.NAME: "net_*"}.get(name, "modal_*")
+                skipped[group] = f"{name} is not installed ({exc}){hint}"
                 _log(f"skipping {name}: {exc}")
             except RuntimeError as exc:  # the Modal emulator did not start, or the engine has no runsc
                 skipped["runsc_*" if name == "sandboxkit-runsc" else "modal_*"] = f"{name}: {exc}"
@@ -552,7 +570,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer rounds: under 2 minutes")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.add_argument("--seed", type=int, help="seed for the order inside each round")
-    parser.add_argument("--only", metavar="NAMES", help="comma-separated figures to run (default: all)")
+    parser.add_argument(
+        "--only",
+        metavar="NAMES",
+        help="comma-separated figure names or prefixes to run, e.g. net_,exec_true (default: all)",
+    )
     parser.add_argument("--markdown", type=Path, metavar="JSON", help="print the README table of a --json file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--run-id", help=argparse.SUPPRESS)
@@ -564,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(clients.live(args.child, args.run_id, args.sandboxes)))
         return 0
-    only = None if not args.only else set(args.only.split(","))
+    only = None if not args.only else tuple(args.only.split(","))
     return run(args.quick, args.json, args.seed, only)
 
 

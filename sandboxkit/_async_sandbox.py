@@ -20,6 +20,7 @@ from sandboxkit._errors import (
     SandboxError,
     redact,
 )
+from sandboxkit._network import NetworkPolicy, as_policy, check_secrets
 from sandboxkit._ports import check_port, probe_argv
 from sandboxkit._provider import OutputCallback, Provider, SandboxHandle
 from sandboxkit._registry import default_provider_name, registry
@@ -30,6 +31,7 @@ from sandboxkit._types import (
     ExecResult,
     FileDownloadResult,
     FileUploadResult,
+    NetworkEvent,
     OutputChunk,
     ProcessInfo,
     SandboxInfo,
@@ -224,6 +226,8 @@ class AsyncSandbox:
         provider = get_provider(self._provider_name, _plain_auth(spec))
         for capability, what in _spec_capabilities(spec):
             await require(provider, capability, what)
+        if spec.network is not None:
+            check_secrets(spec.network)
         provider_options = _provider_options(provider, spec.provider_options)
         handle = await guarded(
             provider.name, None, ErrorCode.SANDBOX_CREATION_FAILED, provider.create(spec, provider_options)
@@ -579,6 +583,35 @@ class AsyncSandbox:
             return self._run(request, collector, collector, check)
 
         return AsyncExecStream(start)
+
+    # ----------------------------------------------------------------- network
+    @property
+    def network(self) -> NetworkPolicy | None:
+        """The egress policy in force (``network=`` or the last ``set_network``); None without one.
+
+        ``block_network=True`` reads as ``NetworkPolicy.deny_all()`` on the object that created it.
+        """
+        policy = self._live_handle(allow_closed=True).network_policy
+        if policy is None and self._spec is not None and self._spec.block_network:
+            return NetworkPolicy.deny_all()
+        return policy
+
+    async def set_network(self, policy: NetworkPolicy) -> None:
+        """Replace the egress policy; new connections follow it within 1 s (capability NETWORK_POLICY)."""
+        handle = self._live_handle()
+        policy = as_policy(policy)
+        provider = self._provider or get_provider(self._provider_name)
+        if policy.inject:
+            require(provider, Capability.CREDENTIAL_INJECTION, "NetworkPolicy(inject=)")
+        require(provider, Capability.NETWORK_POLICY, "set_network")
+        check_secrets(policy)
+        await guarded(self._provider_name, handle.id, ErrorCode.PROVIDER_UNAVAILABLE, handle.set_network(policy))
+
+    async def network_log(self) -> builtins.list[NetworkEvent]:
+        """What the sandbox tried to reach, oldest first, allowed and denied (capability NETWORK_POLICY)."""
+        handle = self._live_handle()
+        require(self._provider or get_provider(self._provider_name), Capability.NETWORK_POLICY, "network_log")
+        return await guarded(self._provider_name, handle.id, ErrorCode.PROVIDER_UNAVAILABLE, handle.network_log())
 
     # ----------------------------------------------------------------- files
     async def write_file(self, path: str, content: str | bytes) -> None:

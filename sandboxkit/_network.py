@@ -6,7 +6,9 @@ import ipaddress
 import re
 from collections.abc import Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from sandboxkit._errors import ErrorCode, SandboxError
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _DOMAIN = re.compile(rf"^(?:\*\.)?(?:{_LABEL}\.)*{_LABEL}$")
@@ -88,6 +90,18 @@ class NetworkPolicy(BaseModel):
     def _inject(cls, v: Sequence[HeaderInjection]) -> tuple[HeaderInjection, ...]:
         return tuple(v)
 
+    @model_validator(mode="after")
+    def _injected_allowed(self) -> NetworkPolicy:
+        for rule in self.inject:
+            probe = "x" + rule.domain[1:] if rule.domain.startswith("*.") else rule.domain
+            if not self.allows_domain(probe):
+                raise ValueError(f"inject domain {rule.domain!r} must also be in allow_domains")
+        return self
+
+    def allows_domain(self, host: str) -> bool:
+        """True when ``host`` matches an entry of ``allow_domains``."""
+        return any(domain_matches(pattern, host) for pattern in self.allow_domains)
+
     @classmethod
     def deny_all(cls) -> NetworkPolicy:
         """Nothing out at all; the same as ``block_network=True``."""
@@ -104,3 +118,38 @@ def check_domain(domain: str) -> str:
     if not isinstance(domain, str) or len(domain) > 253 or not _DOMAIN.match(domain):
         raise ValueError(f"domain {domain!r} must be a DNS name such as 'pypi.org' or '*.pythonhosted.org'")
     return domain.lower()
+
+
+def domain_matches(pattern: str, host: str) -> bool:
+    """``pattern`` (``a.b`` or ``*.a.b``: one label or more below ``a.b``) matches ``host``."""
+    host = host.lower().rstrip(".")
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:]) and len(host) > len(pattern) - 1
+    return host == pattern
+
+
+def as_policy(value: object) -> NetworkPolicy:
+    """A NetworkPolicy from itself or a mapping of its fields; INVALID_ARGUMENT otherwise."""
+    if isinstance(value, NetworkPolicy):
+        return value
+    try:
+        return NetworkPolicy.model_validate(value)
+    except ValidationError as exc:
+        problems = "; ".join(str(e.get("msg", "")).removeprefix("Value error, ") for e in exc.errors())
+        raise SandboxError(ErrorCode.INVALID_ARGUMENT, f"invalid network policy: {problems}") from None
+
+
+def check_secrets(policy: NetworkPolicy) -> None:
+    """INVALID_ARGUMENT unless every injection's secret exists and holds every ``$KEY`` it names."""
+    from sandboxkit.secrets import get_secret  # the store imports the error types only
+
+    for rule in policy.inject:
+        keys = get_secret(rule.secret).keys()
+        missing = sorted(rule.template_keys() - keys)
+        if missing:
+            raise SandboxError(
+                ErrorCode.INVALID_ARGUMENT,
+                f"the headers injected for {rule.domain} name {', '.join('$' + k for k in missing)}, "
+                f"which secret {rule.secret!r} lacks; add the key(s) with `sandboxkit secret create "
+                f"{rule.secret} KEY=VALUE... --force`",
+            )

@@ -187,6 +187,9 @@ class SandboxHandle(abc.ABC):
 
     # -- network policy (capabilities NETWORK_POLICY, CREDENTIAL_INJECTION); optional -----------------
 
+    #: the policy in force as this handle knows it (``sb.network``); None when the sandbox has none
+    network_policy: NetworkPolicy | None = None
+
     async def set_network(self, policy: NetworkPolicy) -> None:
         """Replace the policy in force; new connections follow it within 1 s (NETWORK_POLICY)."""
         raise not_implemented("set_network")

@@ -14,6 +14,7 @@ import anyio
 from sandboxkit import _portal
 from sandboxkit._async_sandbox import DEFAULT_MAX_OUTPUT, SNAPSHOT_TTL, AsyncSandbox, Command
 from sandboxkit._capabilities import Capability
+from sandboxkit._network import NetworkPolicy
 from sandboxkit._process import Process
 from sandboxkit._provider import SandboxHandle
 from sandboxkit._stream import AsyncExecStream
@@ -21,6 +22,7 @@ from sandboxkit._types import (
     ExecResult,
     FileDownloadResult,
     FileUploadResult,
+    NetworkEvent,
     OutputChunk,
     ProcessInfo,
     SandboxInfo,
@@ -187,6 +189,20 @@ class Sandbox:
             command, timeout=timeout, cwd=cwd, env=env, stdin=stdin, user=user, check=check, max_output=max_output
         )
         return ExecStream(inner)
+
+    # network -------------------------------------------------------------
+    @property
+    def network(self) -> NetworkPolicy | None:
+        """The egress policy in force; None without one."""
+        return self._async.network
+
+    def set_network(self, policy: NetworkPolicy) -> None:
+        """Replace the egress policy; new connections follow it within 1 s."""
+        _portal.call(self._async.set_network, policy)
+
+    def network_log(self) -> builtins.list[NetworkEvent]:
+        """What the sandbox tried to reach, oldest first, allowed and denied."""
+        return _portal.call(self._async.network_log)
 
     # files ---------------------------------------------------------------
     def write_file(self, path: str, content: str | bytes) -> None:

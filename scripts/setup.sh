@@ -62,4 +62,6 @@ rm -f "$pip_log"
 log "offline images"
 .venv/bin/sandboxkit images bootstrap --kind busybox >/dev/null
 .venv/bin/sandboxkit images bootstrap >/dev/null
+# the egress image of network-policy sandboxes (base image + Debian's iptables and iproute2)
+.venv/bin/python -c "import docker; from sandboxkit_docker._egress import ensure_image; ensure_image(docker.from_env())"
 log "ready"

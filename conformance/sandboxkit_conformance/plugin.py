@@ -43,6 +43,7 @@ from sandboxkit_conformance._target import (
     SandboxPool,
     new_session_id,
 )
+from sandboxkit_conformance.testhosts import NetworkHosts
 
 SUITE_PACKAGE = "sandboxkit_conformance.suite"
 
@@ -267,6 +268,21 @@ def sandboxkit_make_secret(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> It
     make, cleanup = cli_secrets()
     yield make
     cleanup()
+
+
+@pytest.fixture(scope="session")
+def sandboxkit_network_hosts() -> NetworkHosts:
+    """The two test hosts the network-policy tests reach. Override when the provider declares NETWORK_POLICY.
+
+    Start them with :func:`sandboxkit_conformance.testhosts.network_hosts` (Docker containers on an
+    internal network) and return them with ``options`` set to the create options that put a
+    sandbox's egress on that network (Docker: ``{"provider_options": {"egress_network": ...}}``).
+    """
+    pytest.fail(
+        "the provider declares network_policy: override the `sandboxkit_network_hosts` fixture in your "
+        "conftest (see sandboxkit_conformance.testhosts)",
+        pytrace=False,
+    )
 
 
 # ---------------------------------------------------------------- suite fixtures

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from sandboxkit._errors import SandboxError
 from sandboxkit._registry import registry
 from sandboxkit.cli import (
+    _network,
     _processes,
     _providers,
     _run,
@@ -38,6 +39,7 @@ COMMAND_GROUPS = [
     _snapshots,
     _volumes,
     _secrets,
+    _network,
 ]
 
 

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
@@ -80,3 +82,13 @@ def test_dev_server_serves_a_page_and_starts_a_copy_from_its_snapshot(docker_eng
     assert lines[0].startswith("http://127.0.0.1:") and lines[0].endswith("'hello from the sandbox\\n'")
     assert any(line.startswith("copy http://127.0.0.1:") and "hello from the sandbox" in line for line in lines)
     assert "server exit code: 143" in lines
+
+
+def test_allowlisted_agent_reaches_its_api_only_and_never_sees_its_key(
+    docker_engine: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    result = _load("allowlisted_agent").run()
+    assert result["api_status"] == 200 and result["api_got_key"]
+    assert "error" in result["leak"] and result["key_in_sandbox_env"] == []
+    assert any(host == "denied.test" for host, _, _ in result["denied"])

@@ -21,6 +21,8 @@ from sandboxkit_conformance.suite.test_files import *  # noqa: E402, F403
 from sandboxkit_conformance.suite.test_files import __all__ as _files  # noqa: E402
 from sandboxkit_conformance.suite.test_lifecycle import *  # noqa: E402, F403
 from sandboxkit_conformance.suite.test_lifecycle import __all__ as _lifecycle  # noqa: E402
+from sandboxkit_conformance.suite.test_network import *  # noqa: E402, F403
+from sandboxkit_conformance.suite.test_network import __all__ as _network  # noqa: E402
 from sandboxkit_conformance.suite.test_ports import *  # noqa: E402, F403
 from sandboxkit_conformance.suite.test_ports import __all__ as _ports  # noqa: E402
 from sandboxkit_conformance.suite.test_processes import *  # noqa: E402, F403
@@ -40,6 +42,7 @@ __all__ = [
     *_ports,
     *_snapshots,
     *_processes,
+    *_network,
     *_capabilities,
     *_errors,
 ]

@@ -26,6 +26,8 @@ from sandboxkit.spi import (
     ExecExit,
     ExecRequest,
     InSandboxProcesses,
+    NetworkEvent,
+    NetworkPolicy,
     OutputCallback,
     Provider,
     SandboxError,
@@ -43,6 +45,7 @@ from sandboxkit.spi import (
 from sandboxkit_docker import (
     _archive,
     _dockerpy,
+    _egress,
     _gc,
     _gpu,
     _kernelfs,
@@ -125,6 +128,10 @@ class DockerOptions(BaseModel):
             raise ValueError(f"{', '.join(sorted(both))} is in both cap_add and cap_drop; name it in one")
         return self
 
+    #: the Docker network a ``network=`` sandbox's egress reaches out through; None reads
+    #: $SANDBOXKIT_DOCKER_EGRESS_NETWORK, else the default bridge
+    egress_network: str | None = None
+
 
 def container_name(app: str, name: str) -> str:
     """Docker container name for a named sandbox: readable, and unique per (app, name)."""
@@ -155,6 +162,8 @@ class DockerProvider(Provider):
             Capability.SNAPSHOTS,
             Capability.PROCESSES,  # an in-sandbox supervisor (needs python3 in the image)
             Capability.PTY,
+            Capability.NETWORK_POLICY,  # see _egress
+            Capability.CREDENTIAL_INJECTION,
         }
     )
     options_type: ClassVar[type[BaseModel]] = DockerOptions
@@ -311,37 +320,53 @@ class DockerProvider(Provider):
             kwargs["network_mode"] = "none"
         if spec.ports:  # loopback only, ephemeral host ports; `docker ps` shows them with the labels
             kwargs["ports"] = {f"{port}/tcp": ("127.0.0.1",) for port in spec.ports}
+        policy = None if spec.network is None else _egress.default_ca(spec.network)
+        egress = None if policy is None else await _egress.Egress.prepare(self, kwargs, options.egress_network)
         try:
-            container = await self._create_container(client, kwargs, spec)
-        except SandboxError as exc:
-            if options.disk_mib is None and "storage_opt" in kwargs and exc.code == ErrorCode.CAPABILITY_NOT_SUPPORTED:
-                self._quota_refused = True  # xfs without pquota: this engine gets no default disk cap
-                del kwargs["storage_opt"], env["SANDBOXKIT_DISK_MIB"]
-            # the image is looked at only when it is missing: one round trip less
-            elif not isinstance(exc.__cause__, docker.errors.ImageNotFound) or options.pull == "always":
+            try:
+                container = await self._create_container(client, kwargs, spec)
+            except SandboxError as exc:
+                if (
+                    options.disk_mib is None
+                    and "storage_opt" in kwargs
+                    and exc.code == ErrorCode.CAPABILITY_NOT_SUPPORTED
+                ):
+                    self._quota_refused = True  # xfs without pquota: this engine gets no default disk cap
+                    del kwargs["storage_opt"], env["SANDBOXKIT_DISK_MIB"]
+                # the image is looked at only when it is missing: one round trip less
+                elif not isinstance(exc.__cause__, docker.errors.ImageNotFound) or options.pull == "always":
+                    raise
+                else:
+                    if spec.snapshot is not None:
+                        raise SandboxError(
+                            ErrorCode.INVALID_ARGUMENT,
+                            f"there is no snapshot {spec.snapshot!r} (deleted, reaped by gc, or from another engine); "
+                            "`sandboxkit snapshot ls` lists them",
+                            provider=PROVIDER,
+                        ) from None
+                    await self._ensure_image(client, image, options.pull, explicit=explicit)  # a clear error, or a pull
+                container = await self._create_container(client, kwargs, spec)
+            try:
+                if gpu is not None and gpu.files():
+                    await self.call(
+                        client.api.put_archive, container.id, "/", _archive.pack(gpu.files(), mode=0o755), creating=True
+                    )
+                await self.call(_warden.ensure, client.api, creating=True)  # enforces the lifetime from outside
+                await self.call(container.start, sandbox_id=container.id, creating=True)
+                if egress is not None and policy is not None:
+                    await egress.attach(container.id, policy)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await self._remove(client, container.id)
                 raise
-            else:
-                if spec.snapshot is not None:
-                    raise SandboxError(
-                        ErrorCode.INVALID_ARGUMENT,
-                        f"there is no snapshot {spec.snapshot!r} (deleted, reaped by gc, or from another engine); "
-                        "`sandboxkit snapshot ls` lists them",
-                        provider=PROVIDER,
-                    ) from None
-                await self._ensure_image(client, image, options.pull, explicit=explicit)  # a clear error, or a pull
-            container = await self._create_container(client, kwargs, spec)
-        try:
-            if gpu is not None and gpu.files():
-                await self.call(
-                    client.api.put_archive, container.id, "/", _archive.pack(gpu.files(), mode=0o755), creating=True
-                )
-            await self.call(_warden.ensure, client.api, creating=True)  # enforces the lifetime from outside
-            await self.call(container.start, sandbox_id=container.id, creating=True)
         except BaseException:
-            with anyio.CancelScope(shield=True):
-                await self._remove(client, container.id)
+            if egress is not None:
+                with anyio.CancelScope(shield=True):
+                    await egress.remove()
             raise
-        return DockerSandbox(self, container, labels, secret_env=secret_env, fresh=True)
+        sandbox = DockerSandbox(self, container, labels, secret_env=secret_env, fresh=True)
+        sandbox.network_policy = spec.network
+        return sandbox
 
     def _disk_mib(self, asked: int | None, info: Mapping[str, Any]) -> int | None:
         """The disk cap to set: ``asked``, else the default where the engine enforces quotas."""
@@ -463,6 +488,8 @@ class DockerProvider(Provider):
         if sandbox.oom is not None:
             await sandbox.oom.prime()
         await sandbox.pids.prime()
+        if sandbox.egress is not None:
+            sandbox.network_policy = await sandbox.egress.policy()
         return sandbox
 
     async def from_name(self, app: str, name: str) -> DockerSandbox:
@@ -533,6 +560,8 @@ class DockerProvider(Provider):
                     provider=PROVIDER,
                 )
             )
+        live = {(row.get("Labels") or {}).get(_egress.TOKEN) for row in await self._containers({}, running=False)}
+        await self.call(_egress.reap, client, {t for t in live if t}, _gc.START_GRACE, dry_run)
         return stale + await self._reap_snapshots(labels, dry_run)
 
     # ------------------------------------------------------------ snapshots
@@ -717,6 +746,7 @@ class DockerSandbox(SupervisedProcesses, SandboxHandle):
         self._secret_env = None if secret_env is None else self._without_env_keys(secret_env)
         idle = labels.get(_labels.IDLE_TIMEOUT)
         self._idle_timeout = None if idle is None else float(idle)
+        self.egress = _egress.Egress.of(provider, labels)
         self.oom: OomCounter | None = None
         self._tunnels: dict[int, Tunnel] | None = None
         if _labels.MEMORY_MIB in labels:
@@ -856,6 +886,23 @@ class DockerSandbox(SupervisedProcesses, SandboxHandle):
         except SandboxError as exc:
             if exc.code != ErrorCode.SANDBOX_NOT_FOUND:
                 raise
+        if self.egress is not None:
+            await self.egress.remove()
+
+    # ------------------------------------------------------------ network policy
+    async def set_network(self, policy: NetworkPolicy) -> None:
+        if self.egress is None:
+            raise SandboxError(
+                ErrorCode.INVALID_ARGUMENT,
+                "this sandbox was created without network=; create it with a NetworkPolicy to change it at runtime",
+                provider=PROVIDER,
+                sandbox_id=self.id,
+            )
+        await self.egress.apply(_egress.default_ca(policy))
+        self.network_policy = policy
+
+    async def network_log(self) -> builtins.list[NetworkEvent]:
+        return [] if self.egress is None else await self.egress.events()
 
     # ------------------------------------------------------------ ports and snapshots
     async def tunnels(self) -> dict[int, Tunnel]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sandboxkit_conformance.testhosts import NetworkHosts, network_hosts
 
 # No GPU here: the provider reports GPU, and the GPU tests run, in simulate mode (a stand-in
 # nvidia-smi). Set before any test asks the provider instance what it can honour.
@@ -40,3 +43,13 @@ def sandboxkit_gpus() -> list[str]:
 def sandboxkit_gpu_options() -> dict[str, Any]:
     """Simulated even on a host with GPUs: the suite checks the request reaches nvidia-smi."""
     return {"provider_options": {"gpu_mode": "simulate"}}
+
+
+@pytest.fixture(scope="session")
+def sandboxkit_network_hosts(docker_engine: Any, session_label: str) -> Iterator[NetworkHosts]:
+    """allowed.test and denied.test on an internal network of this session, handed to the egress."""
+    key, _, value = session_label.partition("=")
+    with network_hosts(docker_engine, {key: value}) as hosts:
+        yield dataclasses.replace(
+            hosts, options={"provider_options": {"pull": "never", "egress_network": hosts.network}}
+        )

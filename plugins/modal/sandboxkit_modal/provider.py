@@ -24,6 +24,7 @@ from sandboxkit.spi import (
     ExecExit,
     ExecRequest,
     InSandboxProcesses,
+    NetworkPolicy,
     OutputCallback,
     Provider,
     SandboxError,
@@ -37,7 +38,7 @@ from sandboxkit.spi import (
     Tunnel,
     VolumeInfo,
 )
-from sandboxkit_modal import _tags
+from sandboxkit_modal import _network, _tags
 from sandboxkit_modal._client import ClientCache, check_auth
 from sandboxkit_modal._errors import PROVIDER, Op, map_error, translate
 from sandboxkit_modal._kill import MARKER, kill_script
@@ -116,6 +117,7 @@ class ModalProvider(Provider):
             Capability.SNAPSHOTS,
             Capability.PROCESSES,  # an in-sandbox supervisor over Sandbox.exec (needs python3 in the image)
             Capability.PTY,
+            Capability.NETWORK_POLICY,  # outbound allowlists; no network_log, no injection with them (_network)
         }
     )
     options_type: ClassVar[type[BaseModel]] = ModalOptions
@@ -151,6 +153,15 @@ class ModalProvider(Provider):
                 "give cpu/memory either as cpu=/memory_mib= or as provider_options cpu/memory tuples, not both",
                 provider=PROVIDER,
             )
+        cidrs, domains = options.outbound_cidr_allowlist, options.outbound_domain_allowlist
+        if spec.network is not None:
+            if cidrs is not None or domains is not None:
+                raise SandboxError(
+                    ErrorCode.INVALID_ARGUMENT,
+                    "give network= or provider_options outbound_*_allowlist, not both",
+                    provider=PROVIDER,
+                )
+            cidrs, domains = _network.allowlists(spec.network)
         client = await self.client()
         with translate(op=Op.CREATE):
             app = await modal.App.lookup.aio(spec.app, create_if_missing=True, client=client)
@@ -176,8 +187,8 @@ class ModalProvider(Provider):
             ),
             "region": options.region,
             "cloud": options.cloud,
-            "outbound_cidr_allowlist": options.outbound_cidr_allowlist,
-            "outbound_domain_allowlist": options.outbound_domain_allowlist,
+            "outbound_cidr_allowlist": cidrs,
+            "outbound_domain_allowlist": domains,
             # ports= become TLS tunnels: an https URL any HTTP client opens
             "encrypted_ports": sorted({*options.encrypted_ports, *spec.ports}),
             "unencrypted_ports": options.unencrypted_ports,
@@ -186,9 +197,11 @@ class ModalProvider(Provider):
         }
         with translate(op=Op.CREATE):
             sandbox = await modal.Sandbox.create.aio(**kwargs)
-        return ModalSandbox(
+        handle = ModalSandbox(
             self, sandbox, client, app=spec.app, name=spec.name, memory_limited=kwargs["memory"] is not None
         )
+        handle.network_policy = spec.network
+        return handle
 
     async def _volumes(self, volumes: Mapping[str, str], client: modal.Client) -> dict[str | Any, Any]:
         found: dict[str | Any, Any] = {}
@@ -367,6 +380,14 @@ class ModalSandbox(SupervisedProcesses, SandboxHandle):
     @property
     def native_instance(self) -> modal.Sandbox:
         return self.sandbox
+
+    async def set_network(self, policy: NetworkPolicy) -> None:
+        cidrs, domains = _network.allowlists(policy)
+        with translate(sandbox_id=self.id):
+            await self.sandbox._experimental_set_outbound_network_policy.aio(
+                outbound_cidr_allowlist=cidrs, outbound_domain_allowlist=domains
+            )
+        self.network_policy = policy
 
     @property
     def native_client(self) -> modal.Client:

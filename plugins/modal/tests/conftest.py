@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from sandboxkit_conformance import MakeSecret
+from sandboxkit_conformance.testhosts import NetworkHosts, network_hosts
 from sandboxkit_modal.emulator import EmulatorProcess
 
 from sandboxkit.secrets import create_secret, delete_secret
@@ -28,8 +29,19 @@ MODAL_VARS = ("MODAL_SERVER_URL", "MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET")
 
 
 @pytest.fixture(scope="session")
+def network_test_hosts(docker_engine: Any, session_label: str) -> Iterator[NetworkHosts]:
+    """allowed.test and denied.test, offline; the emulator's egresses reach them (started before it)."""
+    key, _, value = session_label.partition("=")
+    with network_hosts(docker_engine, {key: value}) as hosts:
+        yield hosts
+
+
+@pytest.fixture(scope="session")
 def modal_emulator(
-    docker_engine: object, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+    docker_engine: object,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+    network_test_hosts: NetworkHosts,
 ) -> dict[str, str]:
     """A running emulator: its MODAL_SERVER_URL and token pair.
 
@@ -39,7 +51,15 @@ def modal_emulator(
     root = tmp_path_factory.mktemp("modal-emulator")
     log = root / "emulator.log"
     try:
-        emulator = EmulatorProcess(log=log, env={"XDG_CONFIG_HOME": str(root / "config")})
+        ca = root / "egress-upstream-ca.pem"
+        ca.write_text(network_test_hosts.ca_pem)
+        env = {
+            "XDG_CONFIG_HOME": str(root / "config"),
+            # policy sandboxes' egresses reach the test hosts, and trust their CA
+            "SANDBOXKIT_DOCKER_EGRESS_NETWORK": network_test_hosts.network,
+            "SANDBOXKIT_DOCKER_EGRESS_CA": str(ca),
+        }
+        emulator = EmulatorProcess(log=log, env=env)
     except RuntimeError as exc:
         pytest.fail(str(exc), pytrace=False)
 
@@ -109,3 +129,15 @@ def sandboxkit_gpus() -> list[str]:
 def sandboxkit_make_secret(emulator_secret: MakeSecret) -> MakeSecret:
     """Named secrets go where the emulator reads them: the local store under its $XDG_CONFIG_HOME."""
     return emulator_secret
+
+
+@pytest.fixture(scope="session")
+def sandboxkit_network_hosts(network_test_hosts: NetworkHosts) -> NetworkHosts:
+    """The emulator's egresses already reach the test hosts (SANDBOXKIT_DOCKER_EGRESS_NETWORK)."""
+    return network_test_hosts
+
+
+@pytest.fixture(scope="session")
+def sandboxkit_expected_failures() -> dict[str, str]:
+    """What Modal cannot do: it has no API that lists a sandbox's denied connections."""
+    return {"TestNetworkPolicy::test_denied_attempts_are_in_the_network_log": "Modal has no network log API"}

@@ -7,15 +7,16 @@ from typing import Any, TypeVar
 
 from grpclib import GRPCError, Status
 from grpclib.server import Stream
-from modal_proto import task_command_router_grpc
+from modal_proto import api_pb2, task_command_router_grpc
 from modal_proto import task_command_router_pb2 as tcr
+from pydantic import ValidationError
 
-from sandboxkit import SandboxError
+from sandboxkit import NetworkPolicy, SandboxError
 from sandboxkit_modal.emulator._auth import Credentials
 from sandboxkit_modal.emulator._fstools import FS_TOOLS, FsTool
 from sandboxkit_modal.emulator._process import Command, Process, PtyCommand
 from sandboxkit_modal.emulator._servicer import answer_unimplemented
-from sandboxkit_modal.emulator._state import Backend, EmuSandbox
+from sandboxkit_modal.emulator._state import Backend, EmuSandbox, grpc_error, network_policy
 
 R = TypeVar("R")
 #: How long a wait on a timed-out exec is held: past the client's own deadline, so it reports -1 as Modal does.
@@ -39,6 +40,28 @@ class TaskCommandRouter(task_command_router_grpc.TaskCommandRouterBase):
     def _process(self, task_id: str, exec_id: str) -> tuple[EmuSandbox, Process]:
         sandbox = self.backend.task(task_id)
         return sandbox, sandbox.process(exec_id)
+
+    # ------------------------------------------------------------ network
+    async def TaskSetNetworkAccess(
+        self, stream: Stream[tcr.TaskSetNetworkAccessRequest, tcr.TaskSetNetworkAccessResponse]
+    ) -> None:
+        request = await self._recv(stream)
+        box = self.backend.task(request.task_id).require_box()
+        access = request.network_access
+        if access.network_access_type != api_pb2.NetworkAccess.ALLOWLIST or box.network is None:
+            raise GRPCError(
+                Status.UNIMPLEMENTED,
+                "the Modal emulator changes outbound allowlists only, on sandboxes created with one",
+            )
+        try:
+            policy = NetworkPolicy.model_validate(network_policy(access))
+        except ValidationError as exc:
+            raise GRPCError(Status.INVALID_ARGUMENT, f"invalid outbound allowlist: {exc.errors()[0]['msg']}") from None
+        try:
+            await box.set_network(policy)
+        except SandboxError as exc:
+            raise grpc_error(exc) from None
+        await stream.send_message(tcr.TaskSetNetworkAccessResponse())
 
     # ------------------------------------------------------------ exec
     async def TaskExecStart(self, stream: Stream[tcr.TaskExecStartRequest, tcr.TaskExecStartResponse]) -> None:

@@ -407,6 +407,9 @@ class Backend:
             options["volumes"] = {m.mount_path: self.stores.volume_name(m.volume_id) for m in d.volume_mounts}
         if secrets:
             options["secrets"] = secrets
+        if d.network_access.network_access_type == api_pb2.NetworkAccess.ALLOWLIST:
+            # the Docker provider's egress enforces it; SANDBOXKIT_DOCKER_EGRESS_NETWORK / _CA apply
+            options["network"] = network_policy(d.network_access)
         return await AsyncSandbox.create(provider="docker", **options)
 
     async def shutdown(self) -> None:
@@ -414,6 +417,13 @@ class Backend:
         for sandbox in list(self.sandboxes.values()):
             sandbox.finish(GS.GENERIC_STATUS_TERMINATED, "the Modal emulator shut down")
         await asyncio.gather(*(s.drain() for s in self.sandboxes.values()), return_exceptions=True)
+
+
+def network_policy(access: api_pb2.NetworkAccess) -> dict[str, list[str]]:
+    """A Modal outbound allowlist as the fields of a sandboxkit NetworkPolicy (validated by the facade)."""
+    if "*" in access.allowed_domains:
+        raise GRPCError(Status.UNIMPLEMENTED, "the Modal emulator does not support the '*' domain allowlist entry")
+    return {"allow_domains": list(access.allowed_domains), "allow_cidrs": list(access.allowed_cidrs)}
 
 
 def _gpu(config: api_pb2.GPUConfig) -> str | None:
@@ -436,7 +446,7 @@ def _refuse_unsupported(d: api_pb2.Sandbox) -> None:
         for name, present in (
             ("network file systems", len(d.nfs_mounts) > 0),
             ("cloud bucket mounts", len(d.cloud_bucket_mounts) > 0 or len(d.s3_mounts) > 0),
-            ("outbound allowlists", d.network_access.network_access_type == api_pb2.NetworkAccess.ALLOWLIST),
+            ("outbound header policies", d.HasField("experimental_outbound_policy") or d.HasField("outbound_policy")),
             ("proxies", bool(d.proxy_id)),
             ("readiness probes", d.HasField("readiness_probe")),
             ("snapshots", d.enable_snapshot),

@@ -1,0 +1,513 @@
+"""The egress of one policy sandbox: the only way out of its internal network (stdlib only).
+
+Runs as PID 1's child in the egress container (NET_ADMIN, never shared with the sandbox). The
+sandbox's default route is a VXLAN link to here (Docker drops off-subnet packets on an internal
+bridge, so they travel encapsulated); iptables sends every TCP connection arriving from the sandbox
+to one listener here and every DNS query to the DNS server here; everything else is rejected,
+except UDP and ICMP to allowed CIDRs, which the kernel forwards.
+
+- DNS: an allowed name resolves to this egress's internal address; any other name is NXDOMAIN.
+- TCP to this address (the sandbox resolved an allowed name): the name is read from TLS SNI or
+  the HTTP Host header and the connection is spliced to it (or refused: reset for TLS, 403 for HTTP).
+  Port 3128 is also an HTTP proxy (CONNECT and absolute URLs) for clients that use HTTP(S)_PROXY.
+- TCP to another address: spliced when the address is in an allowed CIDR, else reset.
+- Names with header injection: TLS is terminated with a certificate of the sandbox's own CA, the
+  headers are set, and the request goes on over TLS to the real host (one request per connection).
+
+The client writes the policy to ``policy.json`` (mode 0600, through an exec, never the container
+config); it is re-read within 0.2 s of a change. Events go to ``events.jsonl``; nothing here ever
+writes a header value anywhere but to the upstream connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import ipaddress
+import json
+import os
+import select
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+STATE = "/run/sbk"
+POLICY = f"{STATE}/policy.json"
+LOADED = f"{STATE}/loaded"
+EVENTS = f"{STATE}/events.jsonl"
+LISTEN_PORT = 15001
+PROXY_PORT = 3128
+DNS_TTL = 1
+VXLAN_PORT = 4789
+#: the point-to-point link inside the tunnel: egress .1, sandbox .2
+LINK_EGRESS, LINK_SANDBOX = "169.254.77.1", "169.254.77.2"
+SO_ORIGINAL_DST = 80
+MAX_HEAD = 65536
+MAX_EVENTS = 5000
+
+
+class Policy:
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.version = str(raw.get("version", ""))
+        self.domains = [d.lower() for d in raw.get("domains", [])]
+        self.cidrs = [ipaddress.ip_network(c) for c in raw.get("cidrs", [])]
+        self.ports = set(raw.get("ports", [80, 443]))
+        self.inject: dict[str, dict[str, str]] = {r["domain"]: r["headers"] for r in raw.get("inject", [])}
+        self.upstream_ca: str | None = raw.get("upstream_ca")
+
+    def allows_name(self, host: str) -> bool:
+        return any(_matches(p, host) for p in self.domains)
+
+    def allows_ip(self, ip: str) -> bool:
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(addr in net for net in self.cidrs)
+
+    def injection(self, host: str) -> tuple[str, dict[str, str]] | None:
+        for pattern, headers in self.inject.items():
+            if _matches(pattern, host):
+                return pattern, headers
+        return None
+
+
+def _matches(pattern: str, host: str) -> bool:
+    host = host.lower().rstrip(".")
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:]) and len(host) > len(pattern) - 1
+    return host == pattern
+
+
+class Agent:
+    def __init__(self, address: str, subnet: str, expires: float) -> None:
+        self.address = address
+        self.listen = (address, LINK_EGRESS)
+        self.subnet = subnet
+        self.expires = expires
+        self.policy = Policy({"version": ""})
+        self.stamp: tuple[int, int, int] = (0, 0, 0)
+        self.cidrs: list[Any] | None = None  # what SBK_FWD allows now (None: not set up yet)
+        self.lock = threading.Lock()
+        self.events = 0
+
+    # ------------------------------------------------------------ policy
+    def reload(self) -> None:
+        try:
+            st = os.stat(POLICY)
+        except FileNotFoundError:
+            return
+        stamp = (st.st_mtime_ns, st.st_ino, st.st_size)
+        if stamp == self.stamp:
+            return
+        with open(POLICY) as f:
+            policy = Policy(json.load(f))
+        self.stamp = stamp
+        self.policy = policy
+        self.firewall_cidrs(policy)
+        tmp = LOADED + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(policy.version)
+        os.replace(tmp, LOADED)
+
+    def firewall_cidrs(self, policy: Policy) -> None:
+        """UDP (and ICMP) to allowed CIDRs is forwarded by the kernel; TCP always comes to us.
+
+        One ``iptables-restore`` replaces the chain atomically; skipped when the CIDRs did not change.
+        """
+        if policy.cidrs == self.cidrs:
+            return
+        rules = ["*filter", ":SBK_FWD - [0:0]"]
+        for net in policy.cidrs:
+            if net.version == 4:
+                rules += [f"-A SBK_FWD -d {net} -p udp -j ACCEPT", f"-A SBK_FWD -d {net} -p icmp -j ACCEPT"]
+        rules += [
+            "-A SBK_FWD -p udp -j REJECT --reject-with icmp-port-unreachable",
+            "-A SBK_FWD -j REJECT --reject-with icmp-admin-prohibited",
+            "COMMIT",
+        ]
+        subprocess.run(["iptables-restore", "-w", "--noflush"], input="\n".join(rules) + "\n", text=True, check=True)
+        self.cidrs = list(policy.cidrs)
+
+    def log(self, verdict: str, host: str | None, address: str | None, port: int | None, reason: str) -> None:
+        line = json.dumps(
+            {"at": time.time(), "host": host, "address": address, "port": port, "verdict": verdict, "reason": reason}
+        )
+        with self.lock:
+            self.events += 1
+            with open(EVENTS, "a") as f:
+                f.write(line + "\n")
+            if self.events % 500 == 0:
+                with open(EVENTS) as f:
+                    lines = f.readlines()
+                if len(lines) > MAX_EVENTS:
+                    with open(EVENTS, "w") as f:
+                        f.writelines(lines[-MAX_EVENTS:])
+        if verdict == "denied":
+            print(f"denied {host or address}:{port} ({reason})", flush=True)
+
+    # ------------------------------------------------------------ DNS
+    def serve_dns(self, listen: str) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((listen, 53))
+        while True:
+            data, peer = sock.recvfrom(4096)
+            with contextlib.suppress(Exception):
+                reply = self.answer(data)
+                if reply:
+                    sock.sendto(reply, peer)
+
+    def answer(self, query: bytes) -> bytes | None:
+        if len(query) < 17:
+            return None
+        qid, flags, qdcount = struct.unpack("!HHH", query[:6])
+        if flags & 0x8000 or qdcount != 1:
+            return None
+        labels, pos = [], 12
+        while query[pos]:
+            n = query[pos]
+            labels.append(query[pos + 1 : pos + 1 + n].decode("ascii", "replace"))
+            pos += 1 + n
+        qtype, _qclass = struct.unpack("!HH", query[pos + 1 : pos + 5])
+        question = query[12 : pos + 5]
+        name = ".".join(labels).lower()
+        rd = flags & 0x0100
+        if not self.policy.allows_name(name):
+            self.log("denied", name, None, None, "dns: name not allowed")
+            return struct.pack("!HHHHHH", qid, 0x8003 | rd | 0x0400, 1, 0, 0, 0) + question
+        answers = b""
+        count = 0
+        if qtype == 1:  # A: this egress
+            answers = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, DNS_TTL, 4) + socket.inet_aton(self.address)
+            count = 1
+        return struct.pack("!HHHHHH", qid, 0x8000 | rd | 0x0400, 1, count, 0, 0) + question + answers
+
+    # ------------------------------------------------------------ TCP
+    def serve_tcp(self, listen: str) -> None:
+        server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind((listen, LISTEN_PORT))
+        server.listen(512)
+        while True:
+            conn, _ = server.accept()
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+
+    def handle(self, conn: socket.socket) -> None:
+        try:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            raw = conn.getsockopt(socket.SOL_IP, SO_ORIGINAL_DST, 16)
+            port = struct.unpack("!H", raw[2:4])[0]
+            ip = socket.inet_ntoa(raw[4:8])
+            policy = self.policy
+            if ip not in self.listen:
+                if policy.allows_ip(ip):
+                    upstream = connect(ip, port)
+                    self.log("allowed", None, ip, port, "cidr")
+                    splice(conn, upstream)
+                else:
+                    self.log("denied", None, ip, port, "address not in allow_cidrs")
+                    reset(conn)
+                return
+            if port == PROXY_PORT:
+                self.proxy(conn, policy)
+            else:
+                self.transparent(conn, port, policy)
+        except Exception as exc:  # one connection's failure never stops the egress
+            print(f"connection error: {type(exc).__name__}", flush=True)
+            reset(conn)
+
+    def transparent(self, conn: socket.socket, port: int, policy: Policy) -> None:
+        conn.settimeout(10)
+        first = conn.recv(MAX_HEAD, socket.MSG_PEEK)
+        tls = first[:1] == b"\x16"
+        if tls:
+            for _ in range(20):  # a ClientHello split over packets
+                host = sni(first)
+                if host is not None or len(first) >= MAX_HEAD:
+                    break
+                time.sleep(0.01)
+                first = conn.recv(MAX_HEAD, socket.MSG_PEEK)
+        else:
+            host = http_host(first)
+        if not host or not policy.allows_name(host) or port not in policy.ports:
+            why = "no name in the request" if not host else "name not allowed" if port in policy.ports else "port"
+            self.log("denied", host, None, port, why)
+            if tls or not first:
+                reset(conn)
+            else:
+                forbidden(conn, host or "")
+            return
+        self.forward(conn, host, port, tls, policy)
+
+    def proxy(self, conn: socket.socket, policy: Policy) -> None:
+        conn.settimeout(10)
+        head = read_head(conn)
+        line = head.split(b"\r\n", 1)[0].decode("latin-1")
+        method, target, _ = [*line.split(" "), "", ""][:3]
+        if method == "CONNECT":
+            host, _, port_text = target.rpartition(":")
+            port = int(port_text or 443)
+            rest = b""
+        elif target.startswith("http://"):
+            authority, _, path = target[7:].partition("/")
+            host, _, port_text = authority.partition(":")
+            port = int(port_text or 80)
+            rest = head.replace(target.encode("latin-1"), b"/" + path.encode("latin-1"), 1)
+        else:
+            forbidden(conn, "")
+            return
+        host = host.strip("[]").lower()
+        if policy.allows_ip(host) or (policy.allows_name(host) and port in policy.ports):
+            if method == "CONNECT":
+                conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                first = conn.recv(1, socket.MSG_PEEK)
+                self.forward(conn, host, port, first == b"\x16", policy)
+            else:
+                self.forward(conn, host, port, False, policy, rest)
+            return
+        self.log("denied", host, None, port, "proxy: not allowed")
+        forbidden(conn, host)
+
+    def forward(self, conn: socket.socket, host: str, port: int, tls: bool, policy: Policy, head: bytes = b"") -> None:
+        injection = policy.injection(host) if tls else None
+        upstream = connect(host, port)
+        self.log("allowed", host, None, port, "injected" if injection else "domain")
+        if injection is None:
+            if head:
+                upstream.sendall(head)
+            splice(conn, upstream)
+            return
+        pattern, headers = injection
+        server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server_ctx.load_cert_chain(f"{STATE}/certs/{pattern.replace('*', '_')}.pem")
+        inner = server_ctx.wrap_socket(conn, server_side=True)
+        client_ctx = ssl.create_default_context()
+        if policy.upstream_ca:
+            client_ctx.load_verify_locations(cadata=policy.upstream_ca)
+        out = client_ctx.wrap_socket(upstream, server_hostname=host)
+        request = read_head(inner)
+        out.sendall(inject(request, headers))
+        splice(inner, out)
+
+
+_resolved: dict[str, tuple[float, str]] = {}
+#: seconds an upstream name's address is reused (the egress network's DNS answers it)
+RESOLVE_TTL = 10.0
+
+
+def connect(host: str, port: int) -> socket.socket:
+    """A TCP connection upstream (names resolved as the egress network resolves them, briefly cached)."""
+    now = time.monotonic()
+    cached = _resolved.get(host)
+    if cached is None or cached[0] < now:
+        address = str(socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)[0][4][0])
+        cached = _resolved[host] = (now + RESOLVE_TTL, address)
+    sock = socket.create_connection((cached[1], port), timeout=10)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def read_head(sock: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk or len(data) > MAX_HEAD:
+            break
+        data += chunk
+    return data
+
+
+def inject(head: bytes, headers: dict[str, str]) -> bytes:
+    """The request head with ``headers`` set (replacing the client's) and ``Connection: close``."""
+    top, _, body = head.partition(b"\r\n\r\n")
+    lines = top.split(b"\r\n")
+    names = {n.lower() for n in headers} | {"connection", "proxy-connection"}
+    kept = [lines[0]] + [ln for ln in lines[1:] if ln.split(b":", 1)[0].strip().decode("latin-1").lower() not in names]
+    added = [f"{n}: {v}".encode("latin-1") for n, v in headers.items()] + [b"Connection: close"]
+    return b"\r\n".join(kept + added) + b"\r\n\r\n" + body
+
+
+def http_host(data: bytes) -> str | None:
+    for line in data.split(b"\r\n")[1:]:
+        if not line:
+            break
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"host":
+            host = value.strip().decode("latin-1")
+            return host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    return None
+
+
+def sni(data: bytes) -> str | None:
+    """The server name of a TLS ClientHello, or None (incomplete or absent)."""
+    try:
+        if data[0] != 0x16 or data[5] != 0x01:
+            return None
+        pos = 5 + 4 + 2 + 32
+        pos += 1 + data[pos]  # session id
+        pos += 2 + struct.unpack("!H", data[pos : pos + 2])[0]  # cipher suites
+        pos += 1 + data[pos]  # compression
+        end = pos + 2 + struct.unpack("!H", data[pos : pos + 2])[0]
+        pos += 2
+        while pos + 4 <= end:
+            kind, length = struct.unpack("!HH", data[pos : pos + 4])
+            pos += 4
+            if kind == 0:
+                name_len = struct.unpack("!H", data[pos + 3 : pos + 5])[0]
+                return data[pos + 5 : pos + 5 + name_len].decode("ascii").lower()
+            pos += length
+    except (IndexError, struct.error, UnicodeDecodeError):
+        return None
+    return None
+
+
+def splice(a: socket.socket, b: socket.socket) -> None:
+    """Copy both ways until both sides finished (or either side fails)."""
+    for s in (a, b):
+        s.settimeout(None)
+    open_ = {a: b, b: a}
+    try:
+        while open_:
+            ready: list[socket.socket] = [s for s in open_ if isinstance(s, ssl.SSLSocket) and s.pending()]
+            if not ready:
+                ready, _, _ = select.select(list(open_), [], [], 3600)
+                if not ready:
+                    return
+            for s in ready:
+                data = s.recv(262144)
+                peer = open_[s]
+                if data:
+                    peer.sendall(data)
+                    continue
+                del open_[s]
+                if isinstance(peer, ssl.SSLSocket) or isinstance(s, ssl.SSLSocket):
+                    return
+                with contextlib.suppress(OSError):
+                    peer.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+    finally:
+        for s in (a, b):
+            with contextlib.suppress(OSError):
+                s.close()
+
+
+def reset(conn: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+
+
+def forbidden(conn: socket.socket, host: str) -> None:
+    body = f"sandboxkit egress: {host or 'this destination'} is not allowed by the sandbox's network policy\n"
+    with contextlib.suppress(OSError):
+        conn.sendall(
+            f"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
+            f"Connection: close\r\n\r\n{body}".encode()
+        )
+        conn.close()
+
+
+def iptables(*args: str, table: str = "filter") -> None:
+    subprocess.run(["iptables", "-w", "-t", table, *args], check=True)
+
+
+def interface_of(address: str) -> str:
+    for name in os.listdir("/sys/class/net"):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                req = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", name.encode()[:15]))  # SIOCGIFADDR
+            except OSError:
+                continue
+        if socket.inet_ntoa(req[20:24]) == address:
+            return name
+    raise SystemExit(f"no interface has {address}")
+
+
+def run(*argv: str) -> None:
+    subprocess.run(argv, check=True)
+
+
+def firewall(address: str, subnet: str) -> None:
+    """The tunnel to the sandbox; everything from it comes here; nothing is forwarded but UDP/ICMP to CIDRs."""
+    dev = interface_of(address)
+    sandbox = str(ipaddress.ip_network(subnet)[3])
+    run(
+        "ip",
+        "link",
+        "add",
+        "sbk0",
+        "type",
+        "vxlan",
+        "id",
+        "1",
+        "remote",
+        sandbox,
+        "local",
+        address,
+        "dstport",
+        str(VXLAN_PORT),
+        "dev",
+        dev,
+    )
+    run("ip", "addr", "add", f"{LINK_EGRESS}/30", "dev", "sbk0")
+    run("ip", "link", "set", "sbk0", "mtu", "1450", "up")
+    for src in (dev, "sbk0"):
+        for proto, port in (("udp", "53"), ("tcp", str(LISTEN_PORT))):
+            match = ["-p", proto] + (["--dport", "53"] if proto == "udp" else [])
+            iptables("-A", "PREROUTING", "-i", src, *match, "-j", "REDIRECT", "--to-ports", port, table="nat")
+    iptables("-A", "POSTROUTING", "-s", f"{LINK_SANDBOX}/32", "-j", "MASQUERADE", table="nat")
+    iptables("-N", "SBK_FWD")
+    iptables("-A", "FORWARD", "-i", "sbk0", "-j", "SBK_FWD")
+    iptables("-A", "FORWARD", "-i", dev, "-j", "REJECT", "--reject-with", "icmp-admin-prohibited")
+    iptables("-A", "FORWARD", "-o", "sbk0", "-m", "state", "--state", "ESTABLISHED,RELATED", "-j", "ACCEPT")
+    iptables("-A", "FORWARD", "-o", "sbk0", "-j", "DROP")
+    iptables("-A", "FORWARD", "-o", dev, "-j", "DROP")
+    iptables("-A", "INPUT", "-i", dev, "-s", sandbox, "-p", "udp", "--dport", str(VXLAN_PORT), "-j", "ACCEPT")
+    for src in (dev, "sbk0"):
+        iptables("-A", "INPUT", "-i", src, "-p", "tcp", "--dport", str(LISTEN_PORT), "-j", "ACCEPT")
+        iptables("-A", "INPUT", "-i", src, "-p", "udp", "--dport", "53", "-j", "ACCEPT")
+        iptables("-A", "INPUT", "-i", src, "-m", "state", "--state", "ESTABLISHED,RELATED", "-j", "ACCEPT")
+        iptables("-A", "INPUT", "-i", src, "-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset")
+        iptables("-A", "INPUT", "-i", src, "-j", "REJECT", "--reject-with", "icmp-port-unreachable")
+
+
+def main() -> None:
+    address, subnet, expires = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    os.makedirs(f"{STATE}/certs", mode=0o700, exist_ok=True)
+    open(EVENTS, "a").close()
+    agent = Agent(address, subnet, expires)
+    firewall(address, subnet)
+    agent.firewall_cidrs(agent.policy)
+    for listen in agent.listen:
+        for target in (agent.serve_dns, agent.serve_tcp):
+            threading.Thread(target=target, args=(listen,), daemon=True).start()
+    print(f"egress up on {address}", flush=True)
+    sandbox = str(ipaddress.ip_network(subnet)[3])
+    seen, misses, next_look = False, 0, 0.0
+    while time.time() < expires and misses < 3:  # ends with the sandbox's lifetime, or soon after it is gone
+        with contextlib.suppress(Exception):
+            agent.reload()
+        if time.monotonic() >= next_look:
+            alive = sandbox_alive(sandbox)
+            seen, misses = seen or alive, 0 if alive else misses + seen
+            next_look = time.monotonic() + 2
+        time.sleep(0.1)
+    print("egress done: the sandbox ended", flush=True)
+
+
+def sandbox_alive(address: str) -> bool:
+    """A live sandbox's kernel answers a connection attempt (refused or accepted); a gone one never does."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(2)
+        return s.connect_ex((address, 9)) in (0, errno.ECONNREFUSED)
+
+
+if __name__ == "__main__":
+    main()
