@@ -602,15 +602,15 @@ class AsyncSandbox:
         policy = as_policy(policy)
         provider = self._provider or get_provider(self._provider_name)
         if policy.inject:
-            require(provider, Capability.CREDENTIAL_INJECTION, "NetworkPolicy(inject=)")
-        require(provider, Capability.NETWORK_POLICY, "set_network")
+            await require(provider, Capability.CREDENTIAL_INJECTION, "NetworkPolicy(inject=)")
+        await require(provider, Capability.NETWORK_POLICY, "set_network")
         check_secrets(policy)
         await guarded(self._provider_name, handle.id, ErrorCode.PROVIDER_UNAVAILABLE, handle.set_network(policy))
 
     async def network_log(self) -> builtins.list[NetworkEvent]:
         """What the sandbox tried to reach, oldest first, allowed and denied (capability NETWORK_POLICY)."""
         handle = self._live_handle()
-        require(self._provider or get_provider(self._provider_name), Capability.NETWORK_POLICY, "network_log")
+        await require(self._provider or get_provider(self._provider_name), Capability.NETWORK_POLICY, "network_log")
         return await guarded(self._provider_name, handle.id, ErrorCode.PROVIDER_UNAVAILABLE, handle.network_log())
 
     # ----------------------------------------------------------------- files

@@ -12,8 +12,7 @@ import secrets
 from typing import Any
 
 from sandboxkit import Capability, ErrorCode, HeaderInjection, NetworkPolicy, Sandbox
-from sandboxkit_conformance._target import MakeSecret, requires
-from sandboxkit_conformance.plugin import SandboxPool
+from sandboxkit_conformance._target import MakeSecret, SandboxPool, requires
 from sandboxkit_conformance.suite._support import expect_error
 from sandboxkit_conformance.testhosts import PROBE, NetworkHosts
 
