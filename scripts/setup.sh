@@ -11,6 +11,8 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 need_apt=()
 command -v dockerd >/dev/null || need_apt+=(docker.io)
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+command -v bwrap >/dev/null || need_apt+=(bubblewrap)  # the bwrap provider, with slirp4netns for its network
+command -v slirp4netns >/dev/null || need_apt+=(slirp4netns)
 [ -x /bin/busybox ] && ldd /bin/busybox 2>&1 | grep -q "not a dynamic" || need_apt+=(busybox-static)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"
@@ -30,7 +32,7 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 pkgs=(-e . -e plugins/docker)
-for extra in plugins/modal conformance; do [ -f "$extra/pyproject.toml" ] && pkgs+=(-e "$extra"); done
+for extra in plugins/modal plugins/bwrap conformance; do [ -f "$extra/pyproject.toml" ] && pkgs+=(-e "$extra"); done
 log "pip install ${pkgs[*]} + dev tools"
 .venv/bin/pip install -q "${pkgs[@]}" -r requirements-dev.txt 2>&1 | grep -v "^WARNING: Location" >&2 || true
 .venv/bin/python -c "import sandboxkit, sandboxkit_docker" || { log "install failed"; exit 1; }
