@@ -195,6 +195,11 @@ class Supervisor:
                 os.kill(self.init_pid, signal.SIGKILL)  # ends the whole pid namespace
             except ProcessLookupError:
                 pass
+            if self.bwrap is not None:  # bwrap reaps it and exits (clients wait for that)
+                try:
+                    self.bwrap.wait(5)
+                except subprocess.TimeoutExpired:
+                    pass
         kill_cgroups(self.cfg["cgroup_dirs"])
         for proc in (self.bwrap, self.net):
             if proc is not None:

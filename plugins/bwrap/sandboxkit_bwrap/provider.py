@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -441,16 +442,22 @@ def _launch(host: Host, record: Record) -> dict[str, Any]:
 
 
 def _terminate(record: Record) -> None:
-    """Ask the supervisor to end the sandbox and wait until it did; clean up after a dead one."""
+    """Ask the supervisor to end the sandbox and wait until its processes are dead.
+
+    The supervisor removes the cgroups and the writable layer afterwards, by itself; a dead
+    supervisor's leftovers are cleaned up here.
+    """
     ready = _registry.ready_state(record)
     if ready is not None and _registry.supervisor_alive(record):
         try:
-            os.kill(int(ready["supervisor_pid"]), 15)
+            os.kill(int(ready["supervisor_pid"]), signal.SIGTERM)
         except ProcessLookupError:
             pass
         deadline = time.monotonic() + 30
-        while record.dir.exists() and _registry.supervisor_alive(record) and time.monotonic() < deadline:
-            time.sleep(0.005)
+        while _registry.supervisor_alive(record) and time.monotonic() < deadline:
+            if _supervisor.starttime(int(ready["init_pid"])) != ready["init_start"]:
+                return  # the sandbox is dead; the supervisor is cleaning up
+            time.sleep(0.002)
     if record.dir.exists() and not _registry.supervisor_alive(record):
         _cleanup(record)
 
