@@ -102,10 +102,14 @@ class CommandCgroup:
     procs: list[Path]
 
     def pids(self) -> list[int]:
-        try:
-            return [int(p) for p in (self.path / "cgroup.procs").read_text().split()]
-        except OSError:
-            return []
+        """Every process in this cgroup and the cgroups a command made below it."""
+        pids = []
+        for procs in self.path.rglob("cgroup.procs"):
+            try:
+                pids += [int(p) for p in procs.read_text().split()]
+            except OSError:
+                pass
+        return pids
 
     def kill(self) -> None:
         """Freeze, SIGKILL every member, thaw; repeat until empty (bounded)."""
@@ -130,14 +134,17 @@ class CommandCgroup:
             time.sleep(0.005)
 
     def remove(self) -> None:
-        for _ in range(50):
-            try:
-                self.path.rmdir()
-                return
-            except FileNotFoundError:
-                return
-            except OSError:
-                time.sleep(0.01)
+        """rmdir it and any cgroup a command made below it, deepest first."""
+        below = sorted((p for p in self.path.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+        for path in [*below, self.path]:
+            for _ in range(50):
+                try:
+                    path.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.01)
 
 
 def _write(path: Path, value: str) -> None:

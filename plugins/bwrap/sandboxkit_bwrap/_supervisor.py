@@ -116,7 +116,7 @@ class Supervisor:
         argv = [*cfg["bwrap"], "--info-fd", str(info_w), "--", "/bin/sh", "-c", "echo ready; read x"]
         procs = cfg["cgroup_procs"]
         self.bwrap = subprocess.Popen(
-            ["/bin/sh", "-c", JOIN_CGROUPS, "sh", *procs, "--", *argv],
+            ["/bin/sh", "-c", JOIN_CGROUPS, "sh", *procs, "--", *cfg["cgroupns"], *argv],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -186,7 +186,9 @@ class BwrapProvider(Provider):
     ) -> dict[str, Any]:
         merged = record.dir / "merged"
         bwrap = [host.tools["bwrap"], "--unshare-user", "--uid", "0", "--gid", "0"]
-        bwrap += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup", "--die-with-parent"]
+        # no --unshare-cgroup: the cgroup namespace is made by the host's unshare (see ``cgroupns``),
+        # so it belongs to the host's user namespace and root inside cannot setns() into another one
+        bwrap += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent"]
         if spec.block_network or options.network == "user":
             bwrap += ["--unshare-net"]
         bwrap += ["--bind", str(merged), "/", "--proc", "/proc", "--dev", "/dev", "--hostname", options.hostname]
@@ -206,6 +208,7 @@ class BwrapProvider(Provider):
             "cgroup_dirs": [str(d) for d in cgroups.all_dirs],
             "command_cgroups": str(cgroups.commands_dir),
             "network_cmd": network_cmd,
+            "cgroupns": [host.tools["unshare"], "--cgroup", "--"],
             "volume_dirs": [str(p) for p in volumes.values()],
             "timeout": spec.timeout,
             "idle_timeout": spec.idle_timeout,
@@ -334,7 +337,9 @@ class BwrapSandbox(SandboxHandle):
         self.name = record.name
         self.app = record.app
         self.ready = dict(ready)
-        self.target = _exec.Target(int(ready["init_pid"]), SandboxCgroups(record.id), host.tools["nsenter"])
+        self.target = _exec.Target(
+            int(ready["init_pid"]), SandboxCgroups(record.id), host.tools["nsenter"], host.tools["unshare"]
+        )
 
     def __repr__(self) -> str:
         return f"BwrapSandbox(id={self.id!r}, name={self.name!r}, app={self.app!r})"
