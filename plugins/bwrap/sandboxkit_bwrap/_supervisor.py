@@ -33,12 +33,16 @@ TICK = 0.5
 
 
 def starttime(pid: int) -> str | None:
-    """Field 22 of /proc/PID/stat (start time in ticks): tells a pid from a reused one."""
+    """Field 22 of /proc/PID/stat (start time in ticks): tells a pid from a reused one.
+
+    None when the process is gone or a zombie (dead, not yet reaped).
+    """
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
         return None
+    return None if len(fields) < 20 or fields[0] in ("Z", "X") else fields[19]
 
 
 def cgroup_pids(directory: str) -> list[int]:
