@@ -141,3 +141,23 @@ def test_cgroup_checks_name_what_is_missing(monkeypatch: pytest.MonkeyPatch, tmp
     assert "memory, cpu, pids, freezer" in str(_cgroups.unavailable_reason())
     (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
     assert "cgroup v2" in str(_cgroups.unavailable_reason())
+
+
+def test_images_bootstrap_keeps_a_rootfs_without_any_engine(
+    make: MakeSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sandboxkit images bootstrap` keeps the rootfs where the provider looks, even with no Docker."""
+    from sandboxkit_docker.images import rootfs_dir
+
+    monkeypatch.setenv("SANDBOXKIT_ROOTFS_DIR", str(tmp_path / "cache"))
+    for tag in ("sandboxkit/busybox:latest", "sandboxkit/base:bookworm", "x"):
+        assert rootfs_dir(tag) == _rootfs.cache_dir(tag), "the two plugins agree on where rootfs are kept"
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"}
+    boot = subprocess.run(
+        [SANDBOXKIT, "images", "bootstrap", "--kind", "busybox"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert boot.returncode == 0, boot.stderr
+    assert (_rootfs.cache_dir("sandboxkit/busybox:latest") / "rootfs" / "bin" / "busybox").exists()
+    monkeypatch.setenv("DOCKER_HOST", env["DOCKER_HOST"])
+    sb = make(image="sandboxkit/busybox:latest", block_network=True)
+    assert sb.execute("echo $PATH").stdout == "/bin:/sbin:/usr/bin\n", "the image's env comes with it"
