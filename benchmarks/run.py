@@ -5,7 +5,8 @@
 One line per figure, ``NAME sandboxkit=<median> baseline=<median> ratio=<r>`` with docker-py as
 the baseline, and ``NAME.vs_llm-sandbox ...`` with llm-sandbox as the baseline where it can do
 the same thing. The ``modal_*`` lines put sandboxkit's Modal provider, through the project's
-Modal emulator, against its Docker provider (``sandboxkit=`` is Modal, ``baseline=`` Docker).
+Modal emulator, against its Docker provider (``sandboxkit=`` is Modal, ``baseline=`` Docker); the
+``bwrap_*`` lines put its daemon-less bwrap provider against its Docker provider the same way.
 Times are milliseconds, memory MiB. All contenders run in the same process (the live-sandbox
 figures in fresh child processes), against the same daemon and the same local image, in
 interleaved rounds with a shuffled order inside each round, so load from elsewhere on the
@@ -46,6 +47,7 @@ MAX_FAILURES = 3
 WHY_MISSING = {
     "llm-sandbox": "; pip install -r benchmarks/requirements.txt",
     "sandboxkit-modal": "; install plugins/modal (scripts/setup.sh does)",
+    "sandboxkit-bwrap": "; install plugins/bwrap (scripts/setup.sh does)",
 }
 PEER = "llm-sandbox"
 MIB = 1 << 20
@@ -115,6 +117,18 @@ def _memory(client: clients.Client, ctx: Context) -> float:
 
 def _cycle(client: clients.Client, ctx: Context) -> float:
     return client.full_cycle(ctx.data_1m, ctx.host_1m)
+
+
+def _create(client: clients.Client, ctx: Context) -> float:
+    return client.create_start()
+
+
+def _exec(client: clients.Client, ctx: Context) -> float:
+    return client.exec_true()
+
+
+def _create_100(client: clients.Client, ctx: Context) -> float:
+    return client.create_concurrent(100)
 
 
 def _pool_acquire(client: clients.Client, ctx: Context) -> float:
@@ -215,6 +229,25 @@ def figures() -> list[Figure]:
                 ("full_cycle", "create, execute, write 1 MiB, read it back, close", _cycle),
             )
         ),
+        *(
+            Figure(
+                f"bwrap_{name}",
+                f"{what}: provider bwrap (baseline: provider docker)",
+                run,
+                rounds=rounds,
+                inner=inner,
+                target=target,
+                contenders=("sandboxkit-bwrap", "sandboxkit"),
+                subject="sandboxkit-bwrap",
+                baseline="sandboxkit",
+            )
+            for name, what, run, target, rounds, inner in (
+                ("create_start", "create and start one sandbox", _create, ("<=", 0.1), (15, 2), 1),
+                ("exec_true", "execute `true` (docker: its fast exec path)", _exec, ("<=", 1.0), (15, 2), 5),
+                ("full_cycle", "create, execute, write 1 MiB, read it back, close", _cycle, ("<=", 0.1), (15, 2), 1),
+                ("create_100_concurrent", "create 100 sandboxes at once", _create_100, ("<=", 0.1), (5, 1), 1),
+            )
+        ),
         Figure(
             "pool_acquire",
             "acquire from a warm Pool (baseline: one raw docker-py exec)",
@@ -284,7 +317,7 @@ def precompile() -> None:
     import compileall
     import importlib.util
 
-    for package in ("sandboxkit", "sandboxkit_docker", "sandboxkit_modal"):
+    for package in ("sandboxkit", "sandboxkit_docker", "sandboxkit_modal", "sandboxkit_bwrap"):
         spec = importlib.util.find_spec(package)
         if spec is not None and spec.submodule_search_locations:
             for location in spec.submodule_search_locations:
@@ -306,7 +339,7 @@ def sweep(run_id: str) -> None:
         _log(f"sweep failed: {exc}")
 
 
-def run(quick: bool, json_path: Path | None, seed: int | None) -> int:
+def run(quick: bool, json_path: Path | None, seed: int | None, only: str | None = None) -> int:
     run_id = uuid.uuid4().hex[:10]
     rng = random.Random(seed)
     info = machine()
@@ -319,24 +352,27 @@ def run(quick: bool, json_path: Path | None, seed: int | None) -> int:
     precompile()
     skipped: dict[str, str] = {}
     contenders: dict[str, clients.Client] = {}
-    figs = figures()
+    figs = [f for f in figures() if only is None or f.name.startswith(only)]
+    wanted = {c for f in figs for c in f.contenders}
     started = time.perf_counter()
     try:
-        for name in ("sandboxkit", BASELINE, PEER, "sandboxkit-modal"):
+        for name in [n for n in ("sandboxkit", BASELINE, PEER, "sandboxkit-modal", "sandboxkit-bwrap") if n in wanted]:
+            group = {PEER: f"*.vs_{name}", "sandboxkit-bwrap": "bwrap_*"}.get(name, "modal_*")
             try:
                 contenders[name] = clients.make(name, run_id)
             except ImportError as exc:
                 hint = WHY_MISSING.get(name, "")
-                skipped[f"*.vs_{name}" if name == PEER else "modal_*"] = f"{name} is not installed ({exc}){hint}"
+                skipped[group] = f"{name} is not installed ({exc}){hint}"
                 _log(f"skipping {name}: {exc}")
-            except RuntimeError as exc:  # the Modal emulator did not start
-                skipped["modal_*"] = f"{name}: {exc}"
+            except RuntimeError as exc:  # the Modal emulator did not start, or bwrap cannot run here
+                skipped[group] = f"{name}: {exc}"
                 _log(f"skipping {name}: {exc}")
         for client in contenders.values():
             client.setup()
         import sandboxkit
 
-        ctx.pool = sandboxkit.Pool(provider="docker", image=clients.IMAGE, timeout=clients.LIFETIME, size=2).start()
+        if any(f.name == "pool_acquire" for f in figs):
+            ctx.pool = sandboxkit.Pool(provider="docker", image=clients.IMAGE, timeout=clients.LIFETIME, size=2).start()
         for client in contenders.values():  # warm-up, not measured
             client.exec_true()
             client.upload(data_1m, ctx.host_1m)
@@ -473,6 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer rounds: under 2 minutes")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.add_argument("--seed", type=int, help="seed for the order inside each round")
+    parser.add_argument("--only", metavar="PREFIX", help="only the figures whose name starts with PREFIX (e.g. bwrap_)")
     parser.add_argument("--markdown", type=Path, metavar="JSON", help="print the README table of a --json file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--run-id", help=argparse.SUPPRESS)
@@ -484,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(clients.live(args.child, args.run_id, args.sandboxes)))
         return 0
-    return run(args.quick, args.json, args.seed)
+    return run(args.quick, args.json, args.seed, args.only)
 
 
 if __name__ == "__main__":
