@@ -18,6 +18,7 @@ _TOOLS = {
     "unshare": "util-linux",
     "mount": "mount",
     "setsid": "util-linux",
+    "bash": "bash",
 }
 
 

@@ -46,6 +46,8 @@ class Record:
     env: dict[str, str] = field(default_factory=dict)
     workdir: str = "/"
     secrets: list[str] = field(default_factory=list)
+    #: names of the volumes it mounts
+    volumes: list[str] = field(default_factory=list)
 
     @property
     def dir(self) -> Path:

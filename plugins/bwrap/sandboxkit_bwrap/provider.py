@@ -5,12 +5,13 @@ from __future__ import annotations
 import builtins
 import datetime as dt
 import json
+import math
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -134,6 +135,7 @@ class BwrapProvider(Provider):
             env={**rootfs.env, "HOSTNAME": options.hostname, **spec.env},
             workdir=spec.workdir or rootfs.workdir,
             secrets=list(spec.secrets),
+            volumes=sorted(spec.volumes.values()),
         )
         with _registry.locked():
             if spec.name is not None and self._by_name(spec.app, spec.name, starting=True) is not None:
@@ -150,7 +152,7 @@ class BwrapProvider(Provider):
             cgroups.create(memory_mib=spec.memory_mib, cpu=spec.cpu, pids_limit=options.pids_limit)
             self._prepare_root(record, spec, options)
             config = self._config(host, record, rootfs.path, spec, options, cgroups, volumes)
-            (record.dir / "config.json").write_text(json.dumps(config))
+            (record.dir / "config.sh").write_text(config)
             ready = await anyio.to_thread.run_sync(_launch, host, record)
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
@@ -183,7 +185,8 @@ class BwrapProvider(Provider):
         options: BwrapOptions,
         cgroups: SandboxCgroups,
         volumes: Mapping[str, Path],
-    ) -> dict[str, Any]:
+    ) -> str:
+        """The supervisor's ``config.sh``: shell-quoted variables and arrays."""
         merged = record.dir / "merged"
         bwrap = [host.tools["bwrap"], "--unshare-user", "--uid", "0", "--gid", "0"]
         # no --unshare-cgroup: the cgroup namespace is made by the host's unshare (see ``cgroupns``),
@@ -198,21 +201,25 @@ class BwrapProvider(Provider):
         if not spec.block_network and options.network == "user":
             assert host.slirp4netns is not None
             network_cmd = [host.slirp4netns, "--configure", "--mtu=65520", "--disable-host-loopback", "{pid}", "tap0"]
-        return {
-            "rootfs": str(rootfs),
-            "upper": str(record.dir / "upper"),
-            "work": str(record.dir / "work"),
-            "merged": str(merged),
-            "bwrap": bwrap,
-            "cgroup_procs": [str(p) for p in cgroups.init_procs()],
-            "cgroup_dirs": [str(d) for d in cgroups.all_dirs],
-            "command_cgroups": str(cgroups.commands_dir),
-            "network_cmd": network_cmd,
-            "cgroupns": [host.tools["unshare"], "--cgroup", "--"],
-            "volume_dirs": [str(p) for p in volumes.values()],
-            "timeout": spec.timeout,
-            "idle_timeout": spec.idle_timeout,
+        arrays = {
+            "BWRAP": bwrap,
+            "CGROUPNS": [host.tools["unshare"], "--cgroup", "--"],
+            "CGROUP_PROCS": [str(p) for p in cgroups.init_procs()],
+            "CGROUP_DIRS": [str(d) for d in cgroups.all_dirs],
+            "NET": network_cmd or [],
         }
+        scalars = {
+            "ROOTFS": str(rootfs),
+            "UPPER": str(record.dir / "upper"),
+            "WORK": str(record.dir / "work"),
+            "MERGED": str(merged),
+            "CMD_CGROUPS": str(cgroups.commands_dir),
+            "TIMEOUT_US": str(math.ceil(spec.timeout * 1e6)),
+            "IDLE_US": str(math.ceil((spec.idle_timeout or 0) * 1e6)),
+        }
+        lines = [f"{k}={shlex.quote(v)}" for k, v in scalars.items()]
+        lines += [f"{k}=({' '.join(map(shlex.quote, v))})" for k, v in arrays.items()]
+        return "\n".join(lines) + "\n"
 
     def _by_name(self, app: str, name: str, *, starting: bool = False) -> Record | None:
         for record in _registry.all_records():
@@ -317,7 +324,7 @@ class BwrapProvider(Provider):
         path = _volume_dir(name)
         if not path.is_dir():
             raise SandboxError(ErrorCode.VOLUME_ERROR, f"volume {name!r} does not exist", provider=PROVIDER)
-        users = [r.id for r in _registry.all_records() if _registry.alive(r) and name in _volumes_of(r)]
+        users = [r.id for r in _registry.all_records() if _registry.alive(r) and name in r.volumes]
         if users:
             raise SandboxError(
                 ErrorCode.VOLUME_ERROR,
@@ -426,9 +433,8 @@ class BwrapSandbox(SandboxHandle):
 
 def _launch(host: Host, record: Record) -> dict[str, Any]:
     """Start the supervisor detached (its own session, not our child) and wait for its first line."""
-    script = _supervisor.__file__
     argv = [host.tools["setsid"], "--fork", host.tools["unshare"], "--mount", "--propagation", "private", "--"]
-    argv += [sys.executable, "-I", "-S", script, str(record.dir)]
+    argv += [host.tools["bash"], str(_supervisor.SCRIPT), str(record.dir)]
     with open(record.dir / "supervisor.log", "wb") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, cwd="/")
     assert proc.stdout is not None
@@ -512,11 +518,3 @@ def _volume_dir(name: str) -> Path:
 def _volume_info(path: Path) -> VolumeInfo:
     created = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
     return VolumeInfo(name=path.name, provider=PROVIDER, created_at=created, managed=True)
-
-
-def _volumes_of(record: Record) -> builtins.list[str]:
-    try:
-        config = json.loads((record.dir / "config.json").read_text())
-    except (OSError, ValueError):
-        return []
-    return [Path(arg).name for arg in config.get("volume_dirs", [])]
