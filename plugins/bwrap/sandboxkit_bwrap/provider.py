@@ -132,7 +132,7 @@ class BwrapProvider(Provider):
             labels=dict(spec.labels),
             created_at=time.time(),
             timeout=spec.timeout,
-            env={**rootfs.env, "HOSTNAME": options.hostname, **spec.env},
+            env={**rootfs.env, "HOSTNAME": options.hostname, **_limit_env(spec, options), **spec.env},
             workdir=spec.workdir or rootfs.workdir,
             secrets=list(spec.secrets),
             volumes=sorted(spec.volumes.values()),
@@ -481,6 +481,18 @@ def _cleanup(record: Record) -> None:
     _supervisor.remove_cgroups(dirs)
     subprocess.run(["umount", "-l", str(record.dir / "merged")], capture_output=True)
     shutil.rmtree(record.dir, ignore_errors=True)
+
+
+def _limit_env(spec: SandboxSpec, options: BwrapOptions) -> dict[str, str]:
+    """The limits as ``SANDBOXKIT_*`` variables, as on Docker (``nproc`` and ``free`` show the host's)."""
+    env = {"SANDBOXKIT_TIMEOUT": f"{spec.timeout:g}", "SANDBOXKIT_PIDS_LIMIT": str(options.pids_limit)}
+    if spec.cpu is not None:
+        env["SANDBOXKIT_CPU"] = f"{spec.cpu:g}"
+    if spec.memory_mib is not None:
+        env["SANDBOXKIT_MEMORY_MIB"] = str(spec.memory_mib)
+    if spec.idle_timeout is not None:
+        env["SANDBOXKIT_IDLE_TIMEOUT"] = f"{spec.idle_timeout:g}"
+    return env
 
 
 def _not_found(sandbox_id: str) -> SandboxError:

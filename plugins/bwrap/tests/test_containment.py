@@ -154,3 +154,20 @@ def test_memory_limit_oom_is_resource_limit_exceeded(make: MakeSandbox) -> None:
         sb.execute("python3 -c 'x = bytearray(512 << 20); print(len(x))'", timeout=60)
     assert err.value.code == ErrorCode.RESOURCE_LIMIT_EXCEEDED
     assert sb.execute("echo alive").stdout == "alive\n", "the sandbox survives its command's OOM"
+
+
+def test_the_hosts_loopback_is_out_of_reach_unless_the_host_network_is_asked_for(make: MakeSandbox) -> None:
+    """slirp4netns runs with --disable-host-loopback: 10.0.2.2 does not lead to the host's 127.0.0.1."""
+    import socket
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    try:
+        probe = f'python3 -c \'import socket; socket.create_connection(("{{}}", {port}), timeout=3); print("open")\''
+        user = make()
+        assert "open" not in user.execute(probe.format("10.0.2.2"), timeout=30).stdout
+        assert "open" not in user.execute(probe.format("127.0.0.1"), timeout=30).stdout
+        host = make(provider_options={"network": "host"})
+        assert host.execute(probe.format("127.0.0.1"), timeout=30).stdout == "open\n", "network='host' shares it"
+    finally:
+        server.close()
