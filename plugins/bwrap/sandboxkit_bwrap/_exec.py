@@ -1,7 +1,7 @@
 """One command inside a sandbox's namespaces: nsenter from the host, in a cgroup of its own.
 
 The host's ``sh`` joins the sandbox's limit cgroups and a fresh command cgroup, then execs
-``unshare --cgroup`` and ``nsenter``, which enters the sandbox's user, mount, uts, ipc, net and pid namespaces,
+``nsenter``, which enters the sandbox's user, mount, uts, ipc, net, pid and cgroup namespaces,
 changes root to the sandbox's root and forks the command there. Everything the command starts
 stays in its cgroup, so a timeout kills the whole tree. The environment goes to the command alone
 (never into argv, a message or the registry).
@@ -35,7 +35,6 @@ class Target:
     init_pid: int
     cgroups: SandboxCgroups
     nsenter: str
-    unshare: str
 
 
 @dataclass(frozen=True)
@@ -50,13 +49,13 @@ def nsenter_argv(target: Target, argv: Sequence[str], cwd: str) -> list[str]:
 
     The directory is changed by the sandbox's own ``sh``: nsenter's ``--wd=PATH`` would open PATH
     on the host before entering, leaving the command in a host directory outside its root.
-    The command gets a cgroup namespace of its own, made by the host (so root inside cannot leave
-    it for another) and rooted at its command cgroup: a cgroupfs it mounts shows only its own tree.
+    The sandbox's cgroup namespace was made by the host (see the supervisor), so it belongs to the
+    host's user namespace: root inside can neither mount a cgroupfs in it nor enter another one,
+    and a command cannot leave its cgroup.
     """
-    ns = ["-U", "-m", "-u", "-i", "-n", "-p", "-r", "-w"]
+    ns = ["-U", "-m", "-u", "-i", "-n", "-p", "-C", "-r", "-w"]
     cd = [] if cwd == "/" else ["/bin/sh", "-c", 'cd -- "$0" || exit 1; exec "$@"', cwd]  # -w: init's "/"
-    cgroupns = [target.unshare, "--cgroup", "--"]
-    return [*cgroupns, target.nsenter, "-t", str(target.init_pid), *ns, "--", *cd, *argv]
+    return [target.nsenter, "-t", str(target.init_pid), *ns, "--", *cd, *argv]
 
 
 async def run(

@@ -344,9 +344,7 @@ class BwrapSandbox(SandboxHandle):
         self.name = record.name
         self.app = record.app
         self.ready = dict(ready)
-        self.target = _exec.Target(
-            int(ready["init_pid"]), SandboxCgroups(record.id), host.tools["nsenter"], host.tools["unshare"]
-        )
+        self.target = _exec.Target(int(ready["init_pid"]), SandboxCgroups(record.id), host.tools["nsenter"])
 
     def __repr__(self) -> str:
         return f"BwrapSandbox(id={self.id!r}, name={self.name!r}, app={self.app!r})"
