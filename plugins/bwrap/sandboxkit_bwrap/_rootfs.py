@@ -3,7 +3,9 @@
 A named image (``sandboxkit/base:bookworm``) lives in the rootfs cache as ``NAME/rootfs`` plus
 ``NAME/config.json`` (its environment and working directory). ``sandboxkit images bootstrap``
 puts it there; otherwise it is exported once from a local Docker engine when one answers.
-Nothing is pulled.
+Nothing is pulled. A directory given as ``image=`` is copied into the cache once (again when its
+mtime changes). Cached roots get their owners shifted by :data:`SHIFT` once, to match the
+sandbox's user namespace, in which root is uid SHIFT on the host.
 """
 
 from __future__ import annotations
@@ -14,14 +16,20 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sandboxkit.spi import ErrorCode, SandboxError
 
 DEFAULT_IMAGE = "sandboxkit/base:bookworm"
+#: Root inside a sandbox is this uid (and gid) on the host, and ids 0..ID_RANGE-1 inside are
+#: SHIFT..SHIFT+ID_RANGE-1 outside: no sandbox process is ever uid 0 on the host.
+SHIFT = 100_000
+ID_RANGE = 65_536
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -53,23 +61,77 @@ def resolve(image: str | None) -> Rootfs:
     """The rootfs for ``image``; SANDBOX_CREATION_FAILED saying how to get one when there is none."""
     image = image or DEFAULT_IMAGE
     if image.startswith("/"):
-        path = Path(image)
-        if not (path / "bin" / "sh").exists() and not (path / "bin").is_symlink():
+        source = Path(image).resolve()
+        if not (source / "bin" / "sh").exists() and not (source / "bin").is_symlink():
             raise SandboxError(
                 ErrorCode.SANDBOX_CREATION_FAILED,
                 f"image {image!r} is not a root filesystem directory with /bin/sh; give a directory "
                 "such as one `sandboxkit images bootstrap` keeps, or a local Docker image name",
             )
-        return Rootfs(path, {"PATH": DEFAULT_PATH})
-    entry = cache_dir(image)
-    if not (entry / "config.json").exists():
+        entry = cache_dir(f"dir{source}")
+        stamp = str(source.stat().st_mtime_ns)
+        if _config(entry).get("source_mtime") != stamp:
+            with _locked(entry):
+                if _config(entry).get("source_mtime") != stamp:
+                    _copy(source, entry, stamp)
+    else:
+        entry = cache_dir(image)
+        if not (entry / "config.json").exists():
+            with _locked(entry):
+                if not (entry / "config.json").exists():
+                    _export(image, entry)
+    if _config(entry).get("shift") != SHIFT:
         with _locked(entry):
-            if not (entry / "config.json").exists():
-                _export(image, entry)
-    config = json.loads((entry / "config.json").read_text())
+            if _config(entry).get("shift") != SHIFT:
+                _shift(entry)
+    config = _config(entry)
     env = dict(item.split("=", 1) for item in config.get("env", []) if "=" in item)
     env.setdefault("PATH", DEFAULT_PATH)
     return Rootfs(entry / "rootfs", env, config.get("workdir") or "/")
+
+
+def _config(entry: Path) -> dict[str, Any]:
+    try:
+        config: dict[str, Any] = json.loads((entry / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return config
+
+
+def _shift(entry: Path) -> None:
+    """Give the rootfs's files the owners the sandbox's user namespace maps (uid + SHIFT), once."""
+    root = entry / "rootfs"
+    _shift_one(str(root))
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in (*dirnames, *filenames):
+            _shift_one(os.path.join(dirpath, name))
+    config = _config(entry)
+    config["shift"] = SHIFT
+    (entry / "config.json").write_text(json.dumps(config))
+
+
+def _shift_one(path: str) -> None:
+    st = os.lstat(path)
+    uid = st.st_uid + SHIFT if st.st_uid < ID_RANGE else st.st_uid
+    gid = st.st_gid + SHIFT if st.st_gid < ID_RANGE else st.st_gid
+    os.lchown(path, uid, gid)
+    if not stat.S_ISLNK(st.st_mode) and st.st_mode & (stat.S_ISUID | stat.S_ISGID):
+        os.chmod(path, stat.S_IMODE(st.st_mode))  # chown cleared them
+
+
+def _copy(source: Path, entry: Path, stamp: str) -> None:
+    """Copy a rootfs directory into the cache (to shift its owners without touching the original)."""
+    tmp = entry.with_name(entry.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    copy = subprocess.run(["cp", "-a", "--", str(source), str(tmp / "rootfs")], capture_output=True, text=True)
+    if copy.returncode != 0:
+        raise SandboxError(
+            ErrorCode.SANDBOX_CREATION_FAILED, f"copying the rootfs {source} failed: {copy.stderr.strip()[-300:]}"
+        )
+    (tmp / "config.json").write_text(json.dumps({"env": [], "workdir": None, "source_mtime": stamp}))
+    shutil.rmtree(entry, ignore_errors=True)
+    tmp.rename(entry)
 
 
 @contextlib.contextmanager

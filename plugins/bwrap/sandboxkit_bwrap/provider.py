@@ -169,12 +169,15 @@ class BwrapProvider(Provider):
 
     def _prepare_root(self, record: Record, spec: SandboxSpec, options: BwrapOptions) -> None:
         """Files the sandbox gets in its writable layer before it starts: hosts, resolv.conf."""
-        etc = record.dir / "upper" / "etc"
+        upper = record.dir / "upper"
+        etc = upper / "etc"
         etc.mkdir(parents=True)
         (etc / "hosts").write_text(f"127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t{options.hostname}\n")
         (etc / "hostname").write_text(options.hostname + "\n")
         if not spec.block_network and options.network == "user":
             (etc / "resolv.conf").write_text(f"nameserver {SLIRP_DNS}\n")
+        for path in (upper, etc, *etc.iterdir()):  # root inside owns them
+            os.chown(path, _rootfs.SHIFT, _rootfs.SHIFT)
 
     def _config(
         self,
@@ -188,7 +191,8 @@ class BwrapProvider(Provider):
     ) -> str:
         """The supervisor's ``config.sh``: shell-quoted variables and arrays."""
         merged = record.dir / "merged"
-        bwrap = [host.tools["bwrap"], "--unshare-user", "--uid", "0", "--gid", "0"]
+        # bwrap runs as root of the sandbox's user namespace (made and mapped by the supervisor)
+        bwrap = [host.tools["bwrap"], "--cap-drop", "ALL"]
         # no --unshare-cgroup: the cgroup namespace is made by the host's unshare (see ``cgroupns``),
         # so it belongs to the host's user namespace and root inside cannot setns() into another one
         bwrap += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent"]
@@ -214,6 +218,8 @@ class BwrapProvider(Provider):
             "WORK": str(record.dir / "work"),
             "MERGED": str(merged),
             "CMD_CGROUPS": str(cgroups.commands_dir),
+            "NSENTER": host.tools["nsenter"],
+            "ID_MAP": f"0 {_rootfs.SHIFT} {_rootfs.ID_RANGE}",
             "TIMEOUT_US": str(math.ceil(spec.timeout * 1e6)),
             "IDLE_US": str(math.ceil((spec.idle_timeout or 0) * 1e6)),
         }
@@ -308,6 +314,7 @@ class BwrapProvider(Provider):
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             path.mkdir()
+            os.chown(path, _rootfs.SHIFT, _rootfs.SHIFT)  # root inside owns it
         except FileExistsError:
             raise SandboxError(
                 ErrorCode.ALREADY_EXISTS,

@@ -7,7 +7,7 @@ dir=$1
 # shellcheck source=/dev/null
 . "$dir/config.sh"
 JOIN='while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
-mounted='' bw_pid='' init_pid='' net_pid='' reason=''
+mounted='' bw_pid='' init_pid='' net_pid='' ns_pid='' reason=''
 trap 'reason=terminated' TERM INT HUP
 
 starttime() {  # REPLY = field 22 of /proc/PID/stat; empty when gone or a zombie
@@ -47,6 +47,7 @@ stop() {
   kill_cgroups
   [ -n "$bw_pid" ] && kill -9 "$bw_pid" 2>/dev/null
   [ -n "$net_pid" ] && kill -9 "$net_pid" 2>/dev/null
+  [ -n "$ns_pid" ] && kill -9 "$ns_pid" 2>/dev/null
   wait 2>/dev/null
   for _ in $(seq 50); do
     find "${CGROUP_DIRS[@]}" -depth -type d -exec rmdir {} + 2>/dev/null
@@ -71,15 +72,24 @@ err=$(mount -t overlay overlay -o "lowerdir=$ROOTFS,upperdir=$UPPER,workdir=$WOR
   || fail "mounting the copy-on-write root failed: $err"
 mounted=1
 
+# The sandbox's user namespace: uid and gid 0 inside are $ID_MAP's host ids (never host root).
+# A placeholder process makes it; this supervisor (root outside) writes its maps.
+unshare --user -- sleep 86400 </dev/null >/dev/null 2>&1 &
+ns_pid=$!
+for _ in $(seq 3000); do [[ /proc/$ns_pid/ns/user -ef /proc/$$/ns/user ]] || break; nap 0.001; done
+{ printf '%s\n' "$ID_MAP" > "/proc/$ns_pid/uid_map" && printf '%s\n' "$ID_MAP" > "/proc/$ns_pid/gid_map"; } 2>/dev/null \
+  || fail "cannot map the sandbox's user namespace (is user.max_user_namespaces 0?)"
+
 # The sandbox's first process says "ready" once bwrap has set everything up, then waits on a pipe
 # only this supervisor writes to: when the supervisor dies, it reads EOF and the sandbox ends.
-/bin/sh -c "$JOIN" sh "${CGROUP_PROCS[@]}" -- "${CGROUPNS[@]}" "${BWRAP[@]}" --info-fd 5 \
+/bin/sh -c "$JOIN" sh "${CGROUP_PROCS[@]}" -- "${CGROUPNS[@]}" "$NSENTER" -t "$ns_pid" -U -- "${BWRAP[@]}" --info-fd 5 \
   -- /bin/sh -c 'echo ready; read -r x' <"$dir/hold" >"$dir/out" 2>"$dir/bwrap.err" 5>"$dir/info.json" &
 bw_pid=$!
 exec {out}<"$dir/out"
 if ! read -r -t 30 -u "$out" line || [ "$line" != ready ]; then
   fail "bwrap did not start the sandbox: $(tail -c 500 "$dir/bwrap.err" 2>/dev/null)"
 fi
+kill "$ns_pid" 2>/dev/null  # bwrap's processes hold the user namespace now
 info=$(<"$dir/info.json")
 [[ $info =~ \"child-pid\":\ *([0-9]+) ]] || fail "bwrap reported no child pid: $info"
 init_pid=${BASH_REMATCH[1]}

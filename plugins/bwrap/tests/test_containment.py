@@ -171,3 +171,17 @@ def test_the_hosts_loopback_is_out_of_reach_unless_the_host_network_is_asked_for
         assert host.execute(probe.format("127.0.0.1"), timeout=30).stdout == "open\n", "network='host' shares it"
     finally:
         server.close()
+
+
+def test_root_inside_is_not_root_on_the_host(make: MakeSandbox) -> None:
+    """uid 0 inside is uid 100000 outside: host-wide sysctls (core_pattern: code run as host root
+    on every crash) are out of reach, whatever root inside does to its own mounts."""
+    sb = make(block_network=True)
+    assert sb.execute("cat /proc/self/uid_map").stdout.split() == ["0", "100000", "65536"]
+    current = Path("/proc/sys/kernel/core_pattern").read_text().strip()  # written back unchanged if it leaks
+    attack = f"umount /proc/sys 2>/dev/null; echo '{current}' > /proc/sys/kernel/core_pattern && echo WROTE"
+    assert "WROTE" not in sb.execute(attack).stdout, "root inside wrote a host-wide sysctl"
+    assert sb.execute("mount -t proc proc /mnt && echo '60' > /mnt/sys/vm/swappiness && echo WROTE").stdout == ""
+    sb.execute("echo made > /tmp/owned", check=True)
+    upper = Path(f"/var/lib/sandboxkit/bwrap/sandboxes/{sb.id}/upper/tmp/owned")
+    assert upper.stat().st_uid == 100000, "files root inside makes belong to uid 100000 on the host"
