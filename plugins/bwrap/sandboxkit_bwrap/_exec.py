@@ -44,7 +44,7 @@ class Finished:
     oom_killed: bool
 
 
-def nsenter_argv(target: Target, argv: Sequence[str], cwd: str) -> list[str]:
+def nsenter_argv(target: Target, argv: Sequence[str], cwd: str, ids: tuple[int, int] | None = None) -> list[str]:
     """nsenter into every namespace, root and cwd of the sandbox's PID 1, then ``cd`` inside.
 
     The directory is changed by the sandbox's own ``sh``: nsenter's ``--wd=PATH`` would open PATH
@@ -54,6 +54,8 @@ def nsenter_argv(target: Target, argv: Sequence[str], cwd: str) -> list[str]:
     and a command cannot leave its cgroup.
     """
     ns = ["-U", "-m", "-u", "-i", "-n", "-p", "-C", "-r", "-w"]
+    if ids is not None:  # uid and gid inside the sandbox (no supplementary groups)
+        ns += ["-S", str(ids[0]), "-G", str(ids[1])]
     cd = [] if cwd == "/" else ["/bin/sh", "-c", 'cd -- "$0" || exit 1; exec "$@"', cwd]  # -w: init's "/"
     return [target.nsenter, "-t", str(target.init_pid), *ns, "--", *cd, *argv]
 
@@ -67,11 +69,20 @@ async def run(
     stdin: bytes | None,
     timeout: float | None,
     on_output: OutputCallback,
+    ids: tuple[int, int] | None = None,
 ) -> Finished:
     """Run ``argv`` to its end (or its timeout), passing output chunks to ``on_output`` in order."""
     cgroup = target.cgroups.new_command()  # one mkdir: not worth a thread
     ooms = target.cgroups.oom_kills()
-    command = ["/bin/sh", "-c", JOIN_CGROUPS, "sh", *map(str, cgroup.procs), "--", *nsenter_argv(target, argv, cwd)]
+    command = [
+        "/bin/sh",
+        "-c",
+        JOIN_CGROUPS,
+        "sh",
+        *map(str, cgroup.procs),
+        "--",
+        *nsenter_argv(target, argv, cwd, ids),
+    ]
     timed_out = completed = False
     try:
         proc = await anyio.open_process(

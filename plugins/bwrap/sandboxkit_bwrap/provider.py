@@ -89,6 +89,7 @@ class BwrapProvider(Provider):
             Capability.TAGS,
             Capability.IDLE_TIMEOUT,
             Capability.RESOURCE_LIMITS,
+            Capability.USER,
             Capability.RECONNECT,
         }
     )
@@ -388,15 +389,56 @@ class BwrapSandbox(SandboxHandle):
             self._check()
 
     async def exec(self, request: ExecRequest, on_output: OutputCallback) -> ExecExit:
+        env = self._env(request.env)
+        ids = None
+        if request.user is not None:
+            ids, home = await self._user(request.user)
+            if "HOME" not in request.env and home:
+                env["HOME"] = home
         done = await self._run(
             request.argv,
-            env=self._env(request.env),
+            ids=ids,
+            env=env,
             cwd=request.cwd or self.record.workdir,
             stdin=request.stdin,
             timeout=request.timeout,
             on_output=on_output,
         )
         return ExecExit(exit_code=done.exit_code, timed_out=done.timed_out, oom_killed=done.oom_killed)
+
+    async def _user(self, user: str) -> tuple[tuple[int, int], str | None]:
+        """``name``, ``uid``, ``name:group`` or ``uid:gid`` -> (uid, gid) and HOME, from the sandbox's files."""
+        name, _, group = str(user).partition(":")
+        _, passwd, _ = await self.run_quiet(["cat", "/etc/passwd"])
+        entry = _lookup(passwd, name)
+        if entry is None and not name.isdigit():
+            raise SandboxError(
+                ErrorCode.INVALID_ARGUMENT,
+                f"user {name!r} is not in the sandbox's /etc/passwd; give a uid, or add the user first",
+                provider=PROVIDER,
+                sandbox_id=self.id,
+            )
+        uid = int(entry[2]) if entry else int(name)
+        gid = int(entry[3]) if entry else 0
+        if group:
+            _, groups, _ = await self.run_quiet(["cat", "/etc/group"])
+            found = _lookup(groups, group)
+            if found is None and not group.isdigit():
+                raise SandboxError(
+                    ErrorCode.INVALID_ARGUMENT,
+                    f"group {group!r} is not in the sandbox's /etc/group; give a gid",
+                    provider=PROVIDER,
+                    sandbox_id=self.id,
+                )
+            gid = int(found[2]) if found else int(group)
+        if not (0 <= uid < _rootfs.ID_RANGE and 0 <= gid < _rootfs.ID_RANGE):
+            raise SandboxError(
+                ErrorCode.INVALID_ARGUMENT,
+                f"user {user!r}: ids must be below {_rootfs.ID_RANGE} (the ids the sandbox maps)",
+                provider=PROVIDER,
+                sandbox_id=self.id,
+            )
+        return (uid, gid), (entry[5] if entry and len(entry) > 5 else None)
 
     async def run_quiet(
         self, argv: Sequence[str], *, cwd: str | None = None, stdin: bytes | None = None
@@ -486,6 +528,15 @@ def _cleanup(record: Record) -> None:
     _supervisor.remove_cgroups(dirs)
     subprocess.run(["umount", "-l", str(record.dir / "merged")], capture_output=True)
     shutil.rmtree(record.dir, ignore_errors=True)
+
+
+def _lookup(table: bytes, key: str) -> builtins.list[str] | None:
+    """The /etc/passwd or /etc/group line whose name (or, for digits, id) is ``key``."""
+    for line in table.decode(errors="replace").splitlines():
+        fields = line.split(":")
+        if len(fields) > 2 and (fields[0] == key or (key.isdigit() and fields[2] == key)):
+            return fields
+    return None
 
 
 def _limit_env(spec: SandboxSpec, options: BwrapOptions) -> dict[str, str]:

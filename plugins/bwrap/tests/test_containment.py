@@ -185,3 +185,14 @@ def test_root_inside_is_not_root_on_the_host(make: MakeSandbox) -> None:
     sb.execute("echo made > /tmp/owned", check=True)
     upper = Path(f"/var/lib/sandboxkit/bwrap/sandboxes/{sb.id}/upper/tmp/owned")
     assert upper.stat().st_uid == 100000, "files root inside makes belong to uid 100000 on the host"
+
+
+def test_a_non_root_user_holds_no_capabilities(make: MakeSandbox) -> None:
+    sb = make(block_network=True)
+    sb.execute("echo secret > /root/only-root && chmod 600 /root/only-root", check=True)
+    result = sb.execute("id -u; grep CapEff /proc/self/status; cat /root/only-root", user="nobody")
+    assert result.stdout.startswith("65534\nCapEff:\t0000000000000000\n")
+    assert "secret" not in result.stdout and result.exit_code != 0
+    with pytest.raises(SandboxError) as err:
+        sb.execute("id", user="no-such-user")
+    assert err.value.code == ErrorCode.INVALID_ARGUMENT
