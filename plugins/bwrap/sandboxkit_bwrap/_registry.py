@@ -20,7 +20,8 @@ from typing import Any
 
 from sandboxkit_bwrap._supervisor import starttime
 
-_ID = re.compile(r"^[0-9a-f]{16}$")
+#: What a sandbox id looks like.
+ID = re.compile(r"^[0-9a-f]{16}$")
 
 
 def state_root() -> Path:
@@ -58,7 +59,7 @@ class Record:
 
 
 def load(sandbox_id: str) -> Record | None:
-    if not isinstance(sandbox_id, str) or not _ID.match(sandbox_id):
+    if not isinstance(sandbox_id, str) or not ID.match(sandbox_id):
         return None
     try:
         data: dict[str, Any] = json.loads((sandboxes_dir() / sandbox_id / "record.json").read_text())

@@ -278,9 +278,15 @@ class BwrapProvider(Provider):
     async def gc(
         self, *, dry_run: bool = False, labels: Mapping[str, str] | None = None
     ) -> builtins.list[StaleSandbox]:
-        """Entries whose supervisor died (cleaned up) and sandboxes past their lifetime (ended)."""
+        """Entries whose supervisor died (cleaned up) and sandboxes past their lifetime (ended).
+
+        Without a label filter it also removes what a supervisor killed mid-cleanup left behind:
+        cgroups with no registry entry, half-removed entries (``ID.gone``).
+        """
         stale = []
         now = time.time()
+        if not labels and not dry_run:
+            await anyio.to_thread.run_sync(_remove_orphans)
         for record in _registry.all_records():
             if any(record.labels.get(k) != v for k, v in (labels or {}).items()):
                 continue
@@ -549,6 +555,19 @@ def _limit_env(spec: SandboxSpec, options: BwrapOptions) -> dict[str, str]:
     if spec.idle_timeout is not None:
         env["SANDBOXKIT_IDLE_TIMEOUT"] = f"{spec.idle_timeout:g}"
     return env
+
+
+def _remove_orphans() -> None:
+    known = {r.id for r in _registry.all_records()}
+    root = _registry.sandboxes_dir()
+    for path in root.glob("*.gone") if root.is_dir() else []:
+        shutil.rmtree(path, ignore_errors=True)
+    parent = SandboxCgroups("x").commands_dir.parent
+    for cgroup in parent.iterdir() if parent.is_dir() else []:
+        if cgroup.is_dir() and _registry.ID.match(cgroup.name) and cgroup.name not in known:
+            dirs = [str(d) for d in SandboxCgroups(cgroup.name).all_dirs]
+            _supervisor.kill_cgroups(dirs)
+            _supervisor.remove_cgroups(dirs)
 
 
 def _not_found(sandbox_id: str) -> SandboxError:

@@ -161,3 +161,15 @@ def test_images_bootstrap_keeps_a_rootfs_without_any_engine(
     monkeypatch.setenv("DOCKER_HOST", env["DOCKER_HOST"])
     sb = make(image="sandboxkit/busybox:latest", block_network=True)
     assert sb.execute("echo $PATH").stdout == "/bin:/sbin:/usr/bin\n", "the image's env comes with it"
+
+
+def test_gc_removes_cgroups_and_entries_nobody_owns() -> None:
+    orphan = "0123456789abcdef"
+    cgroups = _cgroups.SandboxCgroups(orphan)
+    cgroups.create(memory_mib=None, cpu=None, pids_limit=64)
+    half_removed = _registry.sandboxes_dir() / f"{orphan}.gone"
+    (half_removed / "upper").mkdir(parents=True)
+    gc = subprocess.run([SANDBOXKIT, "gc", "--provider", "bwrap"], capture_output=True, text=True, timeout=60)
+    assert gc.returncode == 0, gc.stderr
+    assert not any(d.exists() for d in cgroups.all_dirs), "gc removes cgroups with no registry entry"
+    assert not half_removed.exists()
