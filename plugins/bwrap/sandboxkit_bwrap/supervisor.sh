@@ -111,10 +111,13 @@ printf '%s' "$state" > "$dir/ready.json.tmp" && mv -T "$dir/ready.json.tmp" "$di
 printf '{"ok": %s}\n' "$state"
 exec >/dev/null
 
-busy() {  # a process in any command cgroup
-  local d p
+busy() {  # a command still running: its nsenter (in the host's pid namespace) waits for it;
+  local d p  # processes it left in the background (in the sandbox's pid namespace) do not count
   for d in "$CMD_CGROUPS"/cmd-*/; do
-    [ -f "$d/cgroup.procs" ] && read -r p < "$d/cgroup.procs" && [ -n "$p" ] && return 0
+    [ -f "$d/cgroup.procs" ] || continue
+    while read -r p; do
+      [[ /proc/$p/ns/pid -ef /proc/$$/ns/pid ]] && return 0
+    done < "$d/cgroup.procs"
   done
   return 1
 }

@@ -173,3 +173,13 @@ def test_gc_removes_cgroups_and_entries_nobody_owns() -> None:
     assert gc.returncode == 0, gc.stderr
     assert not any(d.exists() for d in cgroups.all_dirs), "gc removes cgroups with no registry entry"
     assert not half_removed.exists()
+
+
+def test_background_processes_do_not_keep_an_idle_sandbox_alive(make: MakeSandbox) -> None:
+    """As on Docker: idle means no command running; what a command left in the background is not one."""
+    sb = make(idle_timeout=3, timeout=300, block_network=True)
+    sb.execute("sleep 300 >/dev/null 2>&1 &")
+    assert sb.execute("sleep 5; echo busy", timeout=60).stdout == "busy\n", "a running command is activity"
+    started = time.monotonic()
+    assert _wait_for(lambda: not _listed(sb.id), 60), "the idle sandbox still runs"
+    assert time.monotonic() - started >= 2
