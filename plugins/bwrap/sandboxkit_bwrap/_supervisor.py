@@ -7,11 +7,12 @@ mounts the copy-on-write root, starts bwrap with the sandbox in its cgroups and 
 namespace made by the host, attaches the user-mode network, writes ``ready.json``, prints one
 JSON line on stdout (``{"ok": ...}`` or ``{"error": ...}``) and then enforces the lifetime: it
 ends the sandbox at its deadline, after ``idle_timeout`` seconds without a running command (a
-command's ``nsenter``, in the host's pid namespace, waits for it), on SIGTERM (``terminate``) or when bwrap ends. Ending means: ``ended`` written, SIGKILL
-to the sandbox's PID 1 (which takes its whole pid namespace), every process left in the
-sandbox's cgroups killed, the cgroups and the writable layer removed, and the state directory
-(the registry entry) removed last. If the supervisor itself is killed, bwrap dies with it
-(``--die-with-parent``) and ``gc`` removes what is left.
+command's ``nsenter``, in the host's pid namespace, waits for it), on SIGTERM (``terminate``) or
+when bwrap ends. Ending means: ``ended`` written, SIGKILL to the sandbox's PID 1 (which takes its
+whole pid namespace), every process left in the sandbox's cgroups killed, the cgroups and the
+writable layer removed, and the state directory (the registry entry) removed last. If the
+supervisor itself is killed, bwrap dies with it (``--die-with-parent``) and ``gc`` removes what
+is left.
 """
 
 from __future__ import annotations
