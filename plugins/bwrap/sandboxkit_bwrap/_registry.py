@@ -55,7 +55,14 @@ class Record:
         return sandboxes_dir() / self.id
 
     def save(self) -> None:
-        (self.dir / "record.json").write_text(json.dumps(asdict(self)))
+        write_private(self.dir / "record.json", json.dumps(asdict(self)))
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only root may read (records hold create-time env; configs, paths)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
 
 
 def load(sandbox_id: str) -> Record | None:
@@ -104,6 +111,8 @@ def supervisor_alive(record: Record) -> bool:
 def locked() -> Iterator[None]:
     """Serialise name checks and registrations across processes."""
     sandboxes_dir().mkdir(parents=True, exist_ok=True)
+    for path in (state_root(), sandboxes_dir()):  # others may pass through (bwrap runs as uid 100000), not list
+        path.chmod(0o711)
     with open(state_root() / "registry.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield

@@ -146,14 +146,15 @@ class BwrapProvider(Provider):
                     "reach it with Sandbox.from_name",
                     provider=PROVIDER,
                 )
-            record.dir.mkdir(parents=True)
+            record.dir.mkdir(mode=0o711)
+            record.dir.chmod(0o711)
             record.save()
         cgroups = SandboxCgroups(record.id)
         try:
             cgroups.create(memory_mib=spec.memory_mib, cpu=spec.cpu, pids_limit=options.pids_limit)
             self._prepare_root(record, spec, options)
             config = self._config(host, record, rootfs.path, spec, options, cgroups, volumes)
-            (record.dir / "config.sh").write_text(config)
+            _registry.write_private(record.dir / "config.sh", config)
             ready = await anyio.to_thread.run_sync(_launch, host, record)
         except BaseException as exc:
             with anyio.CancelScope(shield=True):

@@ -196,3 +196,12 @@ def test_a_non_root_user_holds_no_capabilities(make: MakeSandbox) -> None:
     with pytest.raises(SandboxError) as err:
         sb.execute("id", user="no-such-user")
     assert err.value.code == ErrorCode.INVALID_ARGUMENT
+
+
+def test_other_host_users_cannot_list_or_read_the_registry(make: MakeSandbox) -> None:
+    sb = make(block_network=True, env={"CREATE_TIME": "not for other users"})
+    root = Path("/var/lib/sandboxkit/bwrap")
+    for path in (root, root / "sandboxes", root / "sandboxes" / sb.id):
+        assert path.stat().st_mode & 0o777 == 0o711, f"{path} is listable by other users"
+    for name in ("record.json", "config.sh"):
+        assert (root / "sandboxes" / sb.id / name).stat().st_mode & 0o777 == 0o600
