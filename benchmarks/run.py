@@ -8,7 +8,8 @@ the same thing. The ``hardening_*`` lines put the Docker provider against itself
 hardened defaults (capabilities, no-new-privileges, default CPU and memory caps; runc both), the
 ``runsc_*`` lines its gVisor runtime against runc (skipped when the engine has no runsc). The
 ``modal_*`` lines put sandboxkit's Modal provider, through the project's
-Modal emulator, against its Docker provider (``sandboxkit=`` is Modal, ``baseline=`` Docker).
+Modal emulator, against its Docker provider (``sandboxkit=`` is Modal, ``baseline=`` Docker);
+the ``bwrap_*`` lines put its daemon-less bwrap provider against its Docker provider the same way.
 Times are milliseconds, memory MiB. All contenders run in the same process (the live-sandbox
 figures in fresh child processes), against the same daemon and the same local image, in
 interleaved rounds with a shuffled order inside each round, so load from elsewhere on the
@@ -50,6 +51,7 @@ MAX_FAILURES = 3
 WHY_MISSING = {
     "llm-sandbox": "; pip install -r benchmarks/requirements.txt",
     "sandboxkit-modal": "; install plugins/modal (scripts/setup.sh does)",
+    "sandboxkit-bwrap": "; install plugins/bwrap (scripts/setup.sh does)",
 }
 PEER = "llm-sandbox"
 MIB = 1 << 20
@@ -119,6 +121,18 @@ def _memory(client: clients.Client, ctx: Context) -> float:
 
 def _cycle(client: clients.Client, ctx: Context) -> float:
     return client.full_cycle(ctx.data_1m, ctx.host_1m)
+
+
+def _create(client: clients.Client, ctx: Context) -> float:
+    return client.create_start()
+
+
+def _exec(client: clients.Client, ctx: Context) -> float:
+    return client.exec_true()
+
+
+def _create_100(client: clients.Client, ctx: Context) -> float:
+    return client.create_concurrent(100)
 
 
 def _pool_acquire(client: clients.Client, ctx: Context) -> float:
@@ -299,6 +313,25 @@ def figures() -> list[Figure]:
                 ("download_100mib", "download 100 MiB over HTTPS", lambda c, x: network.download(c), (15, 1)),
             )
         ),
+        *(
+            Figure(
+                f"bwrap_{name}",
+                f"{what}: provider bwrap (baseline: provider docker)",
+                run,
+                rounds=rounds,
+                inner=inner,
+                target=target,
+                contenders=("sandboxkit-bwrap", "sandboxkit"),
+                subject="sandboxkit-bwrap",
+                baseline="sandboxkit",
+            )
+            for name, what, run, target, rounds, inner in (
+                ("create_start", "create and start one sandbox", _create, ("<=", 0.1), (15, 2), 1),
+                ("exec_true", "execute `true` (docker: its fast exec path)", _exec, ("<=", 1.0), (15, 2), 5),
+                ("full_cycle", "create, execute, write 1 MiB, read it back, close", _cycle, ("<=", 0.1), (15, 2), 1),
+                ("create_100_concurrent", "create 100 sandboxes at once", _create_100, ("<=", 0.1), (5, 1), 1),
+            )
+        ),
         Figure(
             "pool_acquire",
             "acquire from a warm Pool (baseline: one raw docker-py exec)",
@@ -368,7 +401,7 @@ def precompile() -> None:
     import compileall
     import importlib.util
 
-    for package in ("sandboxkit", "sandboxkit_docker", "sandboxkit_modal"):
+    for package in ("sandboxkit", "sandboxkit_docker", "sandboxkit_modal", "sandboxkit_bwrap"):
         spec = importlib.util.find_spec(package)
         if spec is not None and spec.submodule_search_locations:
             for location in spec.submodule_search_locations:
@@ -416,22 +449,30 @@ def run(quick: bool, json_path: Path | None, seed: int | None, only: tuple[str, 
     try:
         needed = {name for fig in figs for name in fig.contenders}
         every = ("sandboxkit", "sandboxkit-nowarden", BASELINE, PEER, "sandboxkit-modal", "sandboxkit-execute")
-        for name in [n for n in (*every, "sandboxkit-unhardened", "sandboxkit-runsc", network.NAME) if n in needed]:
+        others = ("sandboxkit-unhardened", "sandboxkit-runsc", network.NAME, "sandboxkit-bwrap")
+        groups = {
+            PEER: f"*.vs_{PEER}",
+            network.NAME: "net_*",
+            "sandboxkit-runsc": "runsc_*",
+            "sandboxkit-bwrap": "bwrap_*",
+        }
+        for name in [n for n in (*every, *others) if n in needed]:
+            group = groups.get(name, "modal_*")
             try:
                 contenders[name] = network.make(run_id) if name == network.NAME else clients.make(name, run_id)
             except ImportError as exc:
                 hint = WHY_MISSING.get(name, "")
-                group = {PEER: f"*.vs_{name}", network.NAME: "net_*"}.get(name, "modal_*")
                 skipped[group] = f"{name} is not installed ({exc}){hint}"
                 _log(f"skipping {name}: {exc}")
-            except RuntimeError as exc:  # the Modal emulator did not start, or the engine has no runsc
-                skipped["runsc_*" if name == "sandboxkit-runsc" else "modal_*"] = f"{name}: {exc}"
+            except RuntimeError as exc:  # the Modal emulator did not start, the engine has no runsc, or no bwrap here
+                skipped[group] = f"{name}: {exc}"
                 _log(f"skipping {name}: {exc}")
         for client in contenders.values():
             client.setup()
         import sandboxkit
 
-        ctx.pool = sandboxkit.Pool(provider="docker", image=clients.IMAGE, timeout=clients.LIFETIME, size=2).start()
+        if any(f.name == "pool_acquire" for f in figs):
+            ctx.pool = sandboxkit.Pool(provider="docker", image=clients.IMAGE, timeout=clients.LIFETIME, size=2).start()
         for client in contenders.values():  # warm-up, not measured
             client.exec_true()
             client.upload(data_1m, ctx.host_1m)

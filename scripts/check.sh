@@ -10,7 +10,7 @@ bin=.venv/bin
 "$bin/mypy"  # the four packages, as [tool.mypy] in pyproject.toml says
 # the tests, one run per directory: each has its own conftest.py (mypy refuses two modules of one name)
 for tests in "conftest.py tests/*.py tests/cli" tests/faults tests/integrations tests/memory tests/security \
-  "plugins/docker/tests --exclude plugins/docker/tests/runsc" plugins/docker/tests/runsc \
+  "plugins/docker/tests --exclude plugins/docker/tests/runsc" plugins/docker/tests/runsc plugins/bwrap/tests \
   "plugins/modal/tests/*.py" plugins/modal/tests/live conformance/tests conformance/examples/sandboxkit-dockercli; do
   # shellcheck disable=SC2086  # each entry is a list of paths
   "$bin/mypy" --no-error-summary $tests

@@ -15,6 +15,8 @@ apt_packages=(
   debootstrap
   busybox-static
   runsc  # gVisor
+  bubblewrap  # the bwrap provider,
+  slirp4netns  # with its user-mode network
 )
 installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
 need_apt=()
@@ -50,7 +52,7 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 pkgs=(-e . -e plugins/docker)
-for extra in plugins/modal conformance; do [ -f "$extra/pyproject.toml" ] && pkgs+=(-e "$extra"); done
+for extra in plugins/modal plugins/bwrap conformance; do [ -f "$extra/pyproject.toml" ] && pkgs+=(-e "$extra"); done
 log "pip install ${pkgs[*]} + dev tools"
 pip_log=$(mktemp)
 if ! .venv/bin/pip install -q "${pkgs[@]}" -r requirements-dev.txt >"$pip_log" 2>&1; then

@@ -3,6 +3,7 @@ or a static busybox as the small fallback."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -61,11 +62,18 @@ def bootstrap(
     import docker
 
     tag = tag or (DEFAULT_IMAGE if kind == "debian" else BUSYBOX_IMAGE)
-    client = docker.from_env(timeout=2)
-    client.api.timeout = 600
+    keep = rootfs_dir(tag)
+    try:
+        client = docker.from_env(timeout=2)
+        client.api.timeout = 600
+    except docker.errors.DockerException:
+        client = None  # no engine: keep the rootfs directory only (the bwrap provider's image)
     try:
         packages = ",".join(DEBIAN_PACKAGES) if kind == "debian" else ""
-        if not force:
+        if not force and client is None and (keep / "config.json").exists():
+            progress(f"{tag}: rootfs already kept in {keep} (use --force to rebuild)")
+            return tag
+        if not force and client is not None:
             try:
                 present = client.images.get(tag)
                 if (present.labels or {}).get(PACKAGES_LABEL, "") == packages:
@@ -74,7 +82,8 @@ def bootstrap(
                 progress(f"{tag}: built with other packages; rebuilding with {packages}")
             except docker.errors.ImageNotFound:
                 pass
-        with tempfile.TemporaryDirectory(prefix="sandboxkit-rootfs-") as tmp:
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="sandboxkit-rootfs-", dir=keep.parent) as tmp:
             rootfs = Path(tmp) / "rootfs"
             started = time.monotonic()
             if kind == "debian":
@@ -83,16 +92,42 @@ def bootstrap(
             else:
                 _busybox(rootfs, progress)
                 changes = ['CMD ["/bin/sh"]', "ENV PATH=/bin:/sbin:/usr/bin", "ENV LANG=C.UTF-8"]
-            progress(f"rootfs ready in {time.monotonic() - started:.1f}s; importing as {tag}")
-            archive = Path(tmp) / "rootfs.tar"
-            with tarfile.open(archive, "w") as tar:
-                tar.add(rootfs, arcname=".")
-            repo, _, version = tag.rpartition(":") if ":" in tag.rsplit("/", 1)[-1] else (tag, "", "latest")
-            client.api.import_image_from_file(str(archive), repository=repo, tag=version, changes=changes)
-            progress(f"{tag}: built in {time.monotonic() - started:.1f}s")
+            progress(f"rootfs ready in {time.monotonic() - started:.1f}s")
+            if client is not None:
+                progress(f"importing as {tag}")
+                archive = Path(tmp) / "rootfs.tar"
+                with tarfile.open(archive, "w") as tar:
+                    tar.add(rootfs, arcname=".")
+                repo, _, version = tag.rpartition(":") if ":" in tag.rsplit("/", 1)[-1] else (tag, "", "latest")
+                client.api.import_image_from_file(str(archive), repository=repo, tag=version, changes=changes)
+            entry = Path(tmp) / "entry"  # the rootfs and its config, moved into place in one rename
+            entry.mkdir()
+            rootfs.rename(entry / "rootfs")
+            env = [c.split(" ", 1)[1] for c in changes if c.startswith("ENV ")]
+            (entry / "config.json").write_text(json.dumps({"env": env, "workdir": None}))
+            shutil.rmtree(keep, ignore_errors=True)
+            entry.rename(keep)
+            progress(f"{tag}: built in {time.monotonic() - started:.1f}s; its rootfs is kept in {keep}")
         return tag
     finally:
-        client.close()
+        if client is not None:
+            client.close()
+
+
+def rootfs_dir(tag: str) -> Path:
+    """Where a bootstrapped image's root filesystem is kept as a directory (the bwrap provider's images).
+
+    ``$SANDBOXKIT_ROOTFS_DIR``, else /var/lib/sandboxkit/rootfs (root) or ~/.local/share/sandboxkit/rootfs,
+    then the tag with every character but letters, digits, ``.``, ``_`` and ``-`` replaced by ``_``.
+    """
+    if os.environ.get("SANDBOXKIT_ROOTFS_DIR"):
+        root = Path(os.environ["SANDBOXKIT_ROOTFS_DIR"])
+    elif os.geteuid() == 0:
+        root = Path("/var/lib/sandboxkit/rootfs")
+    else:
+        data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+        root = Path(data) / "sandboxkit" / "rootfs"
+    return root / re.sub(r"[^A-Za-z0-9._-]", "_", tag)
 
 
 def _debootstrap(rootfs: Path, mirror: str | None, suite: str, progress: Callable[[str], None]) -> None:

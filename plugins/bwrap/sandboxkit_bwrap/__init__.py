@@ -1,0 +1,1 @@
+"""sandboxkit's bubblewrap provider: daemon-less local sandboxes (``provider="bwrap"``)."""

@@ -1,0 +1,118 @@
+"""The on-disk registry: one directory per sandbox, found again by any client (from_id, list, gc).
+
+``STATE/sandboxes/ID/record.json`` is written by the creating client before the supervisor
+starts; ``ready.json`` by the supervisor once the sandbox runs (its own and the sandbox PID 1's
+pid and start time); ``ended`` when it decides to end it. The supervisor removes the directory
+last, so a directory whose supervisor is alive is a live sandbox.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sandboxkit_bwrap._supervisor import starttime
+
+#: What a sandbox id looks like.
+ID = re.compile(r"^[0-9a-f]{16}$")
+
+
+def state_root() -> Path:
+    """``$SANDBOXKIT_BWRAP_DIR``, else /var/lib/sandboxkit/bwrap."""
+    return Path(os.environ.get("SANDBOXKIT_BWRAP_DIR") or "/var/lib/sandboxkit/bwrap")
+
+
+def sandboxes_dir() -> Path:
+    return state_root() / "sandboxes"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Record:
+    """What a client needs to reach a sandbox; no secret values (secrets are resolved per command)."""
+
+    id: str
+    name: str | None
+    app: str
+    tags: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    created_at: float
+    timeout: float
+    env: dict[str, str] = field(default_factory=dict)
+    workdir: str = "/"
+    secrets: list[str] = field(default_factory=list)
+    #: names of the volumes it mounts
+    volumes: list[str] = field(default_factory=list)
+
+    @property
+    def dir(self) -> Path:
+        return sandboxes_dir() / self.id
+
+    def save(self) -> None:
+        write_private(self.dir / "record.json", json.dumps(asdict(self)))
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only root may read (records hold create-time env; configs, paths)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def load(sandbox_id: str) -> Record | None:
+    if not isinstance(sandbox_id, str) or not ID.match(sandbox_id):
+        return None
+    try:
+        data: dict[str, Any] = json.loads((sandboxes_dir() / sandbox_id / "record.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return Record(**data)
+
+
+def all_records() -> list[Record]:
+    try:
+        names = sorted(os.listdir(sandboxes_dir()))
+    except FileNotFoundError:
+        return []
+    return [r for r in map(load, names) if r is not None]
+
+
+def ready_state(record: Record) -> dict[str, Any] | None:
+    try:
+        data: dict[str, Any] = json.loads((record.dir / "ready.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return data
+
+
+def alive(record: Record, ready: dict[str, Any] | None = None) -> bool:
+    """True while the supervisor runs and has not decided to end the sandbox."""
+    ready = ready if ready is not None else ready_state(record)
+    if ready is None or (record.dir / "ended").exists() or not (record.dir / "ready.json").exists():
+        return False
+    return bool(
+        starttime(int(ready["supervisor_pid"])) == ready["supervisor_start"]
+        and starttime(int(ready["init_pid"])) == ready["init_start"]
+    )
+
+
+def supervisor_alive(record: Record) -> bool:
+    ready = ready_state(record)
+    return ready is not None and bool(starttime(int(ready["supervisor_pid"])) == ready["supervisor_start"])
+
+
+@contextlib.contextmanager
+def locked() -> Iterator[None]:
+    """Serialise name checks and registrations across processes."""
+    sandboxes_dir().mkdir(parents=True, exist_ok=True)
+    for path in (state_root(), sandboxes_dir()):  # others may pass through (bwrap runs as uid 100000), not list
+        path.chmod(0o711)
+    with open(state_root() / "registry.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield

@@ -1,0 +1,82 @@
+"""The supervisor of one sandbox (``supervisor.sh``) and the process helpers clients share with it.
+
+The client starts ``supervisor.sh STATE_DIR`` detached (``setsid --fork``) in a private mount
+namespace (``unshare --mount --propagation private``), so the overlay it mounts exists only
+there and vanishes with it. The script reads ``STATE_DIR/config.sh`` (written by the client),
+mounts the copy-on-write root, starts bwrap with the sandbox in its cgroups and in a cgroup
+namespace made by the host, attaches the user-mode network, writes ``ready.json``, prints one
+JSON line on stdout (``{"ok": ...}`` or ``{"error": ...}``) and then enforces the lifetime: it
+ends the sandbox at its deadline, after ``idle_timeout`` seconds without a running command (a
+command's ``nsenter``, in the host's pid namespace, waits for it), on SIGTERM (``terminate``) or
+when bwrap ends. Ending means: ``ended`` written, SIGKILL to the sandbox's PID 1 (which takes its
+whole pid namespace), every process left in the sandbox's cgroups killed, the cgroups and the
+writable layer removed, and the state directory (the registry entry) removed last. If the
+supervisor itself is killed, bwrap dies with it (``--die-with-parent``) and ``gc`` removes what
+is left.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+#: The supervisor script (bash: it starts in a millisecond and waits with builtins).
+SCRIPT = Path(__file__).with_name("supervisor.sh")
+#: Joins the cgroups whose ``cgroup.procs`` files precede ``--``, then execs what follows it.
+JOIN_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
+
+
+def starttime(pid: int) -> str | None:
+    """Field 22 of /proc/PID/stat (start time in ticks): tells a pid from a reused one.
+
+    None when the process is gone or a zombie (dead, not yet reaped).
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if len(fields) < 20 or fields[0] in ("Z", "X") else fields[19]
+
+
+def cgroup_pids(directory: str) -> list[int]:
+    """Every pid in ``directory`` and the cgroups below it."""
+    pids: list[int] = []
+    for root, _dirs, files in os.walk(directory):
+        if "cgroup.procs" in files:
+            try:
+                with open(os.path.join(root, "cgroup.procs")) as f:
+                    pids += [int(p) for p in f.read().split()]
+            except OSError:
+                pass
+    return pids
+
+
+def kill_cgroups(directories: list[str]) -> None:
+    """SIGKILL every process in these cgroup trees until none is left (bounded)."""
+    for _ in range(200):
+        pids = [p for d in directories for p in cgroup_pids(d)]
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.01)
+
+
+def remove_cgroups(directories: list[str]) -> None:
+    """rmdir each cgroup tree, deepest first (the kernel frees them once empty)."""
+    for top in directories:
+        for root, _dirs, _files in sorted(os.walk(top, topdown=False), key=lambda w: -len(w[0])):
+            for _ in range(50):
+                try:
+                    os.rmdir(root)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.02)

@@ -1,0 +1,608 @@
+"""The bwrap provider: daemon-less local sandboxes held by a supervisor outside their namespaces."""
+
+from __future__ import annotations
+
+import builtins
+import datetime as dt
+import json
+import math
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import anyio
+from pydantic import BaseModel, ConfigDict, Field
+
+from sandboxkit.secrets import resolve_secrets
+from sandboxkit.spi import (
+    Capability,
+    ErrorCode,
+    ExecExit,
+    ExecRequest,
+    OutputCallback,
+    Provider,
+    SandboxError,
+    SandboxHandle,
+    SandboxInfo,
+    SandboxSpec,
+    SandboxState,
+    StaleSandbox,
+    StreamName,
+    VolumeInfo,
+    file_error,
+)
+from sandboxkit_bwrap import _exec, _registry, _rootfs, _supervisor
+from sandboxkit_bwrap._cgroups import SandboxCgroups
+from sandboxkit_bwrap._host import PROVIDER, Host, require
+from sandboxkit_bwrap._registry import Record
+
+_VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+#: A registry entry without ``ready.json`` this old was left by a create that died.
+START_GRACE = 60.0
+#: slirp4netns's fixed addresses: the sandbox is 10.0.2.100, its DNS forwarder 10.0.2.3.
+SLIRP_DNS = "10.0.2.3"
+
+_READ = 'p=$1; [ -d "$p" ] && exit 3; [ -e "$p" ] || exit 4; exec cat -- "$p"'
+_WRITE = (
+    'p=$1; [ -d "$p" ] && exit 3; d=${p%/*}; [ -n "$d" ] || d=/; '
+    '[ -d "$d" ] || mkdir -p -- "$d" 2>/dev/null || exit 6; cat > "$p" || exit 7'
+)
+_FILE_KINDS = {3: "is_directory", 4: "file_not_found", 6: "invalid_path", 7: "permission_denied"}
+
+
+class BwrapOptions(BaseModel):
+    """bwrap-only knobs, passed as ``provider_options={...}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: "user": outbound access through slirp4netns in the sandbox's own network namespace;
+    #: "host": share the host's network namespace (no isolation of the network at all)
+    network: Literal["user", "host"] = "user"
+    #: most processes the sandbox may run at once (contains fork bombs)
+    pids_limit: int = Field(4096, gt=16)
+    #: the sandbox's hostname (default: "sandbox")
+    hostname: str = Field("sandbox", pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$")
+
+
+class BwrapProvider(Provider):
+    """Each sandbox: bwrap namespaces over an overlay root, a supervisor, cgroups (see README)."""
+
+    name: ClassVar[str] = PROVIDER
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {
+            Capability.STDIN,
+            Capability.STREAMING,
+            Capability.VOLUMES,
+            Capability.SECRETS,
+            Capability.NETWORK_BLOCK,
+            Capability.NAMED,
+            Capability.LIST,
+            Capability.TAGS,
+            Capability.IDLE_TIMEOUT,
+            Capability.RESOURCE_LIMITS,
+            Capability.USER,
+            Capability.RECONNECT,
+        }
+    )
+    options_type: ClassVar[type[BaseModel]] = BwrapOptions
+
+    def version(self) -> str:
+        try:
+            return metadata.version("sandboxkit-bwrap")
+        except metadata.PackageNotFoundError:
+            return "unknown"
+
+    async def create(self, spec: SandboxSpec, options: BaseModel) -> BwrapSandbox:
+        assert isinstance(options, BwrapOptions)
+        host = require()
+        if options.network == "user" and not spec.block_network and host.slirp4netns is None:
+            raise SandboxError(
+                ErrorCode.PROVIDER_UNAVAILABLE,
+                "the default network needs slirp4netns (`apt-get install slirp4netns`); or pass "
+                "block_network=True, or provider_options={'network': 'host'} to share the host's network",
+                provider=PROVIDER,
+            )
+        rootfs = await anyio.to_thread.run_sync(_rootfs.resolve, spec.image)
+        volumes = {mount: _volume_dir(name) for mount, name in spec.volumes.items()}
+        for mount, path in volumes.items():
+            if not path.is_dir():
+                raise SandboxError(
+                    ErrorCode.VOLUME_ERROR,
+                    f"volume {path.name!r} (for {mount}) does not exist; create it with "
+                    f"`sandboxkit volume create {path.name} --provider bwrap`",
+                    provider=PROVIDER,
+                )
+        try:
+            resolve_secrets(spec.secrets)
+        except SandboxError as exc:
+            raise SandboxError(ErrorCode.SANDBOX_CREATION_FAILED, exc.message, provider=PROVIDER) from None
+        record = Record(
+            id=uuid.uuid4().hex[:16],
+            name=spec.name,
+            app=spec.app,
+            tags=dict(spec.tags),
+            labels=dict(spec.labels),
+            created_at=time.time(),
+            timeout=spec.timeout,
+            env={**rootfs.env, "HOSTNAME": options.hostname, **_limit_env(spec, options), **spec.env},
+            workdir=spec.workdir or rootfs.workdir,
+            secrets=list(spec.secrets),
+            volumes=sorted(spec.volumes.values()),
+        )
+        with _registry.locked():
+            if spec.name is not None and self._by_name(spec.app, spec.name, starting=True) is not None:
+                raise SandboxError(
+                    ErrorCode.ALREADY_EXISTS,
+                    f"a sandbox named {spec.name!r} already runs in app {spec.app!r}; pick another name, or "
+                    "reach it with Sandbox.from_name",
+                    provider=PROVIDER,
+                )
+            record.dir.mkdir(mode=0o711)
+            record.dir.chmod(0o711)
+            record.save()
+        cgroups = SandboxCgroups(record.id)
+        try:
+            cgroups.create(memory_mib=spec.memory_mib, cpu=spec.cpu, pids_limit=options.pids_limit)
+            self._prepare_root(record, spec, options)
+            config = self._config(host, record, rootfs.path, spec, options, cgroups, volumes)
+            _registry.write_private(record.dir / "config.sh", config)
+            ready = await anyio.to_thread.run_sync(_launch, host, record)
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(_cleanup, record)
+            if isinstance(exc, (OSError, RuntimeError)):
+                raise SandboxError(
+                    ErrorCode.SANDBOX_CREATION_FAILED, f"the bwrap sandbox did not start: {exc}", provider=PROVIDER
+                ) from None
+            raise
+        sandbox = BwrapSandbox(self, record, ready, host)
+        if spec.workdir is not None:
+            await sandbox.run_quiet(["mkdir", "-p", "--", spec.workdir], cwd="/")
+        return sandbox
+
+    def _prepare_root(self, record: Record, spec: SandboxSpec, options: BwrapOptions) -> None:
+        """Files the sandbox gets in its writable layer before it starts: hosts, resolv.conf."""
+        upper = record.dir / "upper"
+        etc = upper / "etc"
+        etc.mkdir(parents=True)
+        (etc / "hosts").write_text(f"127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t{options.hostname}\n")
+        (etc / "hostname").write_text(options.hostname + "\n")
+        if not spec.block_network and options.network == "user":
+            (etc / "resolv.conf").write_text(f"nameserver {SLIRP_DNS}\n")
+        for path in (upper, etc, *etc.iterdir()):  # root inside owns them
+            os.chown(path, _rootfs.SHIFT, _rootfs.SHIFT)
+
+    def _config(
+        self,
+        host: Host,
+        record: Record,
+        rootfs: Path,
+        spec: SandboxSpec,
+        options: BwrapOptions,
+        cgroups: SandboxCgroups,
+        volumes: Mapping[str, Path],
+    ) -> str:
+        """The supervisor's ``config.sh``: shell-quoted variables and arrays."""
+        merged = record.dir / "merged"
+        # bwrap runs as root of the sandbox's user namespace (made and mapped by the supervisor)
+        bwrap = [host.tools["bwrap"], "--cap-drop", "ALL"]
+        # no --unshare-cgroup: the cgroup namespace is made by the host's unshare (see ``cgroupns``),
+        # so it belongs to the host's user namespace and root inside cannot setns() into another one
+        bwrap += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent"]
+        if spec.block_network or options.network == "user":
+            bwrap += ["--unshare-net"]
+        bwrap += ["--bind", str(merged), "/", "--proc", "/proc", "--dev", "/dev", "--hostname", options.hostname]
+        for mount, path in sorted(volumes.items()):
+            bwrap += ["--bind", str(path), mount]
+        network_cmd = None
+        if not spec.block_network and options.network == "user":
+            assert host.slirp4netns is not None
+            network_cmd = [host.slirp4netns, "--configure", "--mtu=65520", "--disable-host-loopback", "{pid}", "tap0"]
+        arrays = {
+            "BWRAP": bwrap,
+            "CGROUPNS": [host.tools["unshare"], "--cgroup", "--"],
+            "CGROUP_PROCS": [str(p) for p in cgroups.init_procs()],
+            "CGROUP_DIRS": [str(d) for d in cgroups.all_dirs],
+            "NET": network_cmd or [],
+        }
+        scalars = {
+            "ROOTFS": str(rootfs),
+            "UPPER": str(record.dir / "upper"),
+            "WORK": str(record.dir / "work"),
+            "MERGED": str(merged),
+            "CMD_CGROUPS": str(cgroups.commands_dir),
+            "NSENTER": host.tools["nsenter"],
+            "ID_MAP": f"0 {_rootfs.SHIFT} {_rootfs.ID_RANGE}",
+            "TIMEOUT_US": str(math.ceil(spec.timeout * 1e6)),
+            "IDLE_US": str(math.ceil((spec.idle_timeout or 0) * 1e6)),
+        }
+        lines = [f"{k}={shlex.quote(v)}" for k, v in scalars.items()]
+        lines += [f"{k}=({' '.join(map(shlex.quote, v))})" for k, v in arrays.items()]
+        return "\n".join(lines) + "\n"
+
+    def _by_name(self, app: str, name: str, *, starting: bool = False) -> Record | None:
+        for record in _registry.all_records():
+            if record.app != app or record.name != name:
+                continue
+            ready = _registry.ready_state(record)
+            if _registry.alive(record, ready):
+                return record
+            if starting and ready is None and time.time() - record.created_at < START_GRACE:
+                return record
+        return None
+
+    async def from_id(self, sandbox_id: str) -> BwrapSandbox:
+        record = _registry.load(sandbox_id)
+        ready = _registry.ready_state(record) if record else None
+        if record is None or ready is None or not _registry.alive(record, ready):
+            raise _not_found(sandbox_id)
+        return BwrapSandbox(self, record, ready, require())
+
+    async def from_name(self, app: str, name: str) -> BwrapSandbox:
+        record = self._by_name(app, name)
+        if record is None:
+            raise SandboxError(
+                ErrorCode.SANDBOX_NOT_FOUND,
+                f"no live sandbox named {name!r} in app {app!r}; it ended or never existed",
+                provider=PROVIDER,
+            )
+        return await self.from_id(record.id)
+
+    async def list(
+        self,
+        *,
+        app: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> builtins.list[SandboxInfo]:
+        out = []
+        for record in _registry.all_records():
+            if app is not None and record.app != app:
+                continue
+            if any(record.tags.get(k) != v for k, v in (tags or {}).items()):
+                continue
+            if any(record.labels.get(k) != v for k, v in (labels or {}).items()):
+                continue
+            if _registry.alive(record):
+                out.append(_info(record))
+        return out
+
+    async def gc(
+        self, *, dry_run: bool = False, labels: Mapping[str, str] | None = None
+    ) -> builtins.list[StaleSandbox]:
+        """Entries whose supervisor died (cleaned up) and sandboxes past their lifetime (ended).
+
+        Without a label filter it also removes what a supervisor killed mid-cleanup left behind:
+        cgroups with no registry entry, half-removed entries (``ID.gone``).
+        """
+        stale = []
+        now = time.time()
+        if not labels and not dry_run:
+            await anyio.to_thread.run_sync(_remove_orphans)
+        for record in _registry.all_records():
+            if any(record.labels.get(k) != v for k, v in (labels or {}).items()):
+                continue
+            ready = _registry.ready_state(record)
+            if ready is None:
+                if now - record.created_at < START_GRACE:
+                    continue
+                reason, state = "never_started", SandboxState.FAILED
+            elif not _registry.supervisor_alive(record):
+                reason, state = "stopped", SandboxState.STOPPED
+            elif now > record.created_at + record.timeout + 5:
+                reason, state = "expired", SandboxState.RUNNING
+            else:
+                continue
+            if not dry_run:
+                await anyio.to_thread.run_sync(_terminate, record)
+            stale.append(
+                StaleSandbox(
+                    id=record.id,
+                    name=record.name,
+                    app=record.app,
+                    state=state,
+                    reason=reason,
+                    removed=not dry_run,
+                    provider=PROVIDER,
+                )
+            )
+        return stale
+
+    async def create_volume(self, name: str, *, labels: Mapping[str, str] | None = None) -> VolumeInfo:
+        path = _volume_dir(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir()
+            os.chown(path, _rootfs.SHIFT, _rootfs.SHIFT)  # root inside owns it
+        except FileExistsError:
+            raise SandboxError(
+                ErrorCode.ALREADY_EXISTS,
+                f"volume {name!r} already exists; use it as is, or `sandboxkit volume rm {name}` first",
+                provider=PROVIDER,
+            ) from None
+        return _volume_info(path)
+
+    async def list_volumes(self, *, unmanaged: bool = False) -> builtins.list[VolumeInfo]:
+        root = _registry.state_root() / "volumes"
+        return [_volume_info(p) for p in sorted(root.iterdir()) if p.is_dir()] if root.is_dir() else []
+
+    async def delete_volume(self, name: str) -> None:
+        path = _volume_dir(name)
+        if not path.is_dir():
+            raise SandboxError(ErrorCode.VOLUME_ERROR, f"volume {name!r} does not exist", provider=PROVIDER)
+        users = [r.id for r in _registry.all_records() if _registry.alive(r) and name in r.volumes]
+        if users:
+            raise SandboxError(
+                ErrorCode.VOLUME_ERROR,
+                f"volume {name!r} is mounted by sandbox(es) {', '.join(users)}; close them first",
+                provider=PROVIDER,
+            )
+        await anyio.to_thread.run_sync(shutil.rmtree, path)
+
+
+class BwrapSandbox(SandboxHandle):
+    """A live bwrap sandbox; every call checks that its supervisor still holds it."""
+
+    def __init__(self, provider: BwrapProvider, record: Record, ready: Mapping[str, Any], host: Host) -> None:
+        self.provider = provider
+        self.record = record
+        self.id = record.id
+        self.name = record.name
+        self.app = record.app
+        self.ready = dict(ready)
+        self.target = _exec.Target(int(ready["init_pid"]), SandboxCgroups(record.id), host.tools["nsenter"])
+
+    def __repr__(self) -> str:
+        return f"BwrapSandbox(id={self.id!r}, name={self.name!r}, app={self.app!r})"
+
+    def _alive(self) -> bool:
+        return _registry.alive(self.record, self.ready)
+
+    def _check(self) -> None:
+        if not self._alive():
+            raise _not_found(self.id)
+
+    def _env(self, extra: Mapping[str, str]) -> dict[str, str]:
+        """The image's and create-time env, then secrets (env= keys win), then this call's env."""
+        try:
+            secrets = resolve_secrets(self.record.secrets)
+        except SandboxError as exc:
+            raise SandboxError(
+                ErrorCode.INVALID_ARGUMENT,
+                f"this sandbox was created with secrets {', '.join(self.record.secrets)}: {exc.message}",
+                provider=PROVIDER,
+                sandbox_id=self.id,
+            ) from None
+        base = dict(self.record.env)
+        return {**base, **{k: v for k, v in secrets.items() if k not in base}, **extra}
+
+    async def _run(self, argv: Sequence[str], **kwargs: Any) -> _exec.Finished:
+        self._check()
+        try:
+            return await _exec.run(self.target, argv, **kwargs)
+        except OSError:
+            self._check()  # its cgroups are gone with it
+            raise
+        finally:
+            self._check()
+
+    async def exec(self, request: ExecRequest, on_output: OutputCallback) -> ExecExit:
+        env = self._env(request.env)
+        ids = None
+        if request.user is not None:
+            ids, home = await self._user(request.user)
+            if "HOME" not in request.env and home:
+                env["HOME"] = home
+        done = await self._run(
+            request.argv,
+            ids=ids,
+            env=env,
+            cwd=request.cwd or self.record.workdir,
+            stdin=request.stdin,
+            timeout=request.timeout,
+            on_output=on_output,
+        )
+        return ExecExit(exit_code=done.exit_code, timed_out=done.timed_out, oom_killed=done.oom_killed)
+
+    async def _user(self, user: str) -> tuple[tuple[int, int], str | None]:
+        """``name``, ``uid``, ``name:group`` or ``uid:gid`` -> (uid, gid) and HOME, from the sandbox's files."""
+        name, _, group = str(user).partition(":")
+        _, passwd, _ = await self.run_quiet(["cat", "/etc/passwd"])
+        entry = _lookup(passwd, name)
+        if entry is None and not name.isdigit():
+            raise SandboxError(
+                ErrorCode.INVALID_ARGUMENT,
+                f"user {name!r} is not in the sandbox's /etc/passwd; give a uid, or add the user first",
+                provider=PROVIDER,
+                sandbox_id=self.id,
+            )
+        uid = int(entry[2]) if entry else int(name)
+        gid = int(entry[3]) if entry else 0
+        if group:
+            _, groups, _ = await self.run_quiet(["cat", "/etc/group"])
+            found = _lookup(groups, group)
+            if found is None and not group.isdigit():
+                raise SandboxError(
+                    ErrorCode.INVALID_ARGUMENT,
+                    f"group {group!r} is not in the sandbox's /etc/group; give a gid",
+                    provider=PROVIDER,
+                    sandbox_id=self.id,
+                )
+            gid = int(found[2]) if found else int(group)
+        if not (0 <= uid < _rootfs.ID_RANGE and 0 <= gid < _rootfs.ID_RANGE):
+            raise SandboxError(
+                ErrorCode.INVALID_ARGUMENT,
+                f"user {user!r}: ids must be below {_rootfs.ID_RANGE} (the ids the sandbox maps)",
+                provider=PROVIDER,
+                sandbox_id=self.id,
+            )
+        return (uid, gid), (entry[5] if entry and len(entry) > 5 else None)
+
+    async def run_quiet(
+        self, argv: Sequence[str], *, cwd: str | None = None, stdin: bytes | None = None
+    ) -> tuple[int, bytes, bytes]:
+        """Run a helper command (no secrets); return its exit code, stdout and stderr."""
+        out: dict[StreamName, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
+
+        async def collect(stream: StreamName, data: bytes) -> None:
+            out[stream] += data
+
+        done = await self._run(
+            argv, env=dict(self.record.env), cwd=cwd or "/", stdin=stdin, timeout=None, on_output=collect
+        )
+        return done.exit_code, bytes(out["stdout"]), bytes(out["stderr"])
+
+    async def read_file(self, path: str) -> bytes:
+        code, data, err = await self.run_quiet(["/bin/sh", "-c", _READ, "sh", path])
+        if code != 0:
+            raise self._file_error(code, path, err)
+        return data
+
+    async def write_file(self, path: str, data: bytes) -> None:
+        code, _, err = await self.run_quiet(["/bin/sh", "-c", _WRITE, "sh", path], stdin=data)
+        if code != 0:
+            raise self._file_error(code, path, err)
+
+    def _file_error(self, code: int, path: str, err: bytes) -> SandboxError:
+        detail = err.decode(errors="replace").strip()[-200:]
+        return file_error(_FILE_KINDS.get(code), path, detail, provider=PROVIDER, sandbox_id=self.id)
+
+    async def status(self) -> SandboxState:
+        if self._alive():
+            return SandboxState.RUNNING
+        return SandboxState.STOPPED if self.record.dir.exists() else SandboxState.TERMINATED
+
+    async def terminate(self) -> None:
+        await anyio.to_thread.run_sync(_terminate, self.record)
+
+
+def _launch(host: Host, record: Record) -> dict[str, Any]:
+    """Start the supervisor detached (its own session, not our child) and wait for its first line."""
+    argv = [host.tools["setsid"], "--fork", host.tools["unshare"], "--mount", "--propagation", "private", "--"]
+    argv += [host.tools["bash"], str(_supervisor.SCRIPT), str(record.dir)]
+    with open(record.dir / "supervisor.log", "wb") as log:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, cwd="/")
+    assert proc.stdout is not None
+    with proc.stdout:
+        line = proc.stdout.readline()
+    proc.wait()
+    try:
+        message: dict[str, Any] = json.loads(line)
+    except ValueError:
+        log_text = (record.dir / "supervisor.log").read_text(errors="replace").strip()[-500:]
+        raise RuntimeError(f"the supervisor died while starting ({log_text or 'no output'})") from None
+    if "error" in message:
+        raise RuntimeError(str(message["error"]))
+    ready: dict[str, Any] = message["ok"]
+    return ready
+
+
+def _terminate(record: Record) -> None:
+    """Ask the supervisor to end the sandbox and wait until its processes are dead.
+
+    The supervisor removes the cgroups and the writable layer afterwards, by itself; a dead
+    supervisor's leftovers are cleaned up here.
+    """
+    ready = _registry.ready_state(record)
+    if ready is not None and _registry.supervisor_alive(record):
+        try:
+            os.kill(int(ready["supervisor_pid"]), signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + 30
+        while _registry.supervisor_alive(record) and time.monotonic() < deadline:
+            if _supervisor.starttime(int(ready["init_pid"])) != ready["init_start"]:
+                return  # the sandbox is dead; the supervisor is cleaning up
+            time.sleep(0.002)
+    if record.dir.exists() and not _registry.supervisor_alive(record):
+        _cleanup(record)
+
+
+def _cleanup(record: Record) -> None:
+    """What a dead supervisor left: processes, cgroups, the registry entry and writable layer."""
+    cgroups = SandboxCgroups(record.id)
+    dirs = [str(d) for d in cgroups.all_dirs]
+    _supervisor.kill_cgroups(dirs)
+    _supervisor.remove_cgroups(dirs)
+    subprocess.run(["umount", "-l", str(record.dir / "merged")], capture_output=True)
+    shutil.rmtree(record.dir, ignore_errors=True)
+
+
+def _lookup(table: bytes, key: str) -> builtins.list[str] | None:
+    """The /etc/passwd or /etc/group line whose name (or, for digits, id) is ``key``."""
+    for line in table.decode(errors="replace").splitlines():
+        fields = line.split(":")
+        if len(fields) > 2 and (fields[0] == key or (key.isdigit() and fields[2] == key)):
+            return fields
+    return None
+
+
+def _limit_env(spec: SandboxSpec, options: BwrapOptions) -> dict[str, str]:
+    """The limits as ``SANDBOXKIT_*`` variables, as on Docker (``nproc`` and ``free`` show the host's)."""
+    env = {"SANDBOXKIT_TIMEOUT": f"{spec.timeout:g}", "SANDBOXKIT_PIDS_LIMIT": str(options.pids_limit)}
+    if spec.cpu is not None:
+        env["SANDBOXKIT_CPU"] = f"{spec.cpu:g}"
+    if spec.memory_mib is not None:
+        env["SANDBOXKIT_MEMORY_MIB"] = str(spec.memory_mib)
+    if spec.idle_timeout is not None:
+        env["SANDBOXKIT_IDLE_TIMEOUT"] = f"{spec.idle_timeout:g}"
+    return env
+
+
+def _remove_orphans() -> None:
+    known = {r.id for r in _registry.all_records()}
+    root = _registry.sandboxes_dir()
+    for path in root.glob("*.gone") if root.is_dir() else []:
+        shutil.rmtree(path, ignore_errors=True)
+    parent = SandboxCgroups("x").commands_dir.parent
+    for cgroup in parent.iterdir() if parent.is_dir() else []:
+        if cgroup.is_dir() and _registry.ID.match(cgroup.name) and cgroup.name not in known:
+            dirs = [str(d) for d in SandboxCgroups(cgroup.name).all_dirs]
+            _supervisor.kill_cgroups(dirs)
+            _supervisor.remove_cgroups(dirs)
+
+
+def _not_found(sandbox_id: str) -> SandboxError:
+    return SandboxError(
+        ErrorCode.SANDBOX_NOT_FOUND,
+        f"sandbox {sandbox_id!r} is closed, past its lifetime or gone; create a new one",
+        provider=PROVIDER,
+        sandbox_id=sandbox_id,
+    )
+
+
+def _info(record: Record) -> SandboxInfo:
+    return SandboxInfo(
+        id=record.id,
+        name=record.name,
+        app=record.app,
+        tags=dict(record.tags),
+        state=SandboxState.RUNNING,
+        created_at=dt.datetime.fromtimestamp(record.created_at, dt.UTC),
+        provider=PROVIDER,
+    )
+
+
+def _volume_dir(name: str) -> Path:
+    if not isinstance(name, str) or not _VOLUME_NAME.match(name):
+        raise SandboxError(
+            ErrorCode.INVALID_ARGUMENT,
+            f"volume name {name!r} is invalid; use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit",
+            provider=PROVIDER,
+        )
+    return _registry.state_root() / "volumes" / name
+
+
+def _volume_info(path: Path) -> VolumeInfo:
+    created = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
+    return VolumeInfo(name=path.name, provider=PROVIDER, created_at=created, managed=True)

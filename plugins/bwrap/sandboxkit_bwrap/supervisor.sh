@@ -1,0 +1,145 @@
+#!/bin/bash
+# The supervisor of one sandbox; the contract is in _supervisor.py. Usage: supervisor.sh STATE_DIR
+# (run detached, in a private mount namespace, by the client). Bash, not Python: it starts in a
+# millisecond, and waits with builtins only.
+set -u
+dir=$1
+# shellcheck source=/dev/null
+. "$dir/config.sh"
+JOIN='while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
+mounted='' bw_pid='' init_pid='' net_pid='' ns_pid='' reason=''
+trap 'reason=terminated' TERM INT HUP
+
+starttime() {  # REPLY = field 22 of /proc/PID/stat; empty when gone or a zombie
+  local stat
+  REPLY=''
+  read -r stat 2>/dev/null < "/proc/$1/stat" || return 0
+  # shellcheck disable=SC2086
+  set -- ${stat##*) }
+  [ "$1" = Z ] || [ "$1" = X ] || REPLY=${20}
+}
+
+nap() { read -r -t "$1" -u "$tick" _ 2>/dev/null; true; }  # a sleep without a fork
+
+json_string() {
+  local s=${1//\\/\\\\}
+  s=${s//\"/\\\"}
+  REPLY="\"${s//[$'\n\r\t']/ }\""
+}
+
+kill_cgroups() {  # SIGKILL every process in the sandbox's cgroups until none is left (bounded)
+  local i f p any
+  for i in $(seq 200); do
+    any=''
+    for f in $(find "${CGROUP_DIRS[@]}" -name cgroup.procs 2>/dev/null); do
+      while read -r p; do any=1; kill -9 "$p" 2>/dev/null; done < "$f"
+    done
+    [ -z "$any" ] && return
+    nap 0.01
+  done
+}
+
+stop() {
+  if [ -n "$init_pid" ]; then
+    kill -9 "$init_pid" 2>/dev/null  # ends its whole pid namespace; bwrap reaps it and exits
+    for _ in $(seq 500); do starttime "$bw_pid"; [ -z "$REPLY" ] && break; nap 0.01; done
+  fi
+  kill_cgroups
+  [ -n "$bw_pid" ] && kill -9 "$bw_pid" 2>/dev/null
+  [ -n "$net_pid" ] && kill -9 "$net_pid" 2>/dev/null
+  [ -n "$ns_pid" ] && kill -9 "$ns_pid" 2>/dev/null
+  wait 2>/dev/null
+  for _ in $(seq 50); do
+    find "${CGROUP_DIRS[@]}" -depth -type d -exec rmdir {} + 2>/dev/null
+    [ -z "$(find "${CGROUP_DIRS[@]}" -maxdepth 0 2>/dev/null)" ] && break
+    nap 0.02
+  done
+  [ -n "$mounted" ] && umount -l "$MERGED" 2>/dev/null
+  if mv -T "$dir" "$dir.gone" 2>/dev/null; then rm -rf "$dir.gone"; else rm -rf "$dir"; fi
+}
+
+fail() {
+  json_string "$1"
+  printf '{"error": %s}\n' "$REPLY"
+  stop
+  exit 1
+}
+
+mkfifo "$dir/tick" "$dir/hold" "$dir/out" || fail "cannot make fifos in $dir"
+exec {tick}<>"$dir/tick" {hold}<>"$dir/hold"
+mkdir -p "$UPPER" "$WORK" "$MERGED"
+err=$(mount -t overlay overlay -o "lowerdir=$ROOTFS,upperdir=$UPPER,workdir=$WORK" "$MERGED" 2>&1) \
+  || fail "mounting the copy-on-write root failed: $err"
+mounted=1
+
+# The sandbox's user namespace: uid and gid 0 inside are $ID_MAP's host ids (never host root).
+# A placeholder process makes it; this supervisor (root outside) writes its maps.
+unshare --user -- sleep 86400 </dev/null >/dev/null 2>&1 &
+ns_pid=$!
+for _ in $(seq 3000); do [[ /proc/$ns_pid/ns/user -ef /proc/$$/ns/user ]] || break; nap 0.001; done
+{ printf '%s\n' "$ID_MAP" > "/proc/$ns_pid/uid_map" && printf '%s\n' "$ID_MAP" > "/proc/$ns_pid/gid_map"; } 2>/dev/null \
+  || fail "cannot map the sandbox's user namespace (is user.max_user_namespaces 0?)"
+
+# The sandbox's first process says "ready" once bwrap has set everything up, then waits on a pipe
+# only this supervisor writes to: when the supervisor dies, it reads EOF and the sandbox ends.
+/bin/sh -c "$JOIN" sh "${CGROUP_PROCS[@]}" -- "${CGROUPNS[@]}" "$NSENTER" -t "$ns_pid" -U -- "${BWRAP[@]}" --info-fd 5 \
+  -- /bin/sh -c 'echo ready; read -r x' <"$dir/hold" >"$dir/out" 2>"$dir/bwrap.err" 5>"$dir/info.json" &
+bw_pid=$!
+exec {out}<"$dir/out"
+if ! read -r -t 30 -u "$out" line || [ "$line" != ready ]; then
+  fail "bwrap did not start the sandbox: $(tail -c 500 "$dir/bwrap.err" 2>/dev/null)"
+fi
+kill "$ns_pid" 2>/dev/null  # bwrap's processes hold the user namespace now
+info=$(<"$dir/info.json")
+[[ $info =~ \"child-pid\":\ *([0-9]+) ]] || fail "bwrap reported no child pid: $info"
+init_pid=${BASH_REMATCH[1]}
+
+if [ "${#NET[@]}" -gt 0 ]; then
+  mkfifo "$dir/net.ready"
+  net=("${NET[@]//\{pid\}/$init_pid}")
+  "${net[0]}" --ready-fd 6 "${net[@]:1}" 6>"$dir/net.ready" </dev/null >/dev/null 2>"$dir/net.err" &
+  net_pid=$!
+  exec {netready}<"$dir/net.ready"
+  read -r -t 30 -n 1 -u "$netready" x || x=''
+  [ "$x" = 1 ] || fail "the user-mode network (${NET[0]}) did not start: $(tail -c 500 "$dir/net.err" 2>/dev/null)"
+fi
+
+starttime $$; sup_start=$REPLY
+starttime "$init_pid"; init_start=$REPLY
+state="{\"supervisor_pid\": $$, \"supervisor_start\": \"$sup_start\", \"init_pid\": $init_pid, \"init_start\": \"$init_start\"}"
+printf '%s' "$state" > "$dir/ready.json.tmp" && mv -T "$dir/ready.json.tmp" "$dir/ready.json"
+printf '{"ok": %s}\n' "$state"
+exec >/dev/null
+
+busy() {  # a command still running: its nsenter (in the host's pid namespace) waits for it;
+  local d p  # processes it left in the background (in the sandbox's pid namespace) do not count
+  for d in "$CMD_CGROUPS"/cmd-*/; do
+    [ -f "$d/cgroup.procs" ] || continue
+    while read -r p; do
+      [[ /proc/$p/ns/pid -ef /proc/$$/ns/pid ]] && return 0
+    done < "$d/cgroup.procs"
+  done
+  return 1
+}
+
+now=${EPOCHREALTIME/./}
+deadline=$((now + TIMEOUT_US))
+last_busy=$now
+while [ -z "$reason" ]; do
+  now=${EPOCHREALTIME/./}
+  if ((now >= deadline)); then reason=expired; break; fi
+  if ! kill -0 "$bw_pid" 2>/dev/null; then reason=stopped; break; fi
+  if ((IDLE_US > 0)); then
+    if busy; then last_busy=$now; elif ((now - last_busy >= IDLE_US)); then reason=idle; break; fi
+  fi
+  step=1000000
+  ((IDLE_US > 0)) && step=500000
+  ((deadline - now < step)) && step=$((deadline - now))
+  printf -v frac '%06d' $((step % 1000000))
+  sleep "$((step / 1000000)).$frac" &
+  nap_pid=$!
+  wait "$nap_pid" 2>/dev/null  # returns at once on SIGTERM (the trap sets reason)
+  kill "$nap_pid" 2>/dev/null
+done
+echo "$reason" > "$dir/ended"
+stop

@@ -1,0 +1,61 @@
+"""The bwrap provider adopts the conformance suite exactly as a third-party provider would.
+
+Its own tests share one fixture, ``make``, that creates sandboxes with this session's label and
+closes them whatever happens; at session end every bwrap sandbox with the label is ended.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from sandboxkit import Sandbox
+
+MakeSandbox = Callable[..., Sandbox]
+
+
+@pytest.fixture(scope="session")
+def sandboxkit_provider() -> str:
+    """The provider under test (its host checks fail with PROVIDER_UNAVAILABLE, never skip)."""
+    return "bwrap"
+
+
+@pytest.fixture(scope="session")
+def sandboxkit_create_options() -> dict[str, Any]:
+    """Every suite sandbox runs the offline base image's rootfs (bash, coreutils, procps, python3)."""
+    return {"image": "sandboxkit/base:bookworm"}
+
+
+@pytest.fixture(scope="session")
+def sandboxkit_expected_failures() -> dict[str, str]:
+    """Known failures of the bwrap provider; each runs as strict xfail until it is fixed."""
+    return {}
+
+
+@pytest.fixture
+def make() -> Iterator[MakeSandbox]:
+    """``make(**options)`` creates a bwrap sandbox that is closed after the test."""
+    made: list[Sandbox] = []
+
+    def create(**options: Any) -> Sandbox:
+        sandbox = Sandbox.create(provider="bwrap", **options)
+        made.append(sandbox)
+        return sandbox
+
+    yield create
+    for sandbox in made:
+        sandbox.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _reap_bwrap() -> Iterator[None]:
+    """End every bwrap sandbox of this test session (its label), also after failures."""
+    yield
+    key, _, value = os.environ.get("SANDBOXKIT_LABELS", "").partition("=")
+    if not key:
+        return
+    for info in Sandbox.list(provider="bwrap", labels={key: value}):
+        Sandbox.from_id(info.id, provider="bwrap").close()

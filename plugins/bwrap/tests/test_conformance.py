@@ -1,0 +1,1 @@
+from sandboxkit_conformance.suite import *  # noqa: F403

@@ -1,0 +1,207 @@
+"""Attacks carried out as root inside real bwrap sandboxes; each test says what must hold."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from sandboxkit import ErrorCode, Sandbox, SandboxError
+
+MakeSandbox = Callable[..., Sandbox]
+
+
+def _wait_for(check: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return check()
+
+
+@pytest.fixture
+def host_dir() -> Iterator[Path]:
+    """A host directory with a secret file no sandbox may read or change."""
+    path = Path(f"/tmp/sbk-bwrap-host-{uuid.uuid4().hex[:8]}")
+    path.mkdir()
+    (path / "secret").write_text("host secret\n")
+    yield path
+    for child in path.iterdir():
+        child.unlink()
+    path.rmdir()
+
+
+def test_commands_see_the_sandbox_root_not_the_host(make: MakeSandbox, host_dir: Path) -> None:
+    sb = make(block_network=True)
+    for cwd in ("/", "/tmp", None):
+        result = sb.execute(f"cat {host_dir}/secret; cd /; cd ..; ls -a /tmp; pwd", cwd=cwd)
+        assert "host secret" not in result.output, f"a command (cwd={cwd}) read a host file"
+        assert "\n" + host_dir.name + "\n" not in result.stdout, f"a command (cwd={cwd}) listed the host's /tmp"
+        assert result.stdout.endswith("\n/\n"), "cd .. from / stays at the sandbox's root"
+    assert sb.execute("pwd", cwd="/tmp").stdout == "/tmp\n"
+    assert sb.execute("cat /proc/1/cmdline | tr '\\0' ' '").stdout.startswith("/usr/bin/bwrap"), (
+        "PID 1 of the sandbox is bwrap's init, so host PIDs are not visible"
+    )
+    listed = sb.execute("ls /proc | grep -c '^[0-9]'").stdout.strip()
+    assert int(listed) < 10, f"the sandbox sees {listed} processes: it is not in its own pid namespace"
+
+
+def test_symlinks_do_not_reach_host_files(make: MakeSandbox, host_dir: Path) -> None:
+    sb = make(block_network=True)
+    sb.execute(f"ln -s {host_dir}/secret /tmp/read-link; ln -s {host_dir}/victim /tmp/write-link", check=True)
+    with pytest.raises(SandboxError) as err:
+        sb.write_file("/tmp/write-link", "planted")  # its target's directory does not exist inside
+    assert err.value.code == ErrorCode.FILE_OPERATION_FAILED
+    sb.execute(f"mkdir -p {host_dir}", check=True)  # now it does, inside the sandbox only
+    sb.execute(f"ln -s {host_dir} /tmp/dir-link", check=True)
+    with pytest.raises(SandboxError) as err:
+        sb.read_file("/tmp/read-link")
+    assert err.value.code == ErrorCode.FILE_OPERATION_FAILED
+    sb.write_file("/tmp/write-link", "planted")
+    sb.write_file("/tmp/dir-link/planted", "planted")
+    assert not (host_dir / "victim").exists() and not (host_dir / "planted").exists(), "a write escaped"
+    assert (host_dir / "secret").read_text() == "host secret\n"
+    assert sb.read_file("/tmp/write-link") == b"planted", "the link resolves inside the sandbox"
+
+
+def test_root_inside_cannot_stop_the_lifetime(make: MakeSandbox) -> None:
+    """The supervisor is outside the sandbox's pid namespace: stopping everything inside changes nothing."""
+    sb = make(timeout=5, block_network=True)
+    assert sb.execute("kill -STOP -1; kill -STOP 1 2; echo stopped", timeout=10).stdout == "stopped\n"
+    started = time.monotonic()
+    assert _wait_for(lambda: not [i for i in Sandbox.list(provider="bwrap") if i.id == sb.id], 30)
+    assert time.monotonic() - started < 25
+    with pytest.raises(SandboxError) as err:
+        sb.execute("true")
+    assert err.value.code == ErrorCode.SANDBOX_NOT_FOUND
+
+
+def test_the_whole_tree_dies_on_timeout(make: MakeSandbox) -> None:
+    sb = make(block_network=True)
+    marker = f"77{uuid.uuid4().int % 10000}"
+    escape = (
+        f"setsid sh -c 'sleep {marker}1' & "
+        f"env -i /bin/sh -c 'sleep {marker}2 & exit 0' & "
+        f"nohup sh -c '(sleep {marker}3 &) ; exit 0' >/dev/null 2>&1 & "
+        "sh -c 'mkdir -p /mnt/c; mount -t cgroup -o freezer none /mnt/c; mkdir -p /mnt/c/out; "
+        f"echo $$ > /mnt/c/out/cgroup.procs; exec sleep {marker}5' >/dev/null 2>&1 & "
+        f"sleep {marker}4"
+    )
+    with pytest.raises(SandboxError) as err:
+        sb.execute(escape, timeout=2)
+    assert err.value.code == ErrorCode.COMMAND_TIMEOUT
+    left = sb.execute(f"ps -eo args | grep 'sleep {marker}' | grep -v grep || true").stdout
+    assert not left.strip(), f"processes of the timed-out command survived: {left}"
+
+
+def test_background_processes_outlive_their_command(make: MakeSandbox) -> None:
+    """Background processes stay, as on Docker: the sandbox is one long-lived set of namespaces."""
+    sb = make(block_network=True)
+    sb.execute("sleep 300 >/dev/null 2>&1 &")
+    assert "sleep 300" in sb.execute("ps -eo args").stdout
+    sb.write_file("/tmp/kept", "kept")
+    assert sb.execute("cat /tmp/kept").stdout == "kept"
+
+
+def test_devices_mounts_and_cgroups_are_out_of_reach(make: MakeSandbox) -> None:
+    """Root inside holds every capability of the sandbox's user namespace, which reaches none of these."""
+    sb = make(block_network=True)
+    assert sb.execute("mknod /tmp/disk b 8 0").exit_code != 0, "a block device node was made"
+    disks = sb.execute("ls /dev").stdout.split()
+    assert not [d for d in disks if d.startswith(("sd", "vd", "nvme", "xvd", "mem", "kmsg"))], disks
+    assert sb.execute("mkdir -p /mnt/cg && mount -t cgroup -o memory none /mnt/cg").exit_code != 0
+    assert sb.execute("test -e /sys/fs/cgroup/memory").exit_code != 0, "the host's cgroups are visible"
+    assert sb.execute("nsenter -t 1 -C true").exit_code != 0, "a command entered another cgroup namespace"
+    assert sb.execute("mount -t sysfs sys /mnt").exit_code != 0, "sysfs (the host's devices) was mounted"
+
+
+def test_block_network_is_only_loopback_and_default_is_not_the_hosts(make: MakeSandbox) -> None:
+    host_net = os.stat("/proc/self/ns/net").st_ino
+    blocked = make(block_network=True)
+    ifaces = blocked.execute("tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '").stdout.split()
+    assert ifaces == ["lo"]
+    default = make()
+    ifaces = default.execute("tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '").stdout.split()
+    assert sorted(ifaces) == ["lo", "tap0"], f"the default network is slirp4netns's tap0 only, got {ifaces}"
+    inode = default.execute("stat -L -c %i /proc/self/ns/net").stdout.strip()
+    assert int(inode) != host_net, "the sandbox shares the host's network namespace"
+    assert "0202000A" in default.execute("cat /proc/net/route").stdout, "a default route via slirp4netns"
+
+
+def test_pids_limit_contains_a_fork_flood(make: MakeSandbox) -> None:
+    sb = make(block_network=True, provider_options={"pids_limit": 64})
+    current = Path(f"/sys/fs/cgroup/pids/sandboxkit/{sb.id}/pids.current")
+    sb.execute("for i in $(seq 200); do sleep 3 >/dev/null 2>&1 & done 2>/dev/null; true", timeout=60)
+    assert int(current.read_text()) <= 64, "more processes run than pids_limit allows"
+    assert _wait_for(lambda: _answers(sb), 60), "the sandbox answers again once the flood ends"
+
+
+def _answers(sb: Sandbox) -> bool:
+    try:
+        return sb.execute("echo alive", timeout=10).stdout == "alive\n"
+    except SandboxError:
+        return False
+
+
+def test_memory_limit_oom_is_resource_limit_exceeded(make: MakeSandbox) -> None:
+    sb = make(memory_mib=64, block_network=True)
+    with pytest.raises(SandboxError) as err:
+        sb.execute("python3 -c 'x = bytearray(512 << 20); print(len(x))'", timeout=60)
+    assert err.value.code == ErrorCode.RESOURCE_LIMIT_EXCEEDED
+    assert sb.execute("echo alive").stdout == "alive\n", "the sandbox survives its command's OOM"
+
+
+def test_the_hosts_loopback_is_out_of_reach_unless_the_host_network_is_asked_for(make: MakeSandbox) -> None:
+    """slirp4netns runs with --disable-host-loopback: 10.0.2.2 does not lead to the host's 127.0.0.1."""
+    import socket
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    try:
+        probe = f'python3 -c \'import socket; socket.create_connection(("{{}}", {port}), timeout=3); print("open")\''
+        user = make()
+        assert "open" not in user.execute(probe.format("10.0.2.2"), timeout=30).stdout
+        assert "open" not in user.execute(probe.format("127.0.0.1"), timeout=30).stdout
+        host = make(provider_options={"network": "host"})
+        assert host.execute(probe.format("127.0.0.1"), timeout=30).stdout == "open\n", "network='host' shares it"
+    finally:
+        server.close()
+
+
+def test_root_inside_is_not_root_on_the_host(make: MakeSandbox) -> None:
+    """uid 0 inside is uid 100000 outside: host-wide sysctls (core_pattern: code run as host root
+    on every crash) are out of reach, whatever root inside does to its own mounts."""
+    sb = make(block_network=True)
+    assert sb.execute("cat /proc/self/uid_map").stdout.split() == ["0", "100000", "65536"]
+    current = Path("/proc/sys/kernel/core_pattern").read_text().strip()  # written back unchanged if it leaks
+    attack = f"umount /proc/sys 2>/dev/null; echo '{current}' > /proc/sys/kernel/core_pattern && echo WROTE"
+    assert "WROTE" not in sb.execute(attack).stdout, "root inside wrote a host-wide sysctl"
+    assert sb.execute("mount -t proc proc /mnt && echo '60' > /mnt/sys/vm/swappiness && echo WROTE").stdout == ""
+    sb.execute("echo made > /tmp/owned", check=True)
+    upper = Path(f"/var/lib/sandboxkit/bwrap/sandboxes/{sb.id}/upper/tmp/owned")
+    assert upper.stat().st_uid == 100000, "files root inside makes belong to uid 100000 on the host"
+
+
+def test_a_non_root_user_holds_no_capabilities(make: MakeSandbox) -> None:
+    sb = make(block_network=True)
+    sb.execute("echo secret > /root/only-root && chmod 600 /root/only-root", check=True)
+    result = sb.execute("id -u; grep CapEff /proc/self/status; cat /root/only-root", user="nobody")
+    assert result.stdout.startswith("65534\nCapEff:\t0000000000000000\n")
+    assert "secret" not in result.stdout and result.exit_code != 0
+    with pytest.raises(SandboxError) as err:
+        sb.execute("id", user="no-such-user")
+    assert err.value.code == ErrorCode.INVALID_ARGUMENT
+
+
+def test_other_host_users_cannot_list_or_read_the_registry(make: MakeSandbox) -> None:
+    sb = make(block_network=True, env={"CREATE_TIME": "not for other users"})
+    root = Path("/var/lib/sandboxkit/bwrap")
+    for path in (root, root / "sandboxes", root / "sandboxes" / sb.id):
+        assert path.stat().st_mode & 0o777 == 0o711, f"{path} is listable by other users"
+    for name in ("record.json", "config.sh"):
+        assert (root / "sandboxes" / sb.id / name).stat().st_mode & 0o777 == 0o600
