@@ -36,8 +36,8 @@ from sandboxkit._process import AsyncProcess, Process
 from sandboxkit._registry import ProviderStatus, providers
 from sandboxkit._snapshot import Snapshot, snapshots, snapshots_async
 from sandboxkit._spec import SandboxSpec
-from sandboxkit._stream import AsyncExecStream
-from sandboxkit._sync_sandbox import ExecStream, Sandbox
+from sandboxkit._stream import AsyncExecStream, ExecStream
+from sandboxkit._sync_sandbox import Sandbox
 from sandboxkit._types import (
     ExecResult,
     FileDownloadResult,

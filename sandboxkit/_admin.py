@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from sandboxkit import _portal
-from sandboxkit._async_sandbox import guarded
+from sandboxkit._calls import guarded
 from sandboxkit._capabilities import Capability
 from sandboxkit._errors import ErrorCode, SandboxError
 from sandboxkit._provider import Provider

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import builtins
-import codecs
 import math
 import os
 import posixpath
@@ -13,7 +12,9 @@ from typing import TYPE_CHECKING, Any, TypeVar, final
 import anyio
 from pydantic import BaseModel, ValidationError
 
+from sandboxkit._calls import get_provider, guarded, require, require_known
 from sandboxkit._capabilities import Capability
+from sandboxkit._collect import DEFAULT_MAX_OUTPUT, Collector, as_bytes, with_result
 from sandboxkit._errors import (
     ErrorCode,
     FileOperationError,
@@ -36,7 +37,6 @@ from sandboxkit._types import (
     ProcessInfo,
     SandboxInfo,
     SpawnRequest,
-    StreamName,
     Tunnel,
 )
 
@@ -46,8 +46,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-#: Default cap on the output one command keeps (stdout and stderr together).
-DEFAULT_MAX_OUTPUT = 10 * 1024 * 1024
 #: How long past its timeout the facade waits for a provider to report the kill itself.
 TIMEOUT_GRACE = 10.0
 #: Default lifetime of a snapshot: 30 days, as on Modal.
@@ -62,39 +60,6 @@ def env_labels() -> dict[str, str]:
     """Labels from ``$SANDBOXKIT_LABELS``."""
     pairs = (p.partition("=") for p in os.environ.get(LABELS_ENV, "").split(",") if "=" in p)
     return {k.strip(): v.strip() for k, _, v in pairs if k.strip()}
-
-
-def get_provider(name: str | None, auth: Mapping[str, str] | None = None) -> Provider:
-    """The registry's shared Provider instance for ``name`` and these credentials."""
-    return registry.provider(name, auth)
-
-
-async def require(provider: Provider, capability: Capability, what: str) -> None:
-    """Raise CAPABILITY_NOT_SUPPORTED unless ``provider`` can honour ``capability`` now."""
-    capabilities = await guarded(
-        provider.name, None, ErrorCode.PROVIDER_UNAVAILABLE, registry.current_capabilities(provider)
-    )
-    _check(provider, capabilities, capability, what)
-
-
-def _require_known(provider: Provider, capability: Capability, what: str) -> None:
-    """:func:`require` for a provider whose current capabilities were asked already (a live sandbox's)."""
-    known = registry.known_capabilities(provider)
-    _check(provider, type(provider).capabilities if known is None else known, capability, what)
-
-
-def _check(provider: Provider, capabilities: frozenset[Capability], capability: Capability, what: str) -> None:
-    if capability in capabilities:
-        return
-    if capability in type(provider).capabilities:
-        hint = provider.capability_hint(capability) or "leave the option out or pick another provider"
-        message = f"provider {provider.name!r} cannot honour {what} here (capability {capability.value!r}); {hint}"
-    else:
-        message = (
-            f"provider {provider.name!r} does not support {what} (capability {capability.value!r}); "
-            "leave the option out or pick a provider that declares it"
-        )
-    raise SandboxError(ErrorCode.CAPABILITY_NOT_SUPPORTED, message, provider=provider.name)
 
 
 def _spec_capabilities(spec: SandboxSpec) -> builtins.list[tuple[Capability, str]]:
@@ -116,75 +81,12 @@ def _spec_capabilities(spec: SandboxSpec) -> builtins.list[tuple[Capability, str
     return [(cap, what) for on, cap, what in wanted if on]
 
 
-async def guarded(provider: str, sandbox_id: str | None, fallback: ErrorCode, call: Awaitable[T]) -> T:
-    """Await a provider call; any non-SandboxError escaping the provider becomes ``fallback``."""
-    try:
-        return await call
-    except SandboxError as exc:
-        exc.provider = exc.provider or provider
-        exc.sandbox_id = exc.sandbox_id or sandbox_id
-        raise
-    except anyio.get_cancelled_exc_class():
-        raise
-    except Exception as exc:
-        raise SandboxError(
-            fallback,
-            f"provider {provider!r} failed unexpectedly: {type(exc).__name__}: {exc}",
-            provider=provider,
-            sandbox_id=sandbox_id,
-        ) from exc
-
-
 def _absolute(path: str, what: str = "path") -> str:
     if not isinstance(path, str) or not path.startswith("/") or "\x00" in path:
         raise SandboxError(
             ErrorCode.INVALID_ARGUMENT, f"{what} must be an absolute path inside the sandbox, got {path!r}"
         )
     return posixpath.normpath(path)
-
-
-def _as_bytes(data: str | bytes | bytearray | memoryview, what: str) -> bytes:
-    if isinstance(data, str):
-        return data.encode()
-    if isinstance(data, bytes | bytearray | memoryview):
-        return bytes(data)
-    raise SandboxError(ErrorCode.INVALID_ARGUMENT, f"{what} must be str or bytes, got {type(data).__name__}")
-
-
-class _Collector:
-    """Keeps a command's output up to a cap, in arrival order, and forwards chunks live."""
-
-    def __init__(self, cap: int, forward: Callable[[OutputChunk], Awaitable[None]] | None) -> None:
-        self.cap, self.forward = cap, forward
-        self.kept = 0
-        self.truncated = False
-        self.parts: dict[StreamName, list[bytes]] = {"stdout": [], "stderr": []}
-        self.merged: builtins.list[bytes] = []
-        self.decoders = {s: codecs.getincrementaldecoder("utf-8")("replace") for s in ("stdout", "stderr")}
-
-    async def __call__(self, stream: StreamName, data: bytes) -> None:
-        if not data:
-            return
-        room = self.cap - self.kept
-        if room > 0:
-            piece = data[:room]
-            self.parts[stream].append(piece)
-            self.merged.append(piece)
-            self.kept += len(piece)
-        if len(data) > max(room, 0):
-            self.truncated = True
-        if self.forward is not None:
-            text = self.decoders[stream].decode(data)
-            await self.forward(OutputChunk(stream=stream, data=data, text=text))
-
-    def result(self, exit_code: int) -> ExecResult:
-        return ExecResult(
-            exit_code=exit_code,
-            stdout_bytes=b"".join(self.parts["stdout"]),
-            stderr_bytes=b"".join(self.parts["stderr"]),
-            output_bytes=b"".join(self.merged),
-            truncated=self.truncated,
-        )
 
 
 @final
@@ -234,7 +136,7 @@ class AsyncSandbox:
         )
         try:
             if spec.initial_files:
-                files = [(p, _as_bytes(d, "initial_files value")) for p, d in spec.initial_files.items()]
+                files = [(p, as_bytes(d, "initial_files value")) for p, d in spec.initial_files.items()]
                 errors = await guarded(
                     provider.name, handle.id, ErrorCode.FILE_OPERATION_FAILED, handle.write_files(files)
                 )
@@ -450,20 +352,20 @@ class AsyncSandbox:
         provider = self._provider
         assert provider is not None
         if stdin is not None:
-            _require_known(provider, Capability.STDIN, "stdin=")
+            require_known(provider, Capability.STDIN, "stdin=")
         if user is not None:
-            _require_known(provider, Capability.USER, "user=")
+            require_known(provider, Capability.USER, "user=")
         return ExecRequest(
             argv=argv,
             cwd=None if cwd is None else _absolute(cwd, "cwd"),
             env=dict(env or {}),
-            stdin=None if stdin is None else _as_bytes(stdin, "stdin"),
+            stdin=None if stdin is None else as_bytes(stdin, "stdin"),
             user=None if user is None else str(user),
             timeout=None if timeout is None else float(timeout),
         )
 
     async def _run(
-        self, request: ExecRequest, on_output: OutputCallback, collector: _Collector, check: bool
+        self, request: ExecRequest, on_output: OutputCallback, collector: Collector, check: bool
     ) -> ExecResult:
         try:
             return await self._run_once(request, on_output, collector, check)
@@ -472,7 +374,7 @@ class AsyncSandbox:
             raise
 
     async def _run_once(
-        self, request: ExecRequest, on_output: OutputCallback, collector: _Collector, check: bool
+        self, request: ExecRequest, on_output: OutputCallback, collector: Collector, check: bool
     ) -> ExecResult:
         handle = self._live_handle()
         provider = self._provider
@@ -482,7 +384,7 @@ class AsyncSandbox:
         with anyio.move_on_after(None if request.timeout is None else request.timeout + TIMEOUT_GRACE):
             outcome = await call
         if outcome is None:
-            raise _with_result(
+            raise with_result(
                 SandboxError(
                     ErrorCode.COMMAND_TIMEOUT,
                     f"command ran past its timeout of {request.timeout:g}s and the provider did not stop it",
@@ -494,7 +396,7 @@ class AsyncSandbox:
         result = collector.result(outcome.exit_code)
         where = {"provider": provider.name, "sandbox_id": handle.id}
         if outcome.timed_out:
-            raise _with_result(
+            raise with_result(
                 SandboxError(
                     ErrorCode.COMMAND_TIMEOUT,
                     f"command ran past its timeout of {request.timeout:g}s; its process tree was killed "
@@ -504,7 +406,7 @@ class AsyncSandbox:
                 result,
             )
         if outcome.oom_killed:
-            raise _with_result(
+            raise with_result(
                 SandboxError(
                     ErrorCode.RESOURCE_LIMIT_EXCEEDED,
                     "a process of the command was killed for exceeding the sandbox's memory limit; "
@@ -514,7 +416,7 @@ class AsyncSandbox:
                 result,
             )
         if outcome.pids_exhausted:
-            raise _with_result(
+            raise with_result(
                 SandboxError(
                     ErrorCode.RESOURCE_LIMIT_EXCEEDED,
                     f"the command exited with code {result.exit_code} while the sandbox was at its process "
@@ -525,7 +427,7 @@ class AsyncSandbox:
             )
         if check and result.exit_code != 0:
             tail = redact(result.output, request.env.values())[-500:]  # redacted before the cut: no secret's tail
-            raise _with_result(
+            raise with_result(
                 SandboxError(
                     ErrorCode.COMMAND_FAILED,
                     f"command exited with code {result.exit_code}: {tail}",
@@ -554,7 +456,7 @@ class AsyncSandbox:
         """
         self._live_handle()
         request = self._request(command, timeout=timeout, cwd=cwd, env=env, stdin=stdin, user=user)
-        collector = _Collector(max_output, None)
+        collector = Collector(max_output, None)
         return await self._run(request, collector, collector, check)
 
     def stream(
@@ -575,11 +477,11 @@ class AsyncSandbox:
         """
         self._live_handle()
         assert self._provider is not None  # a live handle has its provider
-        _require_known(self._provider, Capability.STREAMING, "stream()")
+        require_known(self._provider, Capability.STREAMING, "stream()")
         request = self._request(command, timeout=timeout, cwd=cwd, env=env, stdin=stdin, user=user)
 
         def start(forward: Callable[[OutputChunk], Awaitable[None]]) -> Awaitable[ExecResult]:
-            collector = _Collector(max_output, forward)
+            collector = Collector(max_output, forward)
             return self._run(request, collector, collector, check)
 
         return AsyncExecStream(start)
@@ -617,7 +519,7 @@ class AsyncSandbox:
     async def write_file(self, path: str, content: str | bytes) -> None:
         """Create or replace a file (parents are created). str is written as UTF-8."""
         handle = self._live_handle()
-        data = _as_bytes(content, "content")
+        data = as_bytes(content, "content")
         await guarded(
             self._provider_name, handle.id, ErrorCode.FILE_OPERATION_FAILED, handle.write_file(_absolute(path), data)
         )
@@ -637,7 +539,7 @@ class AsyncSandbox:
         batch: builtins.list[tuple[int, str, bytes]] = []
         for i, (path, content) in enumerate(files):
             try:
-                batch.append((i, _absolute(path), _as_bytes(content, "content")))
+                batch.append((i, _absolute(path), as_bytes(content, "content")))
             except SandboxError:
                 results[i] = FileUploadResult(path=path, error="invalid_path")
         errors = await guarded(
@@ -679,8 +581,8 @@ class AsyncSandbox:
         provider = self._provider
         assert provider is not None
         if pty:  # the finer one first: a provider with neither is told about the terminal
-            _require_known(provider, Capability.PTY, "pty=True")
-        _require_known(provider, Capability.PROCESSES, "spawned processes")
+            require_known(provider, Capability.PTY, "pty=True")
+        require_known(provider, Capability.PROCESSES, "spawned processes")
         return await guarded(provider.name, handle.id, ErrorCode.PROVIDER_UNAVAILABLE, make(handle))
 
     async def spawn(
@@ -736,7 +638,7 @@ class AsyncSandbox:
     async def tunnels(self) -> dict[int, Tunnel]:
         """How the caller's machine reaches each port given as ``ports=``: ``{port: Tunnel}``."""
         handle = self._live_handle()
-        _require_known(self._provider, Capability.PORTS, "tunnels()")  # type: ignore[arg-type]
+        require_known(self._provider, Capability.PORTS, "tunnels()")  # type: ignore[arg-type]
         return await guarded(self._provider_name, handle.id, ErrorCode.PROVIDER_UNAVAILABLE, handle.tunnels())
 
     async def url(self, port: int) -> str:
@@ -791,7 +693,7 @@ class AsyncSandbox:
         handle = self._live_handle()
         provider = self._provider
         assert provider is not None
-        _require_known(provider, Capability.SNAPSHOTS, "snapshot()")
+        require_known(provider, Capability.SNAPSHOTS, "snapshot()")
         if ttl is not None and not (isinstance(ttl, int | float) and ttl > 0):
             raise SandboxError(
                 ErrorCode.INVALID_ARGUMENT, f"ttl must be a positive number of seconds or None, got {ttl!r}"
@@ -828,11 +730,6 @@ def _pair(item: Any) -> str | None:
     if not isinstance(item[1], str | bytes | bytearray | memoryview):
         return f"has content of type {type(item[1]).__name__}; give str or bytes"
     return None
-
-
-def _with_result(err: SandboxError, result: ExecResult) -> SandboxError:
-    err.result = result
-    return err
 
 
 def _auth_only(auth: Mapping[str, str] | None, unknown: Mapping[str, Any], what: str) -> Mapping[str, str] | None:

@@ -42,14 +42,14 @@ class AsyncProcess:
     async def wait(self, timeout: float | None = None, *, max_output: int | None = None) -> ExecResult:
         """Wait for it to end; its retained output as an ExecResult. COMMAND_TIMEOUT (with the output so
         far on ``.result``) when ``timeout`` passes first; the process keeps running."""
-        from sandboxkit._async_sandbox import DEFAULT_MAX_OUTPUT, _Collector, _with_result
+        from sandboxkit._collect import DEFAULT_MAX_OUTPUT, Collector, with_result
 
-        collector = _Collector(DEFAULT_MAX_OUTPUT if max_output is None else max_output, None)
+        collector = Collector(DEFAULT_MAX_OUTPUT if max_output is None else max_output, None)
         done: ProcessInfo | None = None
         with anyio.move_on_after(timeout):
             done = await self._sandbox._process_call(lambda h: h.process_stream(self.id, collector, follow=True))
         if done is None:
-            raise _with_result(
+            raise with_result(
                 SandboxError(
                     ErrorCode.COMMAND_TIMEOUT,
                     f"process {self.id} still runs after {timeout:g}s; it keeps running (kill() ends it)",
@@ -63,12 +63,12 @@ class AsyncProcess:
 
     def stream(self, *, follow: bool = True) -> AsyncExecStream:
         """Its output: first what was retained, then (with ``follow``) live output until it exits."""
-        from sandboxkit._async_sandbox import DEFAULT_MAX_OUTPUT, _Collector
+        from sandboxkit._collect import DEFAULT_MAX_OUTPUT, Collector
         from sandboxkit._stream import AsyncExecStream
 
         def start(forward: Callable[[OutputChunk], Awaitable[None]]) -> Awaitable[ExecResult]:
             async def run() -> ExecResult:
-                collector = _Collector(DEFAULT_MAX_OUTPUT, forward)
+                collector = Collector(DEFAULT_MAX_OUTPUT, forward)
                 done = await self._sandbox._process_call(lambda h: h.process_stream(self.id, collector, follow=follow))
                 self._last = done
                 return collector.result(done.exit_code if done.exit_code is not None else -1)
@@ -83,9 +83,9 @@ class AsyncProcess:
 
     async def write_stdin(self, data: str | bytes) -> None:
         """Feed bytes (str as UTF-8) to its stdin; on a PTY they go through the line discipline."""
-        from sandboxkit._async_sandbox import _as_bytes
+        from sandboxkit._collect import as_bytes
 
-        await self._sandbox._process_call(lambda h: h.process_write_stdin(self.id, _as_bytes(data, "data")))
+        await self._sandbox._process_call(lambda h: h.process_write_stdin(self.id, as_bytes(data, "data")))
 
     async def close_stdin(self) -> None:
         """Close its stdin (EOF); on a PTY, send end-of-file (^D)."""
@@ -131,7 +131,7 @@ class Process:
 
     def stream(self, *, follow: bool = True) -> Iterator[OutputChunk]:
         """Its retained output, then live output until it exits."""
-        from sandboxkit._sync_sandbox import ExecStream
+        from sandboxkit._stream import ExecStream
 
         return iter(ExecStream(self.aio.stream(follow=follow)))
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandboxkit import _portal
-from sandboxkit._async_sandbox import get_provider, guarded, require
+from sandboxkit._calls import get_provider, guarded, require
 from sandboxkit._capabilities import Capability
 from sandboxkit._errors import ErrorCode
 from sandboxkit._types import SnapshotInfo

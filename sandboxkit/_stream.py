@@ -9,12 +9,16 @@ cancellation ever reaches the consumer's task from here, and ``aclose()`` waits 
 from __future__ import annotations
 
 import asyncio
+import builtins
+import contextlib
+import threading
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
+from sandboxkit import _portal
 from sandboxkit._errors import ErrorCode, SandboxError
 from sandboxkit._types import ExecResult, OutputChunk
 
@@ -138,3 +142,54 @@ def _retrieve(task: asyncio.Task[None]) -> None:
 
 
 __all__ = ["AsyncExecStream"]
+
+
+#: How long leaving a stream early waits for its command to be killed.
+STOP_WAIT = 60.0
+
+
+class ExecStream:
+    """Blocking iterator over a command's live output; ``result`` is set when it ends."""
+
+    def __init__(self, inner: AsyncExecStream) -> None:
+        self._inner = inner
+
+    @property
+    def result(self) -> ExecResult | None:
+        """The ExecResult, once the output is exhausted."""
+        return self._inner.result
+
+    def __iter__(self) -> Iterator[OutputChunk]:
+        portal = _portal.portal()
+        send, recv = anyio.create_memory_object_stream[OutputChunk](64)
+        failure: builtins.list[BaseException] = []
+        pumped = threading.Event()
+
+        async def pump() -> None:
+            try:
+                async with send, contextlib.aclosing(aiter(self._inner)) as chunks:  # type: ignore[type-var]
+                    async for chunk in chunks:
+                        await send.send(chunk)
+            except anyio.BrokenResourceError:
+                pass
+            except anyio.get_cancelled_exc_class():
+                raise
+            except BaseException as exc:  # never let it reach (and stop) the shared portal
+                failure.append(exc)
+            finally:
+                pumped.set()
+
+        future = portal.start_task_soon(pump)
+        try:
+            while True:
+                try:
+                    yield portal.call(recv.receive)
+                except anyio.EndOfStream:
+                    break
+        finally:
+            portal.call(recv.aclose)
+            if not pumped.is_set():  # left early: cancel the pump, whose aclosing kills the command
+                future.cancel()
+                pumped.wait(STOP_WAIT)
+        if failure:
+            raise failure[0]

@@ -3,27 +3,23 @@
 from __future__ import annotations
 
 import builtins
-import contextlib
 import functools
-import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, final
 
-import anyio
-
 from sandboxkit import _portal
-from sandboxkit._async_sandbox import DEFAULT_MAX_OUTPUT, SNAPSHOT_TTL, AsyncSandbox, Command
+from sandboxkit._async_sandbox import SNAPSHOT_TTL, AsyncSandbox, Command
 from sandboxkit._capabilities import Capability
+from sandboxkit._collect import DEFAULT_MAX_OUTPUT
 from sandboxkit._network import NetworkPolicy
 from sandboxkit._process import Process
 from sandboxkit._provider import SandboxHandle
-from sandboxkit._stream import AsyncExecStream
+from sandboxkit._stream import ExecStream
 from sandboxkit._types import (
     ExecResult,
     FileDownloadResult,
     FileUploadResult,
     NetworkEvent,
-    OutputChunk,
     ProcessInfo,
     SandboxInfo,
     Tunnel,
@@ -31,9 +27,6 @@ from sandboxkit._types import (
 
 if TYPE_CHECKING:
     from sandboxkit._snapshot import Snapshot
-
-#: How long leaving a stream early waits for its command to be killed.
-STOP_WAIT = 60.0
 
 
 @final
@@ -260,50 +253,3 @@ class Sandbox:
     def snapshot(self, *, ttl: float | None = SNAPSHOT_TTL) -> Snapshot:
         """Save the filesystem (the sandbox keeps running); ``Sandbox.create(snapshot=...)`` starts from it."""
         return _portal.call(functools.partial(self._async.snapshot, ttl=ttl))
-
-
-class ExecStream:
-    """Blocking iterator over a command's live output; ``result`` is set when it ends."""
-
-    def __init__(self, inner: AsyncExecStream) -> None:
-        self._inner = inner
-
-    @property
-    def result(self) -> ExecResult | None:
-        """The ExecResult, once the output is exhausted."""
-        return self._inner.result
-
-    def __iter__(self) -> Iterator[OutputChunk]:
-        portal = _portal.portal()
-        send, recv = anyio.create_memory_object_stream[OutputChunk](64)
-        failure: builtins.list[BaseException] = []
-        pumped = threading.Event()
-
-        async def pump() -> None:
-            try:
-                async with send, contextlib.aclosing(aiter(self._inner)) as chunks:  # type: ignore[type-var]
-                    async for chunk in chunks:
-                        await send.send(chunk)
-            except anyio.BrokenResourceError:
-                pass
-            except anyio.get_cancelled_exc_class():
-                raise
-            except BaseException as exc:  # never let it reach (and stop) the shared portal
-                failure.append(exc)
-            finally:
-                pumped.set()
-
-        future = portal.start_task_soon(pump)
-        try:
-            while True:
-                try:
-                    yield portal.call(recv.receive)
-                except anyio.EndOfStream:
-                    break
-        finally:
-            portal.call(recv.aclose)
-            if not pumped.is_set():  # left early: cancel the pump, whose aclosing kills the command
-                future.cancel()
-                pumped.wait(STOP_WAIT)
-        if failure:
-            raise failure[0]

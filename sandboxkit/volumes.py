@@ -10,7 +10,8 @@ import builtins
 from collections.abc import Mapping
 
 from sandboxkit import _portal
-from sandboxkit._async_sandbox import env_labels, guarded
+from sandboxkit._async_sandbox import env_labels
+from sandboxkit._calls import guarded
 from sandboxkit._errors import ErrorCode
 from sandboxkit._registry import registry
 from sandboxkit._types import VolumeInfo

@@ -20,18 +20,6 @@ PACKAGES = {
     "sandboxkit_modal": ROOT / "plugins" / "modal" / "sandboxkit_modal",
     "sandboxkit_conformance": ROOT / "conformance" / "sandboxkit_conformance",
 }
-#: Import edges of circles being removed on another branch (issue #12 item 3); each is taken out of
-#: the graph and has a strict xfail below that turns red, as a reminder, once the edge is gone.
-PENDING_EDGES = {
-    (
-        "sandboxkit.cli._conformance",
-        "sandboxkit_conformance.runner",
-    ): "the conformance <-> cli circle: sandboxkit.cli imports the suite, the suite imports sandboxkit.cli",
-    (
-        "sandboxkit_conformance._target",
-        "sandboxkit_conformance.suite",
-    ): "the circle inside the suite: _target imports the suite, whose modules import _target",
-}
 #: trees that must use sandboxkit's public API only (tests/ may test private units of the core)
 PUBLIC_ONLY = [ROOT / "plugins", ROOT / "conformance", ROOT / "benchmarks", ROOT / "examples"]
 
@@ -136,24 +124,10 @@ def test_a_circle_is_found() -> None:
 
 
 def test_no_import_circle_between_or_inside_the_packages() -> None:
-    graph = _graph()
-    for source, target in PENDING_EDGES:
-        graph[source].discard(target)
-    cycles = _cycles(graph)
+    cycles = _cycles(_graph())
     assert cycles == [], "import circles (every module of each imports the next, round to the first): " + "; ".join(
         " <-> ".join(c) for c in cycles
     )
-
-
-@pytest.mark.parametrize(
-    "edge",
-    [pytest.param(edge, marks=pytest.mark.xfail(strict=True, reason=why)) for edge, why in PENDING_EDGES.items()],
-    ids=lambda edge: " -> ".join(edge),
-)
-def test_a_pending_circle_edge_is_gone(edge: tuple[str, str]) -> None:
-    """Remove the edge from PENDING_EDGES when this XPASSes: the circle it closed is gone."""
-    source, target = edge
-    assert target not in _graph()[source]
 
 
 def _private_imports(path: Path) -> Iterator[str]:

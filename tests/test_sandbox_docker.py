@@ -237,7 +237,7 @@ def test_large_output_is_capped_without_hanging(sb: Sandbox) -> None:
     r = sb.execute("head -c 20971520 /dev/zero | tr '\\0' a; echo done >&2")
     assert r.exit_code == 0
     assert r.truncated
-    assert len(r.output_bytes) == sandboxkit._async_sandbox.DEFAULT_MAX_OUTPUT
+    assert len(r.output_bytes) == sandboxkit._collect.DEFAULT_MAX_OUTPUT
     assert set(r.stdout_bytes) == {ord("a")}
     assert time.monotonic() - started < 60
     small = sb.execute("head -c 1000 /dev/zero", max_output=100)

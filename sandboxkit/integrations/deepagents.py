@@ -40,7 +40,7 @@ from deepagents.backends.sandbox import BaseSandbox
 from langgraph.config import get_config
 
 from sandboxkit import _portal
-from sandboxkit._async_sandbox import DEFAULT_MAX_OUTPUT
+from sandboxkit._collect import DEFAULT_MAX_OUTPUT
 from sandboxkit._errors import CommandTimeoutError
 from sandboxkit._sync_sandbox import Sandbox
 from sandboxkit._types import ExecResult

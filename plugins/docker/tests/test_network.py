@@ -18,6 +18,7 @@ import docker
 import pytest
 from sandboxkit_conformance.testhosts import PROBE, NetworkHosts
 
+import sandboxkit
 from sandboxkit import ErrorCode, HeaderInjection, NetworkPolicy, Sandbox, SandboxError
 from sandboxkit.secrets import create_secret
 
@@ -258,11 +259,7 @@ def test_an_egress_ends_after_its_sandbox_and_gc_reaps_the_network(
         time.sleep(0.5)
     assert docker_engine.api.networks(filters={"label": f"sandboxkit.egress={token}"})  # gc's job
     monkeypatch.setattr(_gc, "START_GRACE", 0.0)
-    from sandboxkit import providers  # noqa: F401  (the registry loads the plugin)
-    from sandboxkit._async_sandbox import get_provider
-    from sandboxkit._portal import call
-
-    call(get_provider("docker").gc)
+    sandboxkit.gc("docker")
     assert not docker_engine.api.containers(all=True, filters={"label": f"sandboxkit.egress={token}"})
     assert not docker_engine.api.networks(filters={"label": f"sandboxkit.egress={token}"})
     sandbox.close()

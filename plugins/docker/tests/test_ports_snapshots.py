@@ -87,11 +87,8 @@ def test_gc_reaps_expired_snapshots_only(made: list[Sandbox], session_label: str
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and short.expires_at and short.expires_at.timestamp() > time.time():
             time.sleep(0.2)
-        provider = sandboxkit._async_sandbox.get_provider("docker")
-        from sandboxkit import _portal
-
         key, _, value = session_label.partition("=")
-        stale = _portal.call(lambda: provider.gc(labels={key.rpartition(".")[2]: value}))
+        stale = sandboxkit.gc("docker", labels={key.rpartition(".")[2]: value})
         reaped = [s.id for s in stale if s.reason == "snapshot_expired" and s.removed]
         assert short.id in reaped and long.id not in reaped
         assert short.id not in [s.id for s in sandboxkit.snapshots("docker")]

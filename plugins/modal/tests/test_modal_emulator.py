@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import time
@@ -14,7 +15,6 @@ import pytest
 from sandboxkit_modal.emulator import EmulatorProcess
 
 import sandboxkit
-from sandboxkit._async_sandbox import env_labels
 
 pytestmark = pytest.mark.usefixtures("modal_env")
 
@@ -234,7 +234,7 @@ def test_tunnels_and_filesystem_snapshots_through_the_sdk(app: modal.App, image:
     finally:
         for box in [sb, *started]:
             box.terminate()
-        for snapshot in sandboxkit.snapshots("docker", labels=env_labels()):  # the emulator's Docker snapshots
+        for snapshot in sandboxkit.snapshots("docker", labels=_session_labels()):  # the emulator's Docker snapshots
             if snapshot.id in snap_ids:
                 snapshot.delete()
 
@@ -249,3 +249,9 @@ def test_exec_with_a_pty(sb: modal.Sandbox) -> None:
     assert b"got-hello\r\n" in out, out
     assert re.search(rb"^\d+ \d+\r\n", out), out
     assert process.stderr.read() == b""
+
+
+def _session_labels() -> dict[str, str]:
+    """This test session's bookkeeping labels, as ``$SANDBOXKIT_LABELS`` (``k=v,...``) gives them."""
+    pairs = (p.partition("=") for p in os.environ.get("SANDBOXKIT_LABELS", "").split(",") if "=" in p)
+    return {k: v for k, _, v in pairs}
