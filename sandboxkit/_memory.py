@@ -249,7 +249,9 @@ class MemorySandbox(SandboxHandle):
         except OSError as exc:
             await on_output("stderr", f"{argv[0]}: {exc.strerror}\n".encode())
             return ExecExit(exit_code=127 if exc.errno == errno.ENOENT else 126)
-        return await _run(process, request, on_output, token)
+        outcome = await _run(process, request, on_output, token)
+        self._check()  # the lifetime ended it (or a close): SANDBOX_NOT_FOUND, not an exit code
+        return outcome
 
     async def read_file(self, path: str) -> bytes:
         self._check()

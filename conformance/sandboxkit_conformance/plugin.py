@@ -270,13 +270,16 @@ def sandboxkit_make_secret(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> It
     cleanup()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def sandboxkit_network_hosts() -> NetworkHosts:
     """The two test hosts the network-policy tests reach. Override when the provider declares NETWORK_POLICY.
 
     Start them with :func:`sandboxkit_conformance.testhosts.network_hosts` (Docker containers on an
     internal network) and return them with ``options`` set to the create options that put a
     sandbox's egress on that network (Docker: ``{"provider_options": {"egress_network": ...}}``).
+    Function-scoped here, so that a provider that declares no NETWORK_POLICY is skipped by the
+    capability gate (an autouse fixture) before this default is reached; overrides may be
+    session-scoped.
     """
     pytest.fail(
         "the provider declares network_policy: override the `sandboxkit_network_hosts` fixture in your "

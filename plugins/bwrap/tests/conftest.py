@@ -32,7 +32,15 @@ def sandboxkit_create_options() -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def sandboxkit_expected_failures() -> dict[str, str]:
     """Known failures of the bwrap provider; each runs as strict xfail until it is fixed."""
-    return {}
+    no_cancel = (
+        "the bwrap provider's exec has no cancellation path yet: a cancelled call or a stream left early "
+        "does not kill the command's cgroup (the timeout path does)"
+    )
+    return {
+        "TestCancellation::test_a_cancelled_execute_kills_the_tree": no_cancel,
+        "TestCancellation::test_leaving_a_stream_early_kills_the_tree": no_cancel,
+        "TestCancellation::test_leaving_an_async_stream_early_kills_the_tree_and_raises_nothing": no_cancel,
+    }
 
 
 @pytest.fixture
