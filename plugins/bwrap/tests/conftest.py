@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -67,3 +68,11 @@ def _reap_bwrap() -> Iterator[None]:
         return
     for info in Sandbox.list(provider="bwrap", labels={key: value}):
         Sandbox.from_id(info.id, provider="bwrap").close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The bwrap tests start real sandboxes for minutes: out of the fast lane (``-m "not docker and not slow"``)."""
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.parent == here:
+            item.add_marker(pytest.mark.slow)

@@ -13,6 +13,8 @@ from sandboxkit_docker import _labels, _snapshots
 import sandboxkit
 from sandboxkit import ErrorCode, Sandbox, SandboxError
 
+pytestmark = pytest.mark.docker
+
 BASE: dict[str, Any] = {"image": "sandboxkit/base:bookworm", "provider_options": {"pull": "never"}}
 
 

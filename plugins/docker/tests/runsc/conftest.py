@@ -47,6 +47,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     here = Path(__file__).parent
     for item in items:
         if item.path.parent == here:
+            item.add_marker(pytest.mark.docker)
             reason = RUNSC_FLAKY.get(item.nodeid.split("::", 1)[-1].partition("[")[0])
             if reason is not None:
                 item.add_marker(pytest.mark.xfail(reason=reason, strict=False))
