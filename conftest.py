@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -108,3 +109,17 @@ def docker_engine() -> Iterator[object]:
 def session_label() -> str:
     """The label every sandbox of this test session carries (``key=value``)."""
     return SESSION_LABEL
+
+
+@pytest.fixture(scope="session")
+def runsc_engine(docker_engine: Any) -> Any:
+    """The docker-py client, once the engine is known to offer gVisor's ``runsc``; fails (never skips) without it."""
+    runtimes = docker_engine.info().get("Runtimes") or {}
+    if "runsc" not in runtimes:
+        pytest.fail(
+            f"the Docker engine has no runtime 'runsc' (it has: {', '.join(sorted(runtimes))}); scripts/setup.sh "
+            "registers it with the dockerd it starts; on an engine you run yourself: "
+            "`runsc install -- --platform=ptrace --network=host` and restart dockerd",
+            pytrace=False,
+        )
+    return docker_engine

@@ -20,19 +20,6 @@ RUNSC = {"provider_options": {"runtime": "runsc"}}
 
 
 @pytest.fixture(scope="module")
-def runsc_engine(docker_engine: Any) -> Any:
-    runtimes = docker_engine.info().get("Runtimes") or {}
-    if "runsc" not in runtimes:
-        pytest.fail(
-            f"the Docker engine has no runtime 'runsc' (it has: {', '.join(sorted(runtimes))}); scripts/setup.sh "
-            "registers it with the dockerd it starts; on an engine you run yourself: "
-            "`runsc install -- --platform=ptrace --network=host` and restart dockerd",
-            pytrace=False,
-        )
-    return docker_engine
-
-
-@pytest.fixture(scope="module")
 def gvisor(runsc_engine: Any) -> Iterator[Sandbox]:
     with Sandbox.create(timeout=600, **RUNSC) as sb:  # type: ignore[arg-type]
         yield sb

@@ -54,15 +54,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def sandboxkit_provider(docker_engine: Any) -> str:
-    runtimes = docker_engine.info().get("Runtimes") or {}
-    if "runsc" not in runtimes:
-        pytest.fail(
-            f"the Docker engine has no runtime 'runsc' (it has: {', '.join(sorted(runtimes))}); scripts/setup.sh "
-            "registers it with the dockerd it starts; on an engine you run yourself: "
-            "`runsc install -- --platform=ptrace --network=host` and restart dockerd",
-            pytrace=False,
-        )
+def sandboxkit_provider(runsc_engine: Any) -> str:
     return "docker"
 
 
