@@ -69,6 +69,10 @@ T = TypeVar("T")
 CONNECT_TIMEOUT = 2.0
 #: Read timeout for ordinary API calls once connected (large archives take a while).
 API_TIMEOUT = 300.0
+#: A running command looks at its container this long after it started, then this often: under
+#: gVisor a command's stream can stay open after the sandbox's PID 1 exited (its lifetime ended).
+STOP_WATCH_AFTER = 2.0
+STOP_WATCH_EVERY = 3.0
 
 _STATES = {
     "created": SandboxState.PENDING,
@@ -837,7 +841,7 @@ class DockerSandbox(SupervisedProcesses, SandboxHandle):
         before = None if self.oom is None else self.oom.before()
         pids_before = self.pids.before()
         with _warden.command(self.provider, self.id, self._idle_timeout):  # the warden's idle clock
-            outcome = await self.fast.run(request, on_output)
+            outcome = await self._run_until_stopped(request, on_output)
         # exec in a container that died or was removed mid-command ends like this, without an error
         if outcome.exit_code in (126, 137, -1) and not outcome.timed_out and await self._stopped(outcome.exit_code):
             raise SandboxError(
@@ -852,6 +856,40 @@ class DockerSandbox(SupervisedProcesses, SandboxHandle):
         # a command that failed while forks were refused at the pids limit failed for that reason
         if outcome.exit_code != 0 and not outcome.timed_out and await self.pids.killed_since(pids_before, 1):
             return dataclasses.replace(outcome, pids_exhausted=True)
+        return outcome
+
+    async def _run_until_stopped(self, request: ExecRequest, on_output: OutputCallback) -> ExecExit:
+        """Run the command; end it with SANDBOX_NOT_FOUND if the container stops while its stream stays open."""
+        outcome: ExecExit | None = None
+        failure: Exception | None = None
+
+        async def watch() -> None:
+            await anyio.sleep(STOP_WATCH_AFTER)
+            while True:
+                try:
+                    if not await self._alive():
+                        break
+                except SandboxError:  # the engine did not answer: that is not the sandbox stopping
+                    pass
+                await anyio.sleep(STOP_WATCH_EVERY)
+            tg.cancel_scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch)
+            try:
+                outcome = await self.fast.run(request, on_output)
+            except Exception as exc:  # raised after the group, unwrapped
+                failure = exc
+            tg.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+        if outcome is None:
+            raise SandboxError(
+                ErrorCode.SANDBOX_NOT_FOUND,
+                "the sandbox stopped while the command ran (closed, expired, or killed from outside)",
+                provider=PROVIDER,
+                sandbox_id=self.id,
+            )
         return outcome
 
     async def _stopped(self, exit_code: int) -> bool:
