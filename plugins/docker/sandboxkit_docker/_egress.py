@@ -92,8 +92,17 @@ def egress_network(option: str | None) -> str:
     return option or os.environ.get("SANDBOXKIT_DOCKER_EGRESS_NETWORK") or "bridge"
 
 
-def default_ca(policy: NetworkPolicy) -> NetworkPolicy:
-    """``policy`` with ``upstream_ca`` from ``$SANDBOXKIT_DOCKER_EGRESS_CA`` when it names none."""
+def resolve(policy: NetworkPolicy) -> NetworkPolicy:
+    """``policy`` as the egress enforces it: IPv6 CIDRs refused (IPv6 is off in a policy sandbox), and
+    ``upstream_ca`` from ``$SANDBOXKIT_DOCKER_EGRESS_CA`` when it names none."""
+    ipv6 = [c for c in policy.allow_cidrs if ipaddress.ip_network(c).version == 6]
+    if ipv6:
+        raise SandboxError(
+            ErrorCode.INVALID_ARGUMENT,
+            f"allow_cidrs {', '.join(ipv6)}: IPv6 is switched off in Docker policy sandboxes, so an IPv6 CIDR "
+            "would allow nothing; allow the IPv4 range (or the host's name in allow_domains) instead",
+            provider=PROVIDER,
+        )
     path = os.environ.get("SANDBOXKIT_DOCKER_EGRESS_CA")
     if policy.upstream_ca or not path:
         return policy

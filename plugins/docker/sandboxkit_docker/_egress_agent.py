@@ -441,6 +441,13 @@ def forbidden(conn: socket.socket, host: str) -> None:
             f"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
             f"Connection: close\r\n\r\n{body}".encode()
         )
+        # unread request bytes would turn close() into a reset that can overtake the answer: drain a little
+        conn.shutdown(socket.SHUT_WR)
+        conn.settimeout(1)
+        for _ in range(16):
+            if not conn.recv(65536):
+                break
+    with contextlib.suppress(OSError):
         conn.close()
 
 
