@@ -307,8 +307,9 @@ class Egress:
     async def apply(self, policy: NetworkPolicy, ca: tuple[bytes, bytes] | None = None) -> None:
         """Hand ``policy`` (with the secrets' values) to the egress and wait until it is in force.
 
-        One exec: it unpacks the files, tells the agent the new version over its ``ctl`` FIFO and
-        returns when the agent answers on ``ack.VERSION`` (an egress from before the FIFO is polled).
+        One exec (holding a lock, one update at a time): it unpacks the files, tells the agent the new
+        version over its ``ctl`` FIFO and returns when the agent answers on ``ack.VERSION`` (an egress
+        from before the FIFO is polled).
         The CA is read back from the egress only when ``policy`` injects headers.
         """
         version = secrets.token_hex(8)
@@ -340,7 +341,9 @@ class Egress:
             f"i=$((i + 1)); [ $i -le {polls} ] || exit 3; sleep 0.05; done; fi"
         )
         try:
-            await self._exec(self.name, ["sh", "-c", f"{UNPACK} && cd /run/sbk && {notify}"], _pack(files))
+            # flock: concurrent updates take turns, so each returns with its own policy in force
+            script = f"{UNPACK} && cd /run/sbk && {notify}"
+            await self._exec(self.name, ["flock", "/run/sbk/apply.lock", "sh", "-c", script], _pack(files))
         except SandboxError as exc:
             raise SandboxError(
                 ErrorCode.PROVIDER_UNAVAILABLE,
