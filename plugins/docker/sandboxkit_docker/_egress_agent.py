@@ -522,7 +522,12 @@ def main() -> None:
     os.mkfifo(CTL, 0o600)
     agent = Agent(address, subnet, expires)
     firewall(address, subnet)
-    agent.firewall_cidrs(agent.policy)
+    try:  # a client that wrote the policy before ``ctl`` existed waits for ``loaded`` instead
+        agent.reload()
+    except Exception as exc:
+        print(f"policy not loaded: {type(exc).__name__}", flush=True)
+    if agent.cidrs is None:
+        agent.firewall_cidrs(agent.policy)
     for listen in agent.listen:
         for target in (agent.serve_dns, agent.serve_tcp):
             threading.Thread(target=target, args=(listen,), daemon=True).start()
