@@ -210,27 +210,24 @@ def test_a_sandbox_cannot_reach_another_sandboxs_egress(sb: Sandbox, hosts: Netw
 
 
 def test_a_sandbox_allowed_the_egress_networks_cannot_reach_another_sandboxs_egress(
-    docker_engine: docker.DockerClient, hosts: NetworkHosts
+    docker_engine: docker.DockerClient, sb: Sandbox, hosts: NetworkHosts
 ) -> None:
     """The attacker's policy allows the egress network and every sandbox network; it tries as root."""
-    with _create(hosts, NetworkPolicy(allow_domains=["denied.test"])) as other:
-        token = docker_engine.containers.get(other.id).labels["sandboxkit.egress"]
-        nets = docker_engine.api.inspect_container(f"sandboxkit-egress-{token}")["NetworkSettings"]["Networks"]
-        outside = nets[hosts.network]["IPAddress"]
-        inside = other.execute("echo $HTTP_PROXY").stdout.strip().removeprefix("http://").split(":")[0]
-        subnet = docker_engine.api.inspect_network(hosts.network)["IPAM"]["Config"][0]["Subnet"]
-        hostile = NetworkPolicy(allow_cidrs=[subnet, "10.203.0.0/16"])
-        with _create(hosts, hostile) as attacker:
-            assert probe(attacker, "tcp", hosts.denied_ip, "80", "denied.test")["ok"]  # the CIDRs work
-            for address in (outside, inside):
-                for port in ("3128", "15001", "80", "443"):
-                    r = probe(attacker, "tcp", address, port, "denied.test")
-                    assert denied_fast(r), (address, port, r)
+    token = docker_engine.containers.get(sb.id).labels["sandboxkit.egress"]
+    nets = docker_engine.api.inspect_container(f"sandboxkit-egress-{token}")["NetworkSettings"]["Networks"]
+    outside = nets[hosts.network]["IPAddress"]
+    inside = sb.execute("echo $HTTP_PROXY").stdout.strip().removeprefix("http://").split(":")[0]
+    subnet = docker_engine.api.inspect_network(hosts.network)["IPAM"]["Config"][0]["Subnet"]
+    with _create(hosts, NetworkPolicy(allow_cidrs=[subnet, "10.203.0.0/16"])) as attacker:
+        assert probe(attacker, "tcp", hosts.denied_ip, "80", "denied.test")["ok"]  # the CIDRs work
+        for address in (outside, inside):
+            for port in ("3128", "15001", "80", "443"):
+                r = probe(attacker, "tcp", address, port, "allowed.test")
+                assert denied_fast(r), (address, port, r)
             # DNS to the other egress is answered by the attacker's own egress, by the attacker's policy
-            for address in (outside, inside):
-                dns = probe(attacker, "dnsq", address, "denied.test")
-                assert dns["rcode"] == 3 and dns["seconds"] < 5, dns
-        assert probe(other, "direct", "http://denied.test/")["ok"]
+            dns = probe(attacker, "dnsq", address, "allowed.test")
+            assert dns["rcode"] == 3 and dns["seconds"] < 5, dns
+    assert probe(sb, "direct", "http://allowed.test/")["ok"]
 
 
 # ---------------------------------------------------------------- errors and cleanup
