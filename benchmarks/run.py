@@ -320,7 +320,7 @@ def figures() -> list[Figure]:
             lambda c, x: network.set_network(c),
             rounds=(15, 3),
             inner=3,
-            target=("<=", 1.5),
+            target=("<=", 2.0),
             contenders=(network.NAME, "sandboxkit"),
             subject=network.NAME,
             baseline="sandboxkit",
