@@ -324,7 +324,7 @@ class DockerProvider(Provider):
             kwargs["network_mode"] = "none"
         if spec.ports:  # loopback only, ephemeral host ports; `docker ps` shows them with the labels
             kwargs["ports"] = {f"{port}/tcp": ("127.0.0.1",) for port in spec.ports}
-        policy = None if spec.network is None else _egress.default_ca(spec.network)
+        policy = None if spec.network is None else _egress.resolve(spec.network)
         egress = None if policy is None else await _egress.Egress.prepare(self, kwargs, options.egress_network)
         try:
             try:
@@ -936,7 +936,7 @@ class DockerSandbox(SupervisedProcesses, SandboxHandle):
                 provider=PROVIDER,
                 sandbox_id=self.id,
             )
-        await self.egress.apply(_egress.default_ca(policy))
+        await self.egress.apply(_egress.resolve(policy))
         self.network_policy = policy
 
     async def network_log(self) -> builtins.list[NetworkEvent]:
