@@ -62,6 +62,10 @@ def test_it_is_out_of_the_sandboxes_reach(docker_engine: Any) -> None:
     assert host["RestartPolicy"]["Name"] == "unless-stopped"
     assert [m["Destination"] for m in info["Mounts"]] == ["/var/run/docker.sock"]
     assert host["CapDrop"] == ["ALL"] and "no-new-privileges" in host["SecurityOpt"]
+    # the powers to mount disk-capped layers, and no more (never --privileged)
+    assert not host["Privileged"] and host["PidMode"] == "host"
+    assert sorted(host["CapAdd"]) == sorted(_warden.MOUNT_POWERS["cap_add"])
+    assert info["Config"]["Labels"][_warden.MOUNTS_LABEL] == "1"
     assert not host["PortBindings"] and not info["Config"].get("ExposedPorts")
     assert "sandboxkit.managed" not in info["Config"]["Labels"]  # never listed, reaped or counted as a sandbox
 

@@ -1,0 +1,96 @@
+"""Disk caps where the storage driver has none (overlay2 on ext4): the writable layer on its own filesystem.
+
+Between create and start, the warden (privileged, in the host's PID namespace) enters the
+engine's mount namespace and mounts a fresh ext4 filesystem of ``disk_mib`` over the container's
+overlay2 layer directory: the upper dir, the work dir (overlayfs wants both on one mount) and
+the driver's own files. The filesystem lives in a sparse file next to the layer, unlinked as soon
+as it is mounted: only what the sandbox writes takes host disk, at most the cap, and a writer past
+it gets ENOSPC. Removing the container unmounts the layer (the engine unmounts what is mounted
+under a layer it deletes), which releases the loop device (``mount -o loop`` sets autoclear) and
+the space. It needs ``sh``, ``mkfs.ext4``, ``mount`` and loop devices on the engine's host; the
+first create of each provider checks that with a 4 MiB trial.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sandboxkit.spi import ErrorCode, SandboxError
+from sandboxkit_docker import _warden
+from sandboxkit_docker._errors import PROVIDER
+
+#: the last line of a successful run
+OK = "sandboxkit-disk: ok"
+
+#: Runs on the engine's host, in its mount namespace: ``probe DIR`` or ``cap LAYER_DIR MIB``.
+HOST_SCRIPT = r"""
+set -eu
+mode=$1 dir=$2 mib=${3:-4}
+cd "$dir" || { echo "no $dir where process $VIA sees the engine's files" >&2; exit 3; }
+img=$(mktemp "$dir/.sandboxkit-disk.XXXXXX")
+mnt=$(mktemp -d "${TMPDIR:-/tmp}/sandboxkit-disk.XXXXXX")
+trap 'umount "$mnt" 2>/dev/null; rmdir "$mnt"; rm -f "$img"' EXIT
+truncate -s "${mib}M" "$img"
+mkfs.ext4 -q -F -m 0 -O ^has_journal -E lazy_itable_init=1,nodiscard "$img"
+mount -o loop,noinit_itable "$img" "$mnt"
+rm -f "$img"
+rmdir "$mnt/lost+found"
+if [ "$mode" = cap ]; then
+    [ -d diff ] && [ -d work ] || { echo "$dir is not an overlay2 layer" >&2; exit 3; }
+    for entry in *; do cp -a "$entry" "$mnt/"; done
+    mount --bind "$mnt" "$dir"
+fi
+echo "$OK"
+"""
+
+#: Runs in the warden: finds a process in the engine's mount namespace (the runtime's shim that
+#: started this exec) and runs HOST_SCRIPT there with the host's tools.
+WARDEN_SCRIPT = r"""
+set -eu
+own=$(readlink /proc/self/ns/mnt) pid=$$
+# the first ancestor outside: not `runc exec`, which may exit any moment, but the shim above it
+while [ "$(readlink /proc/$pid/ns/mnt)" = "$own" ] || case $(cat /proc/$pid/comm) in runc*) true;; *) false;; esac; do
+    pid=$(sed 's/^.*) //' /proc/$pid/stat | cut -d' ' -f2)
+    [ "$pid" -gt 1 ] || { echo "the warden does not see the engine's host processes" >&2; exit 4; }
+done
+exec nsenter -t "$pid" -m -- env OK="$OK" VIA="$pid ($(cat /proc/$pid/comm))" sh -c "$HOST_SCRIPT" sandboxkit-disk "$@"
+"""
+
+
+def _run(api: Any, *args: str) -> tuple[bool, str]:
+    """Run the disk script in the warden with ``args``: (it succeeded, its output)."""
+    env = {"HOST_SCRIPT": HOST_SCRIPT, "OK": OK}
+    exec_id = api.exec_create(_warden.NAME, ["sh", "-c", WARDEN_SCRIPT, "sh", *args], environment=env, user="root")
+    out = api.exec_start(exec_id["Id"]).decode(errors="replace").strip()
+    return out.endswith(OK), out
+
+
+def available(api: Any, info: dict[str, Any]) -> bool:
+    """True when the warden can give this engine's sandboxes a capped layer (a 4 MiB trial)."""
+    if info.get("Driver") != "overlay2" or not _warden.enabled():
+        return False
+    if not _warden.can_mount(_warden.inspect(api)):
+        return False
+    try:
+        ok, _ = _run(api, "probe", str(info["DockerRootDir"]))
+    except Exception:
+        return False
+    return ok
+
+
+def apply(api: Any, container_id: str, disk_mib: int) -> None:
+    """Mount a ``disk_mib`` filesystem under the created (not yet started) container's writable layer."""
+    upper = ((api.inspect_container(container_id).get("GraphDriver") or {}).get("Data") or {}).get("UpperDir")
+    if not upper or not upper.endswith("/diff"):
+        raise SandboxError(
+            ErrorCode.SANDBOX_CREATION_FAILED,
+            "the engine did not report the sandbox's overlay2 layer, so its disk cap cannot be set",
+            provider=PROVIDER,
+        )
+    ok, out = _run(api, "cap", upper.removesuffix("/diff"), str(disk_mib))
+    if not ok:
+        raise SandboxError(
+            ErrorCode.SANDBOX_CREATION_FAILED,
+            f"could not cap the sandbox's disk at {disk_mib} MiB: {out[-300:]}; see `docker logs {_warden.NAME}`",
+            provider=PROVIDER,
+        )
