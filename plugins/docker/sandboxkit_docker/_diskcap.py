@@ -47,11 +47,18 @@ echo "$OK"
 #: started this exec) and runs HOST_SCRIPT there with the host's tools.
 WARDEN_SCRIPT = r"""
 set -eu
-own=$(readlink /proc/self/ns/mnt) pid=$$
-# the first ancestor outside: not `runc exec`, which may exit any moment, but the shim above it
-while [ "$(readlink /proc/$pid/ns/mnt)" = "$own" ] || case $(cat /proc/$pid/comm) in runc*) true;; *) false;; esac; do
-    pid=$(sed 's/^.*) //' /proc/$pid/stat | cut -d' ' -f2)
+own=$(readlink /proc/self/ns/mnt)
+outside() {  # the first ancestor in another mount namespace
+    pid=$$
+    while [ "$(readlink /proc/$pid/ns/mnt 2>/dev/null)" = "$own" ]; do
+        pid=$(sed 's/^.*) //' /proc/$pid/stat | cut -d' ' -f2)
+    done
+}
+# not `runc exec`, which exits as soon as this runs, but the shim this is then re-parented to
+for _ in $(seq 300); do
+    outside
     [ "$pid" -gt 1 ] || { echo "the warden does not see the engine's host processes" >&2; exit 4; }
+    case $(cat /proc/$pid/comm 2>/dev/null) in ""|runc*) sleep 0.01;; *) break;; esac
 done
 exec nsenter -t "$pid" -m -- env OK="$OK" VIA="$pid ($(cat /proc/$pid/comm))" sh -c "$HOST_SCRIPT" sandboxkit-disk "$@"
 """

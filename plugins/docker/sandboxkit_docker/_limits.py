@@ -2,12 +2,13 @@
 
 cpu -> CFS quota (``nano_cpus``) plus a cpuset of ceil(cpu) CPUs so ``nproc`` reports the limit;
 memory -> hard limit with no swap (``mem_limit == memswap_limit``); pids -> ``pids_limit``;
-disk -> ``storage_opt size`` (only storage drivers with quotas accept it: overlay2 on xfs with
-pquota, zfs; Docker rejects it on overlay2 over ext4); max_file_mib -> ``ulimit -f``.
+disk -> ``storage_opt size`` where the storage driver has quotas (overlay2 on xfs with pquota,
+zfs; Docker rejects it on overlay2 over ext4, where ``_diskcap`` mounts the cap instead);
+max_file_mib -> ``ulimit -f``.
 
 Every sandbox is capped even when the spec says nothing: a CFS quota of half the host's CPUs (at
 least one; ``cpu=`` replaces it), memory at half the host's RAM up to 8 GiB (``memory_mib=``
-replaces it), 4096 pids (``pids_limit``) and, where the engine has quotas, 10 GiB of disk.
+replaces it), 4096 pids (``pids_limit``) and 10 GiB of disk (where quotas or ``_diskcap`` hold one).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def host_config(
     return kwargs
 
 
-#: The disk cap of a sandbox that asked for none, MiB, where the engine enforces one.
+#: The disk cap of a sandbox that asked for none, MiB, where the engine can enforce one.
 DEFAULT_DISK_MIB = 10240
 
 

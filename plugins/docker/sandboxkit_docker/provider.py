@@ -104,8 +104,8 @@ class DockerOptions(BaseModel):
     gpu_mode: Literal["auto", "simulate", "off"] | None = None
     #: give a cpu-limited sandbox a cpuset of ceil(cpu) CPUs, so ``nproc`` reports its limit
     pin_cpus: bool = True
-    #: cap on the sandbox's writable layer, MiB (needs a storage driver with quotas, e.g. overlay2 on xfs+pquota);
-    #: None: 10 GiB where the engine enforces quotas, else no cap
+    #: cap on the sandbox's writable layer, MiB: a driver quota (overlay2 on xfs+pquota, zfs), else a capped
+    #: filesystem the warden mounts under the layer (overlay2); None: 10 GiB where either holds, else no cap
     disk_mib: int | None = Field(None, gt=0)
     #: largest file a process may write, MiB (``ulimit -f``; works on every host)
     max_file_mib: int | None = Field(None, gt=0)
