@@ -121,10 +121,21 @@ def test_a_snapshot_of_a_capped_sandbox_keeps_its_files(docker_engine: Any) -> N
         snap.delete()
 
 
-def test_the_cap_holds_under_gvisor(runsc_engine: Any) -> None:
+def test_the_cap_holds_under_gvisor_on_the_layer_and_on_tmp(runsc_engine: Any) -> None:
     with Sandbox.create(provider_options={"disk_mib": CAP_MIB, "runtime": "runsc"}, timeout=120) as sb:
         result = sb.execute(FILL, timeout=90)
         assert "rc=1" in result.output and int(result.stdout.strip().splitlines()[-1]) <= CAP_MIB, result.output
+        # /tmp is a volume under runsc (see _security.runsc_tmp): a tmpfs of the cap, not the host's disk
+        result = sb.execute(FILL.replace("/big", "/tmp/big"), timeout=90)
+        assert "rc=1" in result.output and int(result.stdout.strip().splitlines()[-1]) <= CAP_MIB, result.output
+
+
+def test_writing_to_pid_1s_stdout_does_not_grow_the_hosts_log_past_1_mib(docker_engine: Any) -> None:
+    with Sandbox.create(timeout=60) as sb:  # PID 1's stdout is the container's log, on the host's disk
+        flood = sb.execute(r"head -c 50000000 /dev/zero | tr '\0' x > /proc/1/fd/1; echo rc=$?", timeout=60)
+        assert "rc=0" in flood.stdout, flood.output
+        log_path = docker_engine.api.inspect_container(sb.id)["LogPath"]
+        assert os.path.getsize(log_path) <= 2 << 20, f"the container log grew to {os.path.getsize(log_path)} bytes"
 
 
 def test_without_the_warden_an_explicit_cap_is_refused_before_any_container(

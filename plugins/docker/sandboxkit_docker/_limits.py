@@ -52,6 +52,11 @@ def default_memory_mib(mem_total: int) -> int | None:
     return min(DEFAULT_MEMORY_MAX_MIB, max(512, (mem_total >> 20) // 2)) if mem_total > 0 else None
 
 
+#: What PID 1 prints (nothing, unless root in the sandbox writes to ``/proc/1/fd/1``) is kept in at
+#: most 1 MiB on the host: the engine's default json-file log grows without bound, past any disk cap.
+LOG_CONFIG = {"Type": "json-file", "Config": {"max-size": "1m", "max-file": "1"}}
+
+
 def host_config(
     spec: SandboxSpec,
     *,
@@ -62,7 +67,7 @@ def host_config(
     max_file_mib: int | None,
 ) -> dict[str, Any]:
     """docker-py ``containers.create`` kwargs for every limit of ``spec`` (``fallback_cpu`` when it has no cpu)."""
-    kwargs: dict[str, Any] = {"pids_limit": pids_limit}
+    kwargs: dict[str, Any] = {"pids_limit": pids_limit, "log_config": LOG_CONFIG}
     cpu = spec.cpu if spec.cpu is not None else fallback_cpu
     if cpu is not None:
         kwargs["nano_cpus"] = int(cpu * 1e9)

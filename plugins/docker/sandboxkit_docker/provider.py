@@ -320,7 +320,7 @@ class DockerProvider(Provider):
             **(gpu.kwargs if gpu else {}),
         }
         if runtime == "runsc" and "/tmp" not in spec.volumes:
-            kwargs["mounts"] = [_security.RUNSC_TMP]
+            kwargs["mounts"] = [_security.runsc_tmp(disk_mib)]
         if spec.name:
             kwargs["name"] = container_name(spec.app, spec.name)
         if spec.block_network:
