@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from sandboxkit_docker import _warden
+from sandboxkit_docker._diskcap import CONTAINER_DIR_MIB
 from sandboxkit_docker._limits import DEFAULT_DISK_MIB, disk_quota_problem
 
 from sandboxkit import ErrorCode, Sandbox, SandboxError
@@ -28,9 +29,11 @@ MARGIN_MIB = 64
 FILL = "timeout 60 dd if=/dev/zero of=/big bs=1M 2>&1; echo rc=$?; sync; du -m /big | cut -f1"
 
 
-def _layer(docker_engine: Any, sandbox_id: str) -> str:
-    upper: str = docker_engine.api.inspect_container(sandbox_id)["GraphDriver"]["Data"]["UpperDir"]
-    return upper.removesuffix("/diff")
+def _dirs(docker_engine: Any, sandbox_id: str) -> tuple[str, str]:
+    """The sandbox's overlay2 layer directory and its container directory on the host."""
+    info = docker_engine.api.inspect_container(sandbox_id)
+    upper: str = info["GraphDriver"]["Data"]["UpperDir"]
+    return upper.removesuffix("/diff"), f"{docker_engine.info()['DockerRootDir']}/containers/{info['Id']}"
 
 
 def _mount_at(path: str) -> tuple[str, str] | None:
@@ -53,17 +56,18 @@ def _loops_under(path: str) -> list[str]:
     ]
 
 
-def _gone(layer: str) -> bool:
-    return _mount_at(layer) is None and not _loops_under(layer) and not os.path.exists(layer)
+def _gone(path: str) -> bool:
+    return _mount_at(path) is None and not _loops_under(path) and not os.path.exists(path)
 
 
-def _wait_gone(layer: str, within: float = 20.0) -> None:
+def _wait_gone(*paths: str, within: float = 20.0) -> None:
     deadline = time.monotonic() + within
-    while not _gone(layer) and time.monotonic() < deadline:
+    while not all(_gone(p) for p in paths) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert _mount_at(layer) is None, f"the capped layer {layer} is still mounted"
-    assert not _loops_under(layer), f"loop devices left behind: {_loops_under(layer)}"
-    assert not os.path.exists(layer), f"the layer directory {layer} is still there"
+    for path in paths:
+        assert _mount_at(path) is None, f"{path} is still mounted"
+        assert not _loops_under(path), f"loop devices left behind: {_loops_under(path)}"
+        assert not os.path.exists(path), f"{path} is still there"
 
 
 def _free_mib(docker_engine: Any) -> int:
@@ -83,8 +87,17 @@ def test_dd_as_root_stops_at_the_cap_and_the_host_disk_grows_by_no_more(docker_e
         assert grown <= CAP_MIB + MARGIN_MIB, f"the host disk grew by {grown} MiB under a {CAP_MIB} MiB cap"
         again = sb.execute("rm /big && echo small > /f && cat /f")  # freeing space makes the sandbox usable again
         assert again.stdout == "small\n", again.output
-        layer = _layer(docker_engine, sb.id)
-    _wait_gone(layer)
+        # /etc/hosts, /etc/hostname, /etc/resolv.conf are host files the engine bind-mounts writable;
+        # capped where the warden mounts caps (driver quotas leave them out: plugins/docker/README.md)
+        mounted = disk_quota_problem(docker_engine.info()) is not None
+        for path in ("/etc/hosts", "/etc/resolv.conf") if mounted else ():
+            spill = sb.execute(f"timeout 60 dd if=/dev/zero of={path} bs=1M 2>&1; echo rc=$?; du -m {path} | cut -f1")
+            assert "rc=1" in spill.output, spill.output
+            assert int(spill.stdout.strip().splitlines()[-1]) <= CONTAINER_DIR_MIB, spill.output
+        grown = free_before - _free_mib(docker_engine)
+        assert grown <= CAP_MIB + MARGIN_MIB, f"the host disk grew by {grown} MiB under a {CAP_MIB} MiB cap"
+        dirs = _dirs(docker_engine, sb.id)
+    _wait_gone(*dirs)
     assert free_before - _free_mib(docker_engine) <= MARGIN_MIB, "closing the sandbox did not free its disk"
 
 
@@ -94,17 +107,18 @@ def test_every_sandbox_gets_the_default_cap(docker_engine: Any) -> None:
         size_mib = int(sb.execute("df -m / | awk 'NR==2 {print $2}'").stdout)
         assert DEFAULT_DISK_MIB * 0.9 <= size_mib <= DEFAULT_DISK_MIB, f"/ is {size_mib} MiB"
         if disk_quota_problem(docker_engine.info()) is not None:  # the warden's mount, not a driver quota
-            fstype, source = _mount_at(_layer(docker_engine, sb.id)) or ("", "")
-            assert fstype == "ext4" and source.startswith("/dev/loop"), (fstype, source)
+            for path in _dirs(docker_engine, sb.id):
+                fstype, source = _mount_at(path) or ("", "")
+                assert fstype == "ext4" and source.startswith("/dev/loop"), (path, fstype, source)
 
 
 def test_rm_f_of_a_capped_sandbox_frees_its_layer(docker_engine: Any) -> None:
     sb = Sandbox.create(provider_options={"disk_mib": CAP_MIB}, timeout=60)
     try:
         sb.execute("head -c 50M /dev/zero > /data")
-        layer = _layer(docker_engine, sb.id)
+        dirs = _dirs(docker_engine, sb.id)
         docker_engine.api.remove_container(sb.id, force=True)  # what gc and `docker rm -f` do
-        _wait_gone(layer)
+        _wait_gone(*dirs)
     finally:
         sb.close()
 

@@ -7,8 +7,11 @@ the driver's own files. The filesystem lives in a sparse file next to the layer,
 as it is mounted: only what the sandbox writes takes host disk, at most the cap, and a writer past
 it gets ENOSPC. Removing the container unmounts the layer (the engine unmounts what is mounted
 under a layer it deletes), which releases the loop device (``mount -o loop`` sets autoclear) and
-the space. It needs ``sh``, ``mkfs.ext4``, ``mount`` and loop devices on the engine's host; the
-first create of each provider checks that with a 4 MiB trial.
+the space. The container's own directory (``<data-root>/containers/<id>``) gets a filesystem of
+its own of CONTAINER_DIR_MIB: the engine bind-mounts ``/etc/hosts``, ``/etc/hostname`` and
+``/etc/resolv.conf`` from there, writable by root inside. It needs ``sh``, ``mkfs.ext4``,
+``mount`` and loop devices on the engine's host; the first create of each provider checks that
+with a 4 MiB trial.
 """
 
 from __future__ import annotations
@@ -22,26 +25,40 @@ from sandboxkit_docker._errors import PROVIDER
 #: the last line of a successful run
 OK = "sandboxkit-disk: ok"
 
-#: Runs on the engine's host, in its mount namespace: ``probe DIR`` or ``cap LAYER_DIR MIB``.
+#: the cap on the container's own directory (hosts, hostname, resolv.conf, log, config), MiB
+CONTAINER_DIR_MIB = 16
+
+#: Runs on the engine's host, in its mount namespace: ``probe DIR`` (a 4 MiB trial there), or
+#: ``cap LAYER_DIR MIB CONTAINER_DIR``.
 HOST_SCRIPT = r"""
 set -eu
-mode=$1 dir=$2 mib=${3:-4}
-cd "$dir" || { echo "no $dir where process $VIA sees the engine's files" >&2; exit 3; }
-img=$(mktemp "$dir/.sandboxkit-disk.XXXXXX")
-mnt=$(mktemp -d "${TMPDIR:-/tmp}/sandboxkit-disk.XXXXXX")
-trap 'umount "$mnt" 2>/dev/null; rmdir "$mnt"; rm -f "$img"' EXIT
-truncate -s "${mib}M" "$img"
-mkfs.ext4 -q -F -m 0 -O ^has_journal -E lazy_itable_init=1,nodiscard "$img"
-mount -o loop,noinit_itable "$img" "$mnt"
-rm -f "$img"
-rmdir "$mnt/lost+found"
-if [ "$mode" = cap ]; then
-    [ -d diff ] && [ -d work ] || { echo "$dir is not an overlay2 layer" >&2; exit 3; }
-    for entry in *; do cp -a "$entry" "$mnt/"; done
-    mount --bind "$mnt" "$dir"
+capfs() {  # DIR MIB [bind]: a fresh filesystem of MIB holding DIR's files, mounted over DIR if bind
+    cd "$1" || { echo "no $1 where process $VIA sees the engine's files" >&2; exit 3; }
+    img=$(mktemp "$1/.sandboxkit-disk.XXXXXX")
+    mnt=$(mktemp -d "${TMPDIR:-/tmp}/sandboxkit-disk.XXXXXX")
+    trap 'umount "$mnt" 2>/dev/null; rmdir "$mnt"; rm -f "$img"' EXIT
+    truncate -s "$2M" "$img"
+    mkfs.ext4 -q -F -m 0 -O ^has_journal -E lazy_itable_init=1,nodiscard "$img"
+    mount -o loop,noinit_itable "$img" "$mnt"
+    rm -f "$img"
+    rmdir "$mnt/lost+found"
+    if [ "${3:-}" = bind ]; then
+        for entry in *; do cp -a "$entry" "$mnt/"; done
+        mount --bind "$mnt" "$1"
+    fi
+    umount "$mnt"
+    rmdir "$mnt"
+    trap - EXIT
+}
+if [ "$1" = probe ]; then
+    capfs "$2" 4
+else
+    [ -d "$2/diff" ] && [ -d "$2/work" ] || { echo "$2 is not an overlay2 layer" >&2; exit 3; }
+    capfs "$2" "$3" bind
+    capfs "$4" @CONTAINER_DIR_MIB@ bind
 fi
-echo "$OK"
-"""
+echo "@OK@"
+""".replace("@OK@", OK).replace("@CONTAINER_DIR_MIB@", str(CONTAINER_DIR_MIB))
 
 #: Runs in the warden: finds a process in the engine's mount namespace (the runtime's shim that
 #: started this exec) and runs HOST_SCRIPT there with the host's tools.
@@ -60,13 +77,13 @@ for _ in $(seq 300); do
     [ "$pid" -gt 1 ] || { echo "the warden does not see the engine's host processes" >&2; exit 4; }
     case $(cat /proc/$pid/comm 2>/dev/null) in ""|runc*) sleep 0.01;; *) break;; esac
 done
-exec nsenter -t "$pid" -m -- env OK="$OK" VIA="$pid ($(cat /proc/$pid/comm))" sh -c "$HOST_SCRIPT" sandboxkit-disk "$@"
+exec nsenter -t "$pid" -m -- env VIA="$pid ($(cat /proc/$pid/comm))" sh -c "$HOST_SCRIPT" sandboxkit-disk "$@"
 """
 
 
 def _run(api: Any, *args: str) -> tuple[bool, str]:
     """Run the disk script in the warden with ``args``: (it succeeded, its output)."""
-    env = {"HOST_SCRIPT": HOST_SCRIPT, "OK": OK}
+    env = {"HOST_SCRIPT": HOST_SCRIPT}
     exec_id = api.exec_create(_warden.NAME, ["sh", "-c", WARDEN_SCRIPT, "sh", *args], environment=env, user="root")
     out = api.exec_start(exec_id["Id"]).decode(errors="replace").strip()
     return out.endswith(OK), out
@@ -85,16 +102,18 @@ def available(api: Any, info: dict[str, Any]) -> bool:
     return ok
 
 
-def apply(api: Any, container_id: str, disk_mib: int) -> None:
-    """Mount a ``disk_mib`` filesystem under the created (not yet started) container's writable layer."""
-    upper = ((api.inspect_container(container_id).get("GraphDriver") or {}).get("Data") or {}).get("UpperDir")
+def apply(api: Any, container_id: str, disk_mib: int, root_dir: str) -> None:
+    """Mount a ``disk_mib`` filesystem under the created (not yet started) container's writable layer,
+    and one of CONTAINER_DIR_MIB under its directory in the engine's ``root_dir``."""
+    info = api.inspect_container(container_id)
+    upper = ((info.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir")
     if not upper or not upper.endswith("/diff"):
         raise SandboxError(
             ErrorCode.SANDBOX_CREATION_FAILED,
             "the engine did not report the sandbox's overlay2 layer, so its disk cap cannot be set",
             provider=PROVIDER,
         )
-    ok, out = _run(api, "cap", upper.removesuffix("/diff"), str(disk_mib))
+    ok, out = _run(api, "cap", upper.removesuffix("/diff"), str(disk_mib), f"{root_dir}/containers/{info['Id']}")
     if not ok:
         raise SandboxError(
             ErrorCode.SANDBOX_CREATION_FAILED,

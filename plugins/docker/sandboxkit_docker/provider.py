@@ -355,7 +355,9 @@ class DockerProvider(Provider):
                 container = await self._create_container(client, kwargs, spec)
             try:
                 if mount_disk and disk_mib is not None:
-                    await self.call(_diskcap.apply, client.api, container.id, disk_mib, creating=True)
+                    await self.call(
+                        _diskcap.apply, client.api, container.id, disk_mib, info["DockerRootDir"], creating=True
+                    )
                 if gpu is not None and gpu.files():
                     await self.call(
                         client.api.put_archive, container.id, "/", _archive.pack(gpu.files(), mode=0o755), creating=True
