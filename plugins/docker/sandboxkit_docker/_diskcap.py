@@ -29,55 +29,62 @@ OK = "sandboxkit-disk: ok"
 CONTAINER_DIR_MIB = 16
 
 #: Runs on the engine's host, in its mount namespace: ``probe DIR`` (a 4 MiB trial there), or
-#: ``cap LAYER_DIR MIB CONTAINER_DIR``.
+#: ``cap LAYER_DIR MIB CONTAINER_DIR``. The filesystem is mounted straight over the directory
+#: while the shell's working directory still is the one below, whose files it then copies up.
 HOST_SCRIPT = r"""
 set -eu
-capfs() {  # DIR MIB [bind]: a fresh filesystem of MIB holding DIR's files, mounted over DIR if bind
-    cd "$1" || { echo "no $1 where process $VIA sees the engine's files" >&2; exit 3; }
-    img=$(mktemp "$1/.sandboxkit-disk.XXXXXX")
-    mnt=$(mktemp -d "${TMPDIR:-/tmp}/sandboxkit-disk.XXXXXX")
-    trap 'umount "$mnt" 2>/dev/null; rmdir "$mnt"; rm -f "$img"' EXIT
-    truncate -s "$2M" "$img"
-    mkfs.ext4 -q -F -m 0 -O ^has_journal -E lazy_itable_init=1,nodiscard "$img"
-    mount -o loop,noinit_itable "$img" "$mnt"
-    rm -f "$img"
-    rmdir "$mnt/lost+found"
-    if [ "${3:-}" = bind ]; then
-        for entry in *; do cp -a "$entry" "$mnt/"; done
-        mount --bind "$mnt" "$1"
-    fi
-    umount "$mnt"
-    rmdir "$mnt"
-    trap - EXIT
+capfs() {  # DIR MIB: a fresh filesystem of MIB mounted over DIR, holding DIR's files
+    dir=$1
+    cd "$dir" || { echo "no $dir where process $VIA sees the engine's files" >&2; exit 3; }
+    truncate -s "$2M" .sandboxkit-disk
+    mkfs.ext4 -q -F -m 0 -O ^has_journal -E lazy_itable_init=1,nodiscard .sandboxkit-disk
+    mount -o loop,noinit_itable .sandboxkit-disk "$dir"
+    rm .sandboxkit-disk
+    rmdir "$dir/lost+found"
+    set -- *
+    if [ -e "$1" ]; then cp -a "$@" "$dir/"; fi
 }
+VIA=$1
+shift
 if [ "$1" = probe ]; then
-    capfs "$2" 4
+    mkdir "$2/.sandboxkit-probe.$$"
+    capfs "$2/.sandboxkit-probe.$$" 4
+    cd /
+    umount "$2/.sandboxkit-probe.$$"
+    rm -rf "$2/.sandboxkit-probe.$$"
 else
     [ -d "$2/diff" ] && [ -d "$2/work" ] || { echo "$2 is not an overlay2 layer" >&2; exit 3; }
-    capfs "$2" "$3" bind
-    capfs "$4" @CONTAINER_DIR_MIB@ bind
+    (capfs "$2" "$3") & layer=$!
+    (capfs "$4" @CONTAINER_DIR_MIB@) & container=$!
+    rc=0
+    wait $layer || rc=$?
+    wait $container || rc=$?
+    [ $rc = 0 ] || exit $rc
 fi
 echo "@OK@"
 """.replace("@OK@", OK).replace("@CONTAINER_DIR_MIB@", str(CONTAINER_DIR_MIB))
 
 #: Runs in the warden: finds a process in the engine's mount namespace (the runtime's shim that
-#: started this exec) and runs HOST_SCRIPT there with the host's tools.
+#: started this exec) and runs HOST_SCRIPT there with the host's tools. Shell builtins only.
 WARDEN_SCRIPT = r"""
 set -eu
-own=$(readlink /proc/self/ns/mnt)
 outside() {  # the first ancestor in another mount namespace
     pid=$$
-    while [ "$(readlink /proc/$pid/ns/mnt 2>/dev/null)" = "$own" ]; do
-        pid=$(sed 's/^.*) //' /proc/$pid/stat | cut -d' ' -f2)
+    while [ /proc/$pid/ns/mnt -ef /proc/self/ns/mnt ]; do
+        read -r stat < /proc/$pid/stat
+        set -- ${stat##*) }
+        pid=$2
     done
 }
 # not `runc exec`, which exits as soon as this runs, but the shim this is then re-parented to
 for _ in $(seq 300); do
     outside
     [ "$pid" -gt 1 ] || { echo "the warden does not see the engine's host processes" >&2; exit 4; }
-    case $(cat /proc/$pid/comm 2>/dev/null) in ""|runc*) sleep 0.01;; *) break;; esac
+    comm=
+    read -r comm 2>/dev/null < /proc/$pid/comm || true
+    case $comm in ""|runc*) sleep 0.01;; *) break;; esac
 done
-exec nsenter -t "$pid" -m -- env VIA="$pid ($(cat /proc/$pid/comm))" sh -c "$HOST_SCRIPT" sandboxkit-disk "$@"
+exec nsenter -t "$pid" -m -- sh -c "$HOST_SCRIPT" sandboxkit-disk "$pid ($comm)" "$@"
 """
 
 
@@ -117,6 +124,7 @@ def apply(api: Any, container_id: str, disk_mib: int, root_dir: str) -> None:
     if not ok:
         raise SandboxError(
             ErrorCode.SANDBOX_CREATION_FAILED,
-            f"could not cap the sandbox's disk at {disk_mib} MiB: {out[-300:]}; see `docker logs {_warden.NAME}`",
+            f"could not cap the sandbox's disk at {disk_mib} MiB ({out[-300:]}); `sandboxkit warden status` shows "
+            f"the warden that mounts it, or set {_warden.ENV_SWITCH}=off for no disk cap on this engine",
             provider=PROVIDER,
         )
