@@ -203,6 +203,7 @@ def status(api: Any) -> dict[str, Any]:
         "started_at": state.get("StartedAt") if info else None,
         "version": labels.get(LABEL),
         "current": labels.get(LABEL) == VERSION,
+        "mounts_disk_caps": can_mount(info),
         "socket": engine_socket(),
         "log": api.logs(NAME, tail=5).decode(errors="replace").splitlines() if info else [],
     }

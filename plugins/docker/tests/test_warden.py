@@ -78,6 +78,7 @@ def test_a_create_restarts_a_removed_warden_and_the_cli_shows_it(docker_engine: 
         assert sb.execute("echo up").stdout == "up\n"
         up = _cli("status")
         assert up.returncode == 0 and "sandboxkit-warden: running" in up.stdout, up
+        assert "mounts disk caps" in up.stdout, up
     assert _cli("stop").returncode == 0
     assert _cli("start").returncode == 0
     (row,) = _wardens(docker_engine)
