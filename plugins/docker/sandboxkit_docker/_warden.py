@@ -155,8 +155,8 @@ def _create(api: Any, *, mounts: bool) -> None:
         network_mode="none",
         restart_policy={"Name": "unless-stopped"},
         init=True,
-        pids_limit=256,
-        mem_limit="256m",
+        pids_limit=4096,  # each create runs a few processes here while it mounts its disk cap
+        mem_limit="1g",
         log_config={"Type": "json-file", "Config": {"max-size": "1m", "max-file": "1"}},
         **powers,
     )
