@@ -1,17 +1,17 @@
 """Disk caps where the storage driver has none (overlay2 on ext4): the writable layer on its own filesystem.
 
-Between create and start, the warden (privileged, in the host's PID namespace) enters the
+Between create and start, the warden (in the host's PID namespace, with SYS_ADMIN) enters the
 engine's mount namespace and mounts a fresh ext4 filesystem of ``disk_mib`` over the container's
 overlay2 layer directory: the upper dir, the work dir (overlayfs wants both on one mount) and
-the driver's own files. The filesystem lives in a sparse file next to the layer, unlinked as soon
-as it is mounted: only what the sandbox writes takes host disk, at most the cap, and a writer past
+the driver's own files. The filesystem lives in a sparse file in the layer directory, hidden
+under the mount: only what the sandbox writes takes host disk, at most the cap, and a writer past
 it gets ENOSPC. Removing the container unmounts the layer (the engine unmounts what is mounted
-under a layer it deletes), which releases the loop device (``mount -o loop`` sets autoclear) and
-the space. The container's own directory (``<data-root>/containers/<id>``) gets a filesystem of
-its own of CONTAINER_DIR_MIB: the engine bind-mounts ``/etc/hosts``, ``/etc/hostname`` and
-``/etc/resolv.conf`` from there, writable by root inside. It needs ``sh``, ``mkfs.ext4``,
-``mount`` and loop devices on the engine's host; the first create of each provider checks that
-with a 4 MiB trial.
+under a layer it deletes), which releases the loop device (``mount -o loop`` sets autoclear),
+and deletes the directory with the file. The container's own directory
+(``<data-root>/containers/<id>``) gets a filesystem of its own of CONTAINER_DIR_MIB: the engine
+bind-mounts ``/etc/hosts``, ``/etc/hostname`` and ``/etc/resolv.conf`` from there, writable by
+root inside. It needs ``sh``, ``mkfs.ext4``, ``mount`` and loop devices on the engine's host;
+the first create of each provider checks that with a 4 MiB trial.
 """
 
 from __future__ import annotations
@@ -31,16 +31,15 @@ CONTAINER_DIR_MIB = 16
 #: Runs on the engine's host, in its mount namespace: ``probe DIR`` (a 4 MiB trial there), or
 #: ``cap LAYER_DIR MIB CONTAINER_DIR``. The filesystem is mounted straight over the directory
 #: while the shell's working directory still is the one below, whose files it then copies up.
+#: Its sparse file stays there, hidden, until the engine deletes the directory. Few processes:
+#: under load each costs milliseconds, and every create waits for this.
 HOST_SCRIPT = r"""
 set -eu
 capfs() {  # DIR MIB: a fresh filesystem of MIB mounted over DIR, holding DIR's files
     dir=$1
     cd "$dir" || { echo "no $dir where process $VIA sees the engine's files" >&2; exit 3; }
-    truncate -s "$2M" .sandboxkit-disk
-    mkfs.ext4 -q -F -m 0 -O ^has_journal -E lazy_itable_init=1,nodiscard .sandboxkit-disk
+    mkfs.ext4 -q -F -m 0 -O ^has_journal -E lazy_itable_init=1,nodiscard .sandboxkit-disk "$2M" >/dev/null
     mount -o loop,noinit_itable .sandboxkit-disk "$dir"
-    rm .sandboxkit-disk
-    rmdir "$dir/lost+found"
     set -- *
     if [ -e "$1" ]; then cp -a "$@" "$dir/"; fi
 }
@@ -51,7 +50,7 @@ if [ "$1" = probe ]; then
     capfs "$2/.sandboxkit-probe.$$" 4
     cd /
     umount "$2/.sandboxkit-probe.$$"
-    rm -rf "$2/.sandboxkit-probe.$$"
+    rm -r "$2/.sandboxkit-probe.$$"
 else
     [ -d "$2/diff" ] && [ -d "$2/work" ] || { echo "$2 is not an overlay2 layer" >&2; exit 3; }
     (capfs "$2" "$3") & layer=$!
@@ -77,7 +76,8 @@ outside() {  # the first ancestor in another mount namespace
     done
 }
 # not `runc exec`, which exits as soon as this runs, but the shim this is then re-parented to
-for _ in $(seq 300); do
+tries=0
+while [ $((tries += 1)) -le 300 ]; do
     outside
     [ "$pid" -gt 1 ] || { echo "the warden does not see the engine's host processes" >&2; exit 4; }
     comm=
