@@ -49,7 +49,7 @@ MAX_REPORT_INTERVAL = 2.0
 
 log = logging.getLogger(__name__)
 PROGRAM = resources.files(__package__).joinpath("_warden_main.py").read_text()
-#: label of a warden that can mount disk-capped layers (privileged, host PID namespace)
+#: label of a warden that can mount disk-capped layers (MOUNT_POWERS), "1" or "0"
 MOUNTS_LABEL = "sandboxkit.warden.mounts"
 VERSION = hashlib.sha256((PROGRAM + "mounts pid=host").encode()).hexdigest()[:12]
 
