@@ -24,6 +24,8 @@ from pathlib import Path
 
 #: The supervisor script (bash: it starts in a millisecond and waits with builtins).
 SCRIPT = Path(__file__).with_name("supervisor.sh")
+#: The fifos the client makes in the state directory before it starts the supervisor.
+FIFOS = ("tick", "hold", "info", "block", "out", "net.ready")
 #: Joins the cgroups whose ``cgroup.procs`` files precede ``--``, then execs what follows it.
 JOIN_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
 
