@@ -360,6 +360,7 @@ class BwrapSandbox(SandboxHandle):
         self.name = record.name
         self.app = record.app
         self.ready = dict(ready)
+        self.network_up = False
         self.target = _exec.Target(int(ready["init_pid"]), SandboxCgroups(record.id), host.tools["nsenter"])
 
     def __repr__(self) -> str:
@@ -387,6 +388,9 @@ class BwrapSandbox(SandboxHandle):
         return {**base, **{k: v for k, v in secrets.items() if k not in base}, **extra}
 
     async def _run(self, argv: Sequence[str], **kwargs: Any) -> _exec.Finished:
+        if not self.network_up:  # the supervisor starts the network after create returns
+            await anyio.to_thread.run_sync(_registry.wait_network, self.record)
+            self.network_up = True
         self._check()
         try:
             return await _exec.run(self.target, argv, **kwargs)
@@ -492,11 +496,17 @@ def _launch(host: Host, record: Record) -> dict[str, Any]:
         os.mkfifo(record.dir / name, 0o600)
     for name in ("work", "merged"):
         (record.dir / name).mkdir()
-    argv = [host.tools["unshare"], "--mount", "--propagation", "private", "--"]
-    argv += [host.tools["bash"], str(_supervisor.SCRIPT), str(record.dir)]
-    with open(record.dir / "supervisor.log", "wb") as log:
+    with _registry.network_lock(record) as lock, open(record.dir / "supervisor.log", "wb") as log:
+        argv = [host.tools["unshare"], "--mount", "--propagation", "private", "--"]
+        argv += [host.tools["bash"], str(_supervisor.SCRIPT), str(record.dir), str(lock)]
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, cwd="/", start_new_session=True
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            cwd="/",
+            start_new_session=True,
+            pass_fds=(lock,),
         )
     assert proc.stdout is not None
     with proc.stdout:

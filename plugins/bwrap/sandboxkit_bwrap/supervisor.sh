@@ -3,7 +3,7 @@
 # (started by the client in a session and private mount namespace of its own; it forks itself away
 # from the client at once). Bash, not Python: it starts in a millisecond, and waits with builtins.
 set -u
-dir=$1
+dir=$1 lock=$2  # fd $2: the client's exclusive flock on $dir/net.lock, released once the network is up
 # shellcheck source=/dev/null
 . "$dir/config.sh"
 mounted='' bw_pid='' init_pid='' net_pid='' reason='' me=''
@@ -64,6 +64,7 @@ fail() {
 
 main() {
 me=$BASHPID
+exec {netlock}<&"$lock" {lock}<&-  # above the fds set up below
 trap 'reason=terminated' TERM INT HUP
 # Every fifo opened read-write first, so no open below blocks on the other end.
 exec {tick}<>"$dir/tick" {hold}<>"$dir/hold" {info}<>"$dir/info" {block}<>"$dir/block" {out}<>"$dir/out"
@@ -81,7 +82,7 @@ mounted=1
   for f in "${CGROUP_PROCS[@]}"; do echo "$BASHPID" > "$f" || exit 125; done
   exec "${CGROUPNS[@]}" "${BWRAP[@]}" --unshare-user --uid 0 --gid 0 --userns-block-fd 6 --info-fd 5 \
     -- /bin/sh -c 'echo ready; read -r x' <"$dir/hold" >"$dir/out" 2>"$dir/bwrap.err" 5>&"$info" 6<"$dir/block" \
-    {tick}>&- {hold}>&- {info}>&- {block}>&- {out}>&-
+    {tick}>&- {hold}>&- {info}>&- {block}>&- {out}>&- {netlock}>&-
 ) &
 bw_pid=$!
 started=${EPOCHREALTIME/./}
@@ -101,15 +102,13 @@ exec {block}>&-
 if ! read -r -t 30 -u "$ready" line || [ "$line" != ready ]; then
   fail "bwrap did not start the sandbox: $(tail -c 500 "$dir/bwrap.err" 2>/dev/null)"
 fi
-# The user-mode network (bwrap must have configured the loopback device first).
+# The user-mode network (bwrap must have configured the loopback device first) starts now; a
+# command waits for it (a shared flock on net.lock), create does not.
 if [ "${#NET[@]}" -gt 0 ]; then
   net=("${NET[@]//\{pid\}/$init_pid}")
   "${net[0]}" --ready-fd 6 "${net[@]:1}" 6>"$dir/net.ready" </dev/null >/dev/null 2>"$dir/net.err" \
-    {tick}>&- {hold}>&- {ready}>&- &
+    {tick}>&- {hold}>&- {ready}>&- {netlock}>&- &
   net_pid=$!
-  exec {netready}<"$dir/net.ready"
-  read -r -t 30 -n 1 -u "$netready" x || x=''
-  [ "$x" = 1 ] || fail "the user-mode network (${NET[0]}) did not start: $(tail -c 500 "$dir/net.err" 2>/dev/null)"
 fi
 
 starttime "$me"; sup_start=$REPLY
@@ -118,6 +117,15 @@ state="{\"supervisor_pid\": $me, \"supervisor_start\": \"$sup_start\", \"init_pi
 printf '%s' "$state" > "$dir/ready.json"  # one small write; a reader that sees it empty waits
 printf '{"ok": %s}\n' "$state"
 exec >/dev/null
+if [ -n "$net_pid" ]; then
+  exec {netready}<"$dir/net.ready"
+  read -r -t 30 -n 1 -u "$netready" x || x=''
+  if [ "$x" != 1 ] && [ -z "$reason" ]; then
+    reason=network  # ends the sandbox; a command waiting for the network finds it gone
+    echo "the user-mode network (${NET[0]}) did not start: $(tail -c 500 "$dir/net.err" 2>/dev/null)" >&2
+  fi
+fi
+exec {netlock}>&-
 
 busy() {  # a command still running: its nsenter (in the host's pid namespace) waits for it;
   local d p  # processes it left in the background (in the sandbox's pid namespace) do not count
