@@ -87,8 +87,10 @@ mounted=1
 bw_pid=$!
 started=${EPOCHREALTIME/./}
 while [ -z "$init_pid" ]; do
-  if read -r -t 0.2 -u "$info" line; then
-    [[ $line =~ \"child-pid\":\ *([0-9]+) ]] && init_pid=${BASH_REMATCH[1]}
+  # bwrap writes its info in pieces: after a timeout, line holds what came (whole writes)
+  read -r -t 0.2 -u "$info" line
+  if [[ $line =~ \"child-pid\":\ *([0-9]+) ]]; then
+    init_pid=${BASH_REMATCH[1]}
   elif ! kill -0 "$bw_pid" 2>/dev/null || ((${EPOCHREALTIME/./} - started > 30000000)); then
     fail "bwrap did not start the sandbox: $(tail -c 500 "$dir/bwrap.err" 2>/dev/null)"
   fi
