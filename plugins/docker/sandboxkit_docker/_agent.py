@@ -605,7 +605,7 @@ class Agent:
 
     def kill_tree(self, roots: set[int]) -> None:
         """Kill ``roots`` and everything below them, then any orphan a killed reaper left here."""
-        kill_tree(roots, reap=self.collect)
+        kill_tree(roots, reap=self.collect, keep=set(self.reapers) - roots)
         self.kill_strays()
 
     def collect(self) -> None:
@@ -628,7 +628,7 @@ class Agent:
             found = strays(set(self.reapers))
             if not found:
                 return
-            kill_tree(found, reap=self.collect)
+            kill_tree(found, reap=self.collect, keep=set(self.reapers))
 
     # ------------------------------------------------------------ messages in
     def handle(self, kind: int, cid: int, payload: bytes) -> None:

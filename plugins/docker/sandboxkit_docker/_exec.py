@@ -22,13 +22,16 @@ from sandboxkit_docker._frames import STDERR, STDOUT, FrameSplitter
 MARKER = "SANDBOXKIT_EXEC_ID"
 # Shell builtins only, so it works when a fork bomb holds every pid slot (``read`` drops the NULs
 # of /proc/*/environ and we match the marker as a substring). Passes of SIGSTOP freeze the tree so
-# nothing forks any more, then SIGKILL; repeat until a pass finds nothing (at most 20 passes).
+# nothing forks any more, then SIGKILL; repeat until a pass finds nothing (at most 20 passes). With
+# more than 512 processes in the sandbox (a fork bomb would starve the passes of CPU) it first
+# stops every other process of the sandbox (``kill -STOP -1``) and continues them at the end.
 _KILL = (
+    "set -- /proc/[0-9]*; h=; [ $# -gt 512 ] && kill -STOP -1 2>/dev/null && h=1; "
     "t='" + MARKER + '={token}\'; found=1; n=0; while [ -n "$found" ] && [ $n -lt 20 ]; do found=; n=$((n+1)); '
     'for sig in STOP KILL; do for p in /proc/[0-9]*; do [ "${{p#/proc/}}" = $$ ] && continue; '
     'while IFS= read -r l || [ -n "$l" ]; do case $l in *"$t"*) '
     "kill -$sig ${{p#/proc/}} 2>/dev/null && found=1; break;; esac; l=; done 2>/dev/null < $p/environ; "
-    "done; done; done; true"
+    'done; done; done; [ -n "$h" ] && kill -CONT -1; true'
 )
 _STREAMS: dict[int, StreamName] = {STDOUT: "stdout", STDERR: "stderr"}
 #: After a kill, how long to keep reading what the dying processes still write.

@@ -11,7 +11,8 @@ waits for every process below it and reports the command's exit status; while ba
 of the command remain it lives on, reaping them, so they stay attributable; once nothing is left
 below it, it says so and takes the next command (reuse keeps the fork of the agent off the
 command's path). :func:`kill_tree` stops and then kills a whole subtree in passes until a scan
-finds none left, so a fork bomb cannot outrun it.
+finds none left; when the tree outruns the passes (a fork bomb) it stops the whole sandbox for the
+moment it takes to finish the tree, so nothing can outrun it.
 
 The caller (the agent) must be a subreaper too (:func:`become_subreaper`): if hostile code kills a
 reaper, its orphans re-parent to the caller, which kills every child it did not start
@@ -49,9 +50,15 @@ BUSY_COMM = "sbk-exec-cmd"
 #: Longest the caller waits to hand a reaper its command.
 SEND_SECONDS = 5.0
 _LENGTH = struct.Struct(">I")
+#: The sandbox's task count where cgroup v1 and v2 show it inside a container.
+_PIDS_CURRENT = ("/sys/fs/cgroup/pids/pids.current", "/sys/fs/cgroup/pids.current")
 _home = [-1]  # the reaper's starting directory, as an fd
 #: Longest one :func:`kill_tree` may take before it gives up on what is left.
 KILL_SECONDS = 20.0
+#: How long :func:`kill_tree` races a tree's forks before it stops the whole sandbox to finish it.
+RACE_SECONDS = 1.0
+#: ... and how many processes the sandbox may hold before it does so at once.
+HALT_AT = 512
 _libc: Any = None
 
 
@@ -73,10 +80,12 @@ def become_subreaper() -> bool:
     return prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
-def process_table() -> dict[int, tuple[int, str]]:
-    """pid -> (parent pid, state) of every process this process can see."""
+def process_table(until: float | None = None) -> dict[int, tuple[int, str]] | None:
+    """pid -> (parent pid, state) of every process this process can see; None once past ``until``."""
     table: dict[int, tuple[int, str]] = {}
-    for entry in os.listdir("/proc"):
+    for n, entry in enumerate(os.listdir("/proc")):
+        if until is not None and n % 64 == 0 and time.monotonic() > until:
+            return None
         if not entry.isdigit():
             continue
         try:
@@ -88,6 +97,17 @@ def process_table() -> dict[int, tuple[int, str]]:
         if len(fields) >= 2:
             table[int(entry)] = (int(fields[1]), fields[0].decode())
     return table
+
+
+def process_count() -> int:
+    """How many tasks the sandbox holds: its pids cgroup's count (one small read), else /proc's entries."""
+    for path in _PIDS_CURRENT:
+        try:
+            with open(path, "rb") as f:
+                return int(f.read())
+        except (OSError, ValueError):
+            continue
+    return len(os.listdir("/proc"))
 
 
 def below(table: dict[int, tuple[int, str]], roots: set[int]) -> set[int]:
@@ -105,26 +125,49 @@ def below(table: dict[int, tuple[int, str]], roots: set[int]) -> set[int]:
     return {pid for pid in found if table.get(pid, (0, "Z"))[1] not in "ZX"}
 
 
-def kill_tree(roots: set[int], reap: Any = None) -> bool:
+def kill_tree(roots: set[int], reap: Any = None, keep: set[int] | None = None) -> bool:
     """SIGSTOP, then SIGKILL, every process at and under ``roots``, in passes until a scan finds none.
 
     Within a pass every member is stopped before any is killed, so none forks while the pass runs;
-    the next pass catches what was forked before its SIGSTOP landed. ``reap`` (called between
-    passes) collects the caller's own dead children. False if processes were left after
-    :data:`KILL_SECONDS`.
+    the next pass catches what was forked before its SIGSTOP landed. ``keep``: when given, every
+    child of the caller not in it counts as part of the tree too (an orphan of a killed member that
+    re-parented to the caller, a subreaper). ``reap`` (called between passes) collects the caller's
+    own dead children. False if processes were left after :data:`KILL_SECONDS`.
+
+    A tree that forks faster than the passes run (a fork bomb) starves the caller of CPU in the
+    sandbox's cgroup: each scan then takes a whole scheduling round per slice. Past
+    :data:`RACE_SECONDS`, or with more than :data:`HALT_AT` processes in the sandbox (the first scan
+    alone would take too long), the kill stops every other process of the sandbox at once with
+    ``kill(-1, SIGSTOP)`` (one system call; PID 1 and the caller excepted), finishes the tree with
+    the CPU to itself, and continues the rest with ``kill(-1, SIGCONT)``.
     """
     me = os.getpid()
-    deadline = time.monotonic() + KILL_SECONDS
-    while time.monotonic() < deadline:
-        tree = below(process_table(), roots) - {me}
-        if not tree:
-            return True
-        for sig in (signal.SIGSTOP, signal.SIGKILL):
-            for pid in tree:
-                _signal(pid, sig)
-        if reap is not None:
-            reap()
-    return False
+    now = time.monotonic()
+    deadline, race = now + KILL_SECONDS, now + RACE_SECONDS
+    halted = False
+    try:
+        while time.monotonic() < deadline:
+            if not halted and (time.monotonic() > race or process_count() > HALT_AT):
+                _signal(-1, signal.SIGSTOP)
+                halted = True
+            table = process_table(None if halted else race)
+            if table is None:
+                continue
+            start = set(roots)
+            if keep is not None:
+                start |= {pid for pid, (ppid, _) in table.items() if ppid == me and pid not in keep}
+            tree = below(table, start) - {me}
+            if not tree:
+                return True
+            for sig in (signal.SIGSTOP, signal.SIGKILL):
+                for pid in tree:
+                    _signal(pid, sig)
+            if reap is not None:
+                reap()
+        return False
+    finally:
+        if halted:
+            _signal(-1, signal.SIGCONT)
 
 
 def strays(known: set[int]) -> set[int]:
@@ -134,7 +177,7 @@ def strays(known: set[int]) -> set[int]:
         with open(f"/proc/{me}/task/{me}/children") as f:
             children = {int(pid) for pid in f.read().split()}
     except OSError:  # a kernel without CONFIG_PROC_CHILDREN
-        children = {pid for pid, (ppid, _) in process_table().items() if ppid == me}
+        children = {pid for pid, (ppid, _) in (process_table() or {}).items() if ppid == me}
     return children - known
 
 
@@ -248,7 +291,7 @@ def _reaper(sock: socket.socket) -> None:
 
     def parent_died(*_: Any) -> None:  # the agent is gone: a command still running must not outlive it
         if running[0]:
-            kill_tree(_children())
+            kill_tree(_children(), keep=set())
         os._exit(0)
 
     signal.signal(signal.SIGUSR1, parent_died)
