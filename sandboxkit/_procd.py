@@ -5,7 +5,8 @@ Installed once per sandbox (``BASE/.code/sbk_procd_HASH.py``, so it is compiled 
 library only, Python 3.9 or newer; see :mod:`sandboxkit._processes`). ``start`` launches a
 supervisor that outlives the exec and the client: it detaches (new session, double fork),
 re-executes itself (importing this file) with the exec's tree-kill marker removed from its
-environment, becomes a child subreaper (so every descendant, ``setsid`` and double-forked ones
+environment (a detached start, which has no marker, supervises in the forked process itself),
+becomes a child subreaper (so every descendant, ``setsid`` and double-forked ones
 included, stays in its tree), starts the command (on pipes or a pseudo-terminal) and records,
 under ``BASE/ID/``:
 
@@ -44,6 +45,8 @@ SEGMENT = 256 << 10
 RETAIN = 1 << 20
 EXIT_GRACE = 2.0
 POLL = 0.05
+#: A follower's first pause: it doubles up to :data:`POLL` while nothing new comes.
+FIRST_POLL = 0.002
 MARKERS = ("SANDBOXKIT_EXEC_ID",)
 NO_PROCESS, ENDED, BAD = 4, 3, 5
 #: How the supervisor starts: its source and arguments arrive on stdin, NUL-separated.
@@ -93,7 +96,12 @@ def proc_dir(base: str, pid: str) -> str:
 
 # ---------------------------------------------------------------- start
 def op_start(base: str, spec_json: str, detached: str = "0") -> None:
-    """Launch the supervisor and report whether the command started (detached: in a file ``await`` reads)."""
+    """Launch the supervisor and report whether the command started (detached: in a file ``await`` reads).
+
+    Attached, the supervisor re-executes itself without the exec's tree-kill marker and reports
+    through a pipe. Detached (``docker exec -d``: no marker, nobody reading), it supervises in this
+    process after the double fork: one Python start less.
+    """
     spec = json.loads(spec_json)
     if detached == "1":
         os.makedirs(base, exist_ok=True)
@@ -103,6 +111,13 @@ def op_start(base: str, spec_json: str, detached: str = "0") -> None:
         os.close(read_end)
         os.setsid()
         if os.fork():
+            os._exit(0)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        if detached == "1":
+            os.close(write_end)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            supervise(base, spec, lambda message: write_atomic(os.path.join(base, ".failed-" + spec["id"]), message))
             os._exit(0)
         env = {k: v for k, v in os.environ.items() if k not in MARKERS}
         os.set_inheritable(write_end, True)
@@ -116,12 +131,14 @@ def op_start(base: str, spec_json: str, detached: str = "0") -> None:
         os.close(code_write)
         os.dup2(code_read, 0)
         os.close(code_read)
-        devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (1, 2):  # hold none of the exec's pipes: it ends when the launcher does
             os.dup2(devnull, fd)
         os.execve(sys.executable, [sys.executable, "-I", "-S", "-c", LOADER, "sbk-procd", spec["id"]], env)
     os.close(write_end)
     os.waitpid(child, 0)
+    if detached == "1":
+        os.close(read_end)
+        return  # ``await`` reports the start
     answer = b""
     while True:
         chunk = os.read(read_end, 4096)
@@ -129,20 +146,16 @@ def op_start(base: str, spec_json: str, detached: str = "0") -> None:
             break
         answer += chunk
     if answer != b"ok":
-        message = answer.decode(errors="replace") or "the supervisor of {} died at start".format(spec["id"])
-        if detached == "1":
-            write_atomic(os.path.join(base, ".failed-" + spec["id"]), message)
-        fail(126, message)
+        fail(126, answer.decode(errors="replace") or "the supervisor of {} died at start".format(spec["id"]))
     sys.stdout.write(json.dumps([info(base, spec["id"])]))
 
 
 class Supervisor:
     """Runs one command and keeps its output, stdin and exit status in files."""
 
-    def __init__(self, base: str, spec: dict[str, Any], report: int) -> None:
+    def __init__(self, base: str, spec: dict[str, Any]) -> None:
         self.spec = spec
         self.dir = os.path.join(base, spec["id"])
-        self.report = report
         self.outputs: dict[int, int] = {}
         self.stdin_fd: int | None = None
         self.pending = b""
@@ -378,12 +391,20 @@ def _own(stream: IO[bytes] | None) -> int:
 
 def op_supervise(base: str, spec_json: str, report_fd: str) -> None:
     report = int(report_fd)
-    supervisor = Supervisor(base, json.loads(spec_json), report)
+
+    def failed(message: str) -> None:
+        os.write(report, message.encode())
+
+    supervise(base, json.loads(spec_json), failed, report)
+
+
+def supervise(base: str, spec: dict[str, Any], failed: Any, report: int | None = None) -> None:
+    """Start the command and supervise it until its tree is gone; ``failed(message)`` if it cannot start."""
+    supervisor = Supervisor(base, spec)
     try:
         supervisor.setup()
         supervisor.launch()
     except BaseException as exc:  # tell the launcher why, in docker exec's words where it has some
-        spec = json.loads(spec_json)
         argv0, cwd = (spec.get("argv") or ["?"])[0], spec.get("cwd")
         if isinstance(exc, OSError) and cwd is not None and exc.filename == cwd:
             message = f'exec failed: chdir to cwd ("{cwd}") failed: {(exc.strerror or "error").lower()}'
@@ -391,13 +412,14 @@ def op_supervise(base: str, spec_json: str, report_fd: str) -> None:
             message = f'exec failed: exec: "{argv0}": executable file not found in $PATH'
         else:
             message = f"cannot start: {type(exc).__name__}: {exc}"
-        os.write(report, message.encode())
+        failed(message)
         import shutil
 
         shutil.rmtree(supervisor.dir, ignore_errors=True)
         os._exit(126)
-    os.write(report, b"ok")
-    os.close(report)
+    if report is not None:
+        os.write(report, b"ok")
+        os.close(report)
     supervisor.run()
 
 
@@ -505,13 +527,16 @@ def op_read(base: str, pid: str, follow: str) -> None:
     """Every kept frame, in order, on stdout; with follow, new ones until the output is done; then a trailer."""
     reader = Reader(proc_dir(base, pid))
     out = sys.stdout.buffer
+    pause = FIRST_POLL
     while True:
         state = info(base, pid)  # looked at first: once done, everything is in the files
         if reader.drain(out):
+            pause = FIRST_POLL
             continue
         if follow != "1" or state["done"]:
             break
-        time.sleep(POLL)
+        time.sleep(pause)  # new output shows soon after it is written; an idle process costs little
+        pause = min(pause * 2, POLL)
     final = json.dumps(info(base, pid)).encode()
     out.write(FRAME.pack(TRAILER, len(final)) + final)
     out.flush()
