@@ -23,11 +23,6 @@ RUNSC_DIFFERENCES: dict[str, str] = {
 
 #: Differences that do not happen every time: a strict xfail would fail the runs where they do not.
 RUNSC_FLAKY = {
-    "TestSnapshots::test_a_new_sandbox_starts_from_the_snapshot": (
-        "under runsc /tmp is an anonymous volume (gVisor mounts its own tmpfs over an empty /tmp), and an "
-        "engine commit does not take volumes, so a file written to /tmp before the snapshot is not in it; "
-        "seen failing in CI, not yet investigated beyond that"
-    ),
     "TestProcesses::test_kill_ends_the_whole_tree": (
         "kill('KILL') left a descendant alive under gVisor in one CI run; not yet investigated"
     ),
