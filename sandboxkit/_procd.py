@@ -48,6 +48,9 @@ POLL = 0.05
 #: A follower's first pause: it doubles up to :data:`POLL` while nothing new comes.
 FIRST_POLL = 0.002
 MARKERS = ("SANDBOXKIT_EXEC_ID",)
+#: In the command's environment (inherited by its descendants): finds a process of the tree that
+#: left it (double fork with ``setsid``) where the supervisor cannot be a subreaper (older gVisor).
+TREE = "SANDBOXKIT_PROCESS_ID"
 NO_PROCESS, ENDED, BAD = 4, 3, 5
 #: How the supervisor starts: its source and arguments arrive on stdin, NUL-separated.
 LOADER = (
@@ -199,7 +202,7 @@ class Supervisor:
             master, slave = pty.openpty()
             rows, cols = self.spec.get("rows") or 24, self.spec.get("cols") or 80
             fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-            env = dict(os.environ)
+            env = {**os.environ, TREE: self.spec["id"]}
             env.setdefault("TERM", "xterm-256color")
 
             def controlling() -> None:
@@ -222,7 +225,8 @@ class Supervisor:
         else:
             self.master = None
             pipe = subprocess.PIPE
-            self.proc = subprocess.Popen(argv, stdin=pipe, stdout=pipe, stderr=pipe, cwd=self.spec.get("cwd"))
+            env = {**os.environ, TREE: self.spec["id"]}
+            self.proc = subprocess.Popen(argv, stdin=pipe, stdout=pipe, stderr=pipe, cwd=self.spec.get("cwd"), env=env)
             self.outputs = {_own(self.proc.stdout): STDOUT, _own(self.proc.stderr): STDERR}
             self.stdin_fd = _own(self.proc.stdin)
         for fd in self.outputs:
@@ -589,6 +593,27 @@ def descendants(root: int) -> list[int]:
     return found
 
 
+def marked(process_id: str) -> list[int]:
+    """Every process whose environment carries this process's :data:`TREE` marker."""
+    needle = f"\0{TREE}={process_id}\0".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if needle in b"\0" + f.read() + b"\0":
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def tree(supervisor: int, process_id: str) -> list[int]:
+    """The processes of a spawned command: the supervisor's descendants and whoever carries its marker."""
+    return sorted((set(descendants(supervisor)) | set(marked(process_id))) - {supervisor})
+
+
 def op_signal(base: str, pid: str, name: str) -> None:
     """Send SIG``name`` to every process of the tree; KILL repeats (stopping them first) until none is left."""
     path = proc_dir(base, pid)
@@ -601,18 +626,18 @@ def op_signal(base: str, pid: str, name: str) -> None:
     if start_time(meta["pid"]) != meta["start"]:
         return  # the supervisor is gone, and so is its tree
     if sig != signal.SIGKILL:
-        for target in descendants(meta["pid"]):
+        for target in tree(meta["pid"], pid):
             try:
                 os.kill(target, sig)
             except OSError:
                 pass
         return
     for _ in range(50):
-        tree = descendants(meta["pid"])
-        if not tree:
+        targets = tree(meta["pid"], pid)
+        if not targets:
             return
         for each in (signal.SIGSTOP, signal.SIGKILL):
-            for target in tree:
+            for target in targets:
                 try:
                     os.kill(target, each)
                 except OSError:

@@ -18,18 +18,15 @@ RUNSC_DIFFERENCES: dict[str, str] = {
         "inside, while the host's cgroup counted ~0.34 s; the quota holds on the host, the in-sandbox measure "
         "this test uses does not show it"
     ),
+    "TestPty::test_terminal_size_resize_and_ctrl_c": (
+        "gVisor's terminal line discipline does not turn ^C into SIGINT: the byte reaches the shell as input "
+        "(echoed as \\x03, where runc echoes ^C) and the foreground job runs on; size and resize work"
+    ),
 }
 
 
 #: Differences that do not happen every time: a strict xfail would fail the runs where they do not.
 RUNSC_FLAKY = {
-    "TestProcesses::test_kill_ends_the_whole_tree": (
-        "kill('KILL') left a descendant alive under gVisor in one CI run; not yet investigated"
-    ),
-    "TestPty::test_terminal_size_resize_and_ctrl_c": (
-        "Ctrl-C through the terminal did not interrupt the foreground job under gVisor in one CI run; "
-        "not yet investigated"
-    ),
     "TestMemoryLimit::test_memory_limit": (
         "under gVisor the host's OOM killer picks one of the sandbox's host processes: the stub running the "
         "allocating program (RESOURCE_LIMIT_EXCEEDED, as under runc) or the gVisor kernel itself, which ends "
