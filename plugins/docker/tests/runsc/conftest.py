@@ -13,11 +13,6 @@ import pytest
 
 #: What gVisor (runsc 2022, ptrace platform) does differently, each a strict xfail with its reason.
 RUNSC_DIFFERENCES: dict[str, str] = {
-    "TestCpuLimit::test_cpu_limit_caps_cpu_time": (
-        "gVisor reports CPU time from its own accounting: two busy loops at cpu=0.25 read ~2 s of CPU in 3 s "
-        "inside, while the host's cgroup counted ~0.34 s; the quota holds on the host, the in-sandbox measure "
-        "this test uses does not show it"
-    ),
     "TestPty::test_terminal_size_resize_and_ctrl_c": (
         "gVisor's terminal line discipline does not turn ^C into SIGINT: the byte reaches the shell as input "
         "(echoed as \\x03, where runc echoes ^C) and the foreground job runs on; size and resize work"
@@ -27,6 +22,12 @@ RUNSC_DIFFERENCES: dict[str, str] = {
 
 #: Differences that do not happen every time: a strict xfail would fail the runs where they do not.
 RUNSC_FLAKY = {
+    "TestCpuLimit::test_cpu_limit_caps_cpu_time": (
+        "gVisor reports CPU time from its own accounting: two busy loops at cpu=0.25 read ~2 s of CPU in 3 s "
+        "inside, while the host's cgroup counted ~0.34 s; the quota holds on the host, the in-sandbox measure "
+        "this test uses does not show it (on a host overloaded by other work the loops get less than the "
+        "quota anyway, and it passes: seen at a load average of ~900)"
+    ),
     "TestMemoryLimit::test_memory_limit": (
         "under gVisor the host's OOM killer picks one of the sandbox's host processes: the stub running the "
         "allocating program (RESOURCE_LIMIT_EXCEEDED, as under runc) or the gVisor kernel itself, which ends "
