@@ -236,6 +236,8 @@ class Sandboxkit(Client):
 
     name = "sandboxkit"
     provider = "docker"
+    #: whether the provider declares PORTS (the url_first_byte figure's served sandbox)
+    ports = True
 
     def __init__(self, run_id: str) -> None:
         os.environ["SANDBOXKIT_LABELS"] = f"bench={run_id}"
@@ -250,7 +252,10 @@ class Sandboxkit(Client):
 
     def setup(self) -> None:
         self.warm = self._create()
-        self.served = self.sk.Sandbox.create(provider=self.provider, image=IMAGE, timeout=LIFETIME, ports=[SERVER_PORT])
+        if self.ports:
+            self.served = self.sk.Sandbox.create(
+                provider=self.provider, image=IMAGE, timeout=LIFETIME, ports=[SERVER_PORT]
+            )
         if self.provider == "docker":
             with _env("SANDBOXKIT_DOCKER_FAST_EXEC", "0"):
                 self.warm_plain = self._create()  # commands go through plain docker exec
@@ -460,6 +465,7 @@ class SandboxkitBwrap(Sandboxkit):
 
     name = "sandboxkit-bwrap"
     provider = "bwrap"
+    ports = False
 
     def __init__(self, run_id: str) -> None:
         from sandboxkit_bwrap import _host

@@ -1,4 +1,5 @@
-"""Network-policy figures: HTTPS through a sandbox's egress (an allowed, pass-through domain) vs no policy.
+"""Network-policy figures: HTTPS through a sandbox's egress (an allowed, pass-through domain) vs no policy,
+and how long ``set_network`` takes against one bare ``docker exec`` into the same egress.
 
 Both sandboxes reach the same offline test host (``allowed.test`` from
 ``sandboxkit_conformance.testhosts``): the policy sandbox through its egress, the plain one on the
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,7 @@ class SandboxkitEgress(clients.Client):
         self.stack = contextlib.ExitStack()
         self.hosts = self.stack.enter_context(network_hosts(self.docker, {clients.RUN_LABEL_KEY: run_id}))
         self.boxes: dict[bool, Any] = {}
+        self.flips = 0
 
     def setup(self) -> None:
         policy = self.sk.NetworkPolicy(allow_domains=[self.hosts.allowed])
@@ -84,6 +87,24 @@ class SandboxkitEgress(clients.Client):
     def measure(self, through_egress: bool, *args: str) -> float:
         result = self.boxes[through_egress].execute(["python3", "/tmp/bench.py", *args], timeout=600, check=True)
         return float(result.stdout.strip()) / 1000
+
+    def set_network(self) -> float:
+        """One runtime update, alternating a names-only policy and one with a CIDR (iptables each time)."""
+        assert True in self.boxes
+        self.flips += 1
+        cidrs = [f"{self.hosts.denied_ip}/32"] if self.flips % 2 else []
+        policy = self.sk.NetworkPolicy(allow_domains=[self.hosts.allowed], allow_cidrs=cidrs)
+        started = time.perf_counter()
+        self.boxes[True].set_network(policy)
+        return time.perf_counter() - started
+
+    def bare_exec(self) -> float:
+        """``docker exec true`` into the policy sandbox's egress (docker-py, the floor of any update by exec)."""
+        token = self.docker.containers.get(self.boxes[True].id).labels["sandboxkit.egress"]
+        egress = self.docker.containers.get(f"sandboxkit-egress-{token}")
+        started = time.perf_counter()
+        egress.exec_run(["true"])
+        return time.perf_counter() - started
 
     # the warm-up calls these on every contender
     def exec_true(self) -> float:
@@ -115,4 +136,9 @@ def download(client: clients.Client) -> float:
     return BENCH.measure(client.name == NAME, "download", f"https://{BENCH.hosts.allowed}/bytes/{100 << 20}")
 
 
-__all__ = ["NAME", "SandboxkitEgress", "download", "https", "make"]
+def set_network(client: clients.Client) -> float:
+    assert BENCH is not None
+    return BENCH.set_network() if client.name == NAME else BENCH.bare_exec()
+
+
+__all__ = ["NAME", "SandboxkitEgress", "download", "https", "make", "set_network"]

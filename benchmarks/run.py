@@ -313,6 +313,18 @@ def figures() -> list[Figure]:
                 ("download_100mib", "download 100 MiB over HTTPS", lambda c, x: network.download(c), (15, 1)),
             )
         ),
+        Figure(
+            "net_set_network",
+            "sb.set_network(...) until the new policy is in force (baseline: one bare `docker exec true` "
+            "into the same egress)",
+            lambda c, x: network.set_network(c),
+            rounds=(15, 3),
+            inner=3,
+            target=("<=", 2.0),
+            contenders=(network.NAME, "sandboxkit"),
+            subject=network.NAME,
+            baseline="sandboxkit",
+        ),
         *(
             Figure(
                 f"bwrap_{name}",

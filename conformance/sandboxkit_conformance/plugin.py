@@ -43,9 +43,11 @@ from sandboxkit_conformance._target import (
     SandboxPool,
     new_session_id,
 )
-from sandboxkit_conformance.testhosts import NetworkHosts
+from sandboxkit_conformance.testhosts import NetworkHosts, network_hosts
 
 SUITE_PACKAGE = "sandboxkit_conformance.suite"
+#: where the Docker provider (and providers built on it) take the network their egress reaches out through
+EGRESS_NETWORK_ENV = "SANDBOXKIT_DOCKER_EGRESS_NETWORK"
 
 
 @dataclass
@@ -53,6 +55,8 @@ class _State:
     session: str
     results: Results = field(default_factory=Results)
     targets: dict[str, ConformanceTarget] = field(default_factory=dict)
+    #: the default network test hosts, started once per session on first use
+    hosts: NetworkHosts | None = None
 
 
 _STATE = pytest.StashKey[_State]()
@@ -271,21 +275,42 @@ def sandboxkit_make_secret(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> It
 
 
 @pytest.fixture
-def sandboxkit_network_hosts() -> NetworkHosts:
-    """The two test hosts the network-policy tests reach. Override when the provider declares NETWORK_POLICY.
+def sandboxkit_network_hosts(request: pytest.FixtureRequest) -> NetworkHosts:
+    """The two test hosts the network-policy tests reach.
 
-    Start them with :func:`sandboxkit_conformance.testhosts.network_hosts` (Docker containers on an
-    internal network) and return them with ``options`` set to the create options that put a
-    sandbox's egress on that network (Docker: ``{"provider_options": {"egress_network": ...}}``).
-    Function-scoped here, so that a provider that declares no NETWORK_POLICY is skipped by the
-    capability gate (an autouse fixture) before this default is reached; overrides may be
-    session-scoped.
+    Default: when a Docker engine answers, the hosts start on it once per session (see
+    :func:`sandboxkit_conformance.testhosts.network_hosts`) and ``$SANDBOXKIT_DOCKER_EGRESS_NETWORK``
+    points the egress at their network, which the Docker provider and providers built on it honour.
+    A provider whose egress is reached another way overrides this fixture and returns the hosts with
+    ``options`` set to the create options that put a sandbox's egress on that network. Function-scoped
+    here, so that a provider that declares no NETWORK_POLICY is skipped by the capability gate (an
+    autouse fixture) before this default is reached; overrides may be session-scoped.
     """
-    pytest.fail(
-        "the provider declares network_policy: override the `sandboxkit_network_hosts` fixture in your "
-        "conftest (see sandboxkit_conformance.testhosts)",
-        pytrace=False,
-    )
+    state = _state(request.config)
+    if state.hosts is None:
+        state.hosts = _start_default_hosts(request.config, state.session)
+    return state.hosts
+
+
+def _start_default_hosts(config: pytest.Config, session: str) -> NetworkHosts:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=10)
+        client.ping()
+    except Exception as exc:
+        pytest.fail(
+            "the provider declares network_policy and the default test hosts need a Docker engine, which did not "
+            f"answer ({type(exc).__name__}); start one, or override the `sandboxkit_network_hosts` fixture in your "
+            "conftest (see sandboxkit_conformance.testhosts)",
+            pytrace=False,
+        )
+    stack = contextlib.ExitStack()
+    stack.callback(client.close)
+    hosts = stack.enter_context(network_hosts(client, {f"sandboxkit.{LABEL_KEY}": session}))
+    stack.enter_context(pytest.MonkeyPatch.context()).setenv(EGRESS_NETWORK_ENV, hosts.network)
+    config.add_cleanup(stack.close)
+    return hosts
 
 
 # ---------------------------------------------------------------- suite fixtures

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,27 @@ def test_the_cli_runs_the_suite_and_writes_the_report(tmp_path: Path, docker_eng
     assert docker["matrix"]["core"] == {**docker["matrix"]["core"], "status": "passed", "passed": 2, "failed": 0}
     assert docker["summary"]["passed"] == 2
     assert {t["nodeid"].rsplit("::", 1)[1] for t in docker["tests"]} >= {"test_exit_codes_are_results"}
+
+
+def test_the_cli_serves_the_network_test_hosts_itself(tmp_path: Path, docker_engine: Any) -> None:
+    """With no conftest, a provider declaring NETWORK_POLICY still runs those tests: the default hosts start
+    on the local engine, and are gone with their network when the run ends."""
+    session = "sbkc" + uuid.uuid4().hex[:8]
+    report = tmp_path / "report.json"
+    run = subprocess.run(
+        [*SANDBOXKIT, "conformance", "--provider", "docker", "--report", str(report), "--", "-k", "allowed_and_denied"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "SANDBOXKIT_CONFORMANCE_SESSION": session},
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    matrix = json.loads(report.read_text())["providers"]["docker"]["matrix"]["network_policy"]
+    assert (matrix["status"], matrix["passed"]) == ("passed", 1), matrix
+    label = f"sandboxkit.conformance_session={session}"
+    assert not docker_engine.containers.list(all=True, filters={"label": label}), "test hosts outlived the run"
+    assert not docker_engine.networks.list(filters={"label": label}), "the test hosts' network outlived the run"
 
 
 def test_an_unknown_provider_is_refused_before_pytest_starts(tmp_path: Path) -> None:

@@ -65,6 +65,17 @@ class TestNetworkPolicy:
         assert found["ok"], f"a raw socket to an allowed CIDR must connect: {found}"
         _refused_fast(_probe(sandbox, "direct", f"http://{hosts.allowed}/"), "the name the new policy dropped")
 
+    def test_wildcards_and_side_doors(self, sandboxes: SandboxPool, sandboxkit_network_hosts: NetworkHosts) -> None:
+        """``*.name`` allows the names below it only; UDP other than DNS and IPv6 fail fast."""
+        hosts = sandboxkit_network_hosts
+        sandbox = _sandbox(sandboxes, hosts, NetworkPolicy(allow_domains=[f"*.{hosts.allowed}"]))
+        found = _probe(sandbox, "direct", f"http://{hosts.allowed_alias}/")
+        assert found["ok"], f"*.{hosts.allowed} must allow {hosts.allowed_alias}: {found}"
+        _refused_fast(_probe(sandbox, "direct", f"http://{hosts.allowed}/"), f"{hosts.allowed} under *.{hosts.allowed}")
+        _refused_fast(_probe(sandbox, "udp", hosts.allowed_ip, "9999"), "UDP (not DNS) to the allowed host")
+        _refused_fast(_probe(sandbox, "udp", hosts.denied_ip, "9999"), "UDP (not DNS) to the denied host")
+        _refused_fast(_probe(sandbox, "tcp6", "fd00::1", "80"), "a TCP connection over IPv6")
+
     def test_denied_attempts_are_in_the_network_log(
         self, sandboxes: SandboxPool, sandboxkit_network_hosts: NetworkHosts
     ) -> None:

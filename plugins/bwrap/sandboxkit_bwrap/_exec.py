@@ -84,37 +84,41 @@ async def run(
         *nsenter_argv(target, argv, cwd, ids),
     ]
     timed_out = completed = False
+    proc: anyio.abc.Process | None = None
     try:
         proc = await anyio.open_process(
             command, stdin=PIPE if stdin is not None else DEVNULL, stdout=PIPE, stderr=PIPE, env=dict(env), cwd="/"
         )
-        async with proc:
-            assert proc.stdout is not None and proc.stderr is not None
-            send, receive = anyio.create_memory_object_stream[tuple[StreamName, bytes]](math.inf)
-            delivered = anyio.Event()
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_pump, proc.stdout, "stdout", send.clone())
-                tg.start_soon(_pump, proc.stderr, "stderr", send.clone())
-                send.close()
-                if stdin is not None:
-                    assert proc.stdin is not None
-                    tg.start_soon(_feed, proc.stdin, stdin)
-                tg.start_soon(_deliver, receive, on_output, delivered)
-                with anyio.move_on_after(timeout) as scope:
-                    await proc.wait()
-                if scope.cancelled_caught:
-                    timed_out = True
-                    await anyio.to_thread.run_sync(cgroup.kill)
-                    await proc.wait()
-                with anyio.move_on_after(LINGER):
-                    await delivered.wait()
-                tg.cancel_scope.cancel()
+        assert proc.stdout is not None and proc.stderr is not None
+        send, receive = anyio.create_memory_object_stream[tuple[StreamName, bytes]](math.inf)
+        delivered = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_pump, proc.stdout, "stdout", send.clone())
+            tg.start_soon(_pump, proc.stderr, "stderr", send.clone())
+            send.close()
+            if stdin is not None:
+                assert proc.stdin is not None
+                tg.start_soon(_feed, proc.stdin, stdin)
+            tg.start_soon(_deliver, receive, on_output, delivered)
+            with anyio.move_on_after(timeout) as scope:
+                await proc.wait()
+            if scope.cancelled_caught:
+                timed_out = True
+                await anyio.to_thread.run_sync(cgroup.kill)
+                await proc.wait()
+            with anyio.move_on_after(LINGER):
+                await delivered.wait()
+            tg.cancel_scope.cancel()
         code = proc.returncode if proc.returncode is not None else -9
         completed = True
     finally:
+        # Cancelled (or failed) before the end: kill the whole tree first (nsenter is in the cgroup
+        # too), so closing the process below never waits on a command that still runs.
         with anyio.CancelScope(shield=True):
             if timed_out or not completed:
                 await anyio.to_thread.run_sync(cgroup.kill)
+            if proc is not None:
+                await proc.aclose()
             if not cgroup.pids():  # background children keep it until the sandbox ends
                 cgroup.remove()
     return Finished(

@@ -17,7 +17,6 @@ _TOOLS = {
     "nsenter": "util-linux",
     "unshare": "util-linux",
     "mount": "mount",
-    "setsid": "util-linux",
     "bash": "bash",
 }
 

@@ -2,8 +2,10 @@
 
 ``STATE/sandboxes/ID/record.json`` is written by the creating client before the supervisor
 starts; ``ready.json`` by the supervisor once the sandbox runs (its own and the sandbox PID 1's
-pid and start time); ``ended`` when it decides to end it. The supervisor removes the directory
-last, so a directory whose supervisor is alive is a live sandbox.
+pid and start time); ``ended`` when it decides to end it. ``net.lock`` is flocked exclusively
+from before the supervisor starts until its network is up (or it ended): commands wait for it.
+The supervisor removes the directory last, so a directory whose supervisor is alive is a live
+sandbox.
 """
 
 from __future__ import annotations
@@ -105,6 +107,29 @@ def alive(record: Record, ready: dict[str, Any] | None = None) -> bool:
 def supervisor_alive(record: Record) -> bool:
     ready = ready_state(record)
     return ready is not None and bool(starttime(int(ready["supervisor_pid"])) == ready["supervisor_start"])
+
+
+@contextlib.contextmanager
+def network_lock(record: Record) -> Iterator[int]:
+    """An fd holding the exclusive flock on ``net.lock``, for the supervisor to inherit and release."""
+    fd = os.open(record.dir / "net.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def wait_network(record: Record) -> None:
+    """Block until the supervisor has released ``net.lock`` (network up, or the sandbox ended)."""
+    try:
+        fd = os.open(record.dir / "net.lock", os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return  # the sandbox is gone
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager

@@ -1,10 +1,12 @@
 """The supervisor of one sandbox (``supervisor.sh``) and the process helpers clients share with it.
 
-The client starts ``supervisor.sh STATE_DIR`` detached (``setsid --fork``) in a private mount
-namespace (``unshare --mount --propagation private``), so the overlay it mounts exists only
-there and vanishes with it. The script reads ``STATE_DIR/config.sh`` (written by the client),
-mounts the copy-on-write root, starts bwrap with the sandbox in its cgroups and in a cgroup
-namespace made by the host, attaches the user-mode network, writes ``ready.json``, prints one
+The client makes the state directory's fifos and starts ``supervisor.sh STATE_DIR`` in a session
+of its own and a private mount namespace (``unshare --mount --propagation private``), so the
+overlay it mounts exists only there and vanishes with it; the script forks itself away from the
+client at once. It reads ``STATE_DIR/config.sh`` (written by the client), mounts the
+copy-on-write root, starts bwrap (unprivileged, as the sandbox root's host uid) with the sandbox
+in its cgroups and in a cgroup namespace made by the host, maps the ids of the user namespace
+bwrap made while bwrap waits for it, attaches the user-mode network, writes ``ready.json``, prints one
 JSON line on stdout (``{"ok": ...}`` or ``{"error": ...}``) and then enforces the lifetime: it
 ends the sandbox at its deadline, after ``idle_timeout`` seconds without a running command (a
 command's ``nsenter``, in the host's pid namespace, waits for it), on SIGTERM (``terminate``) or
@@ -24,6 +26,8 @@ from pathlib import Path
 
 #: The supervisor script (bash: it starts in a millisecond and waits with builtins).
 SCRIPT = Path(__file__).with_name("supervisor.sh")
+#: The fifos the client makes in the state directory before it starts the supervisor.
+FIFOS = ("tick", "hold", "info", "block", "out", "net.ready")
 #: Joins the cgroups whose ``cgroup.procs`` files precede ``--``, then execs what follows it.
 JOIN_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
 

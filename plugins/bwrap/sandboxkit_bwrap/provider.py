@@ -193,7 +193,7 @@ class BwrapProvider(Provider):
     ) -> str:
         """The supervisor's ``config.sh``: shell-quoted variables and arrays."""
         merged = record.dir / "merged"
-        # bwrap runs as root of the sandbox's user namespace (made and mapped by the supervisor)
+        # bwrap makes the sandbox's user namespace; the supervisor maps its ids (--userns-block-fd)
         bwrap = [host.tools["bwrap"], "--cap-drop", "ALL"]
         # no --unshare-cgroup: the cgroup namespace is made by the host's unshare (see ``cgroupns``),
         # so it belongs to the host's user namespace and root inside cannot setns() into another one
@@ -209,7 +209,9 @@ class BwrapProvider(Provider):
             network_cmd = [host.slirp4netns, "--configure", "--mtu=65520", "--disable-host-loopback", "{pid}", "tap0"]
         arrays = {
             "BWRAP": bwrap,
-            "CGROUPNS": [host.tools["unshare"], "--cgroup", "--"],
+            # a cgroup namespace of the host's user namespace; then bwrap runs as the sandbox's root's
+            # host uid, unprivileged, and makes the user namespace whose ids the supervisor maps
+            "CGROUPNS": [host.tools["unshare"], "--cgroup", "-G", str(_rootfs.SHIFT), "-S", str(_rootfs.SHIFT), "--"],
             "CGROUP_PROCS": [str(p) for p in cgroups.init_procs()],
             "CGROUP_DIRS": [str(d) for d in cgroups.all_dirs],
             "NET": network_cmd or [],
@@ -220,7 +222,6 @@ class BwrapProvider(Provider):
             "WORK": str(record.dir / "work"),
             "MERGED": str(merged),
             "CMD_CGROUPS": str(cgroups.commands_dir),
-            "NSENTER": host.tools["nsenter"],
             "ID_MAP": f"0 {_rootfs.SHIFT} {_rootfs.ID_RANGE}",
             "TIMEOUT_US": str(math.ceil(spec.timeout * 1e6)),
             "IDLE_US": str(math.ceil((spec.idle_timeout or 0) * 1e6)),
@@ -359,6 +360,7 @@ class BwrapSandbox(SandboxHandle):
         self.name = record.name
         self.app = record.app
         self.ready = dict(ready)
+        self.network_up = False
         self.target = _exec.Target(int(ready["init_pid"]), SandboxCgroups(record.id), host.tools["nsenter"])
 
     def __repr__(self) -> str:
@@ -386,6 +388,9 @@ class BwrapSandbox(SandboxHandle):
         return {**base, **{k: v for k, v in secrets.items() if k not in base}, **extra}
 
     async def _run(self, argv: Sequence[str], **kwargs: Any) -> _exec.Finished:
+        if not self.network_up:  # the supervisor starts the network after create returns
+            await anyio.to_thread.run_sync(_registry.wait_network, self.record)
+            self.network_up = True
         self._check()
         try:
             return await _exec.run(self.target, argv, **kwargs)
@@ -486,11 +491,23 @@ class BwrapSandbox(SandboxHandle):
 
 
 def _launch(host: Host, record: Record) -> dict[str, Any]:
-    """Start the supervisor detached (its own session, not our child) and wait for its first line."""
-    argv = [host.tools["setsid"], "--fork", host.tools["unshare"], "--mount", "--propagation", "private", "--"]
-    argv += [host.tools["bash"], str(_supervisor.SCRIPT), str(record.dir)]
-    with open(record.dir / "supervisor.log", "wb") as log:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, cwd="/")
+    """Start the supervisor in its own session (it forks itself away from us) and wait for its first line."""
+    for name in _supervisor.FIFOS:
+        os.mkfifo(record.dir / name, 0o600)
+    for name in ("work", "merged"):
+        (record.dir / name).mkdir()
+    with _registry.network_lock(record) as lock, open(record.dir / "supervisor.log", "wb") as log:
+        argv = [host.tools["unshare"], "--mount", "--propagation", "private", "--"]
+        argv += [host.tools["bash"], str(_supervisor.SCRIPT), str(record.dir), str(lock)]
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            cwd="/",
+            start_new_session=True,
+            pass_fds=(lock,),
+        )
     assert proc.stdout is not None
     with proc.stdout:
         line = proc.stdout.readline()

@@ -1,14 +1,12 @@
 #!/bin/bash
 # The supervisor of one sandbox; the contract is in _supervisor.py. Usage: supervisor.sh STATE_DIR
-# (run detached, in a private mount namespace, by the client). Bash, not Python: it starts in a
-# millisecond, and waits with builtins only.
+# (started by the client in a session and private mount namespace of its own; it forks itself away
+# from the client at once). Bash, not Python: it starts in a millisecond, and waits with builtins.
 set -u
-dir=$1
+dir=$1 lock=$2  # fd $2: the client's exclusive flock on $dir/net.lock, released once the network is up
 # shellcheck source=/dev/null
 . "$dir/config.sh"
-JOIN='while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
-mounted='' bw_pid='' init_pid='' net_pid='' ns_pid='' reason=''
-trap 'reason=terminated' TERM INT HUP
+mounted='' bw_pid='' init_pid='' net_pid='' reason='' me=''
 
 starttime() {  # REPLY = field 22 of /proc/PID/stat; empty when gone or a zombie
   local stat
@@ -29,7 +27,7 @@ json_string() {
 
 kill_cgroups() {  # SIGKILL every process in the sandbox's cgroups until none is left (bounded)
   local i f p any
-  for i in $(seq 200); do
+  for ((i = 0; i < 200; i++)); do
     any=''
     for f in $(find "${CGROUP_DIRS[@]}" -name cgroup.procs 2>/dev/null); do
       while read -r p; do any=1; kill -9 "$p" 2>/dev/null; done < "$f"
@@ -42,14 +40,13 @@ kill_cgroups() {  # SIGKILL every process in the sandbox's cgroups until none is
 stop() {
   if [ -n "$init_pid" ]; then
     kill -9 "$init_pid" 2>/dev/null  # ends its whole pid namespace; bwrap reaps it and exits
-    for _ in $(seq 500); do starttime "$bw_pid"; [ -z "$REPLY" ] && break; nap 0.01; done
+    for ((i = 0; i < 500; i++)); do starttime "$bw_pid"; [ -z "$REPLY" ] && break; nap 0.01; done
   fi
   kill_cgroups
   [ -n "$bw_pid" ] && kill -9 "$bw_pid" 2>/dev/null
   [ -n "$net_pid" ] && kill -9 "$net_pid" 2>/dev/null
-  [ -n "$ns_pid" ] && kill -9 "$ns_pid" 2>/dev/null
   wait 2>/dev/null
-  for _ in $(seq 50); do
+  for ((i = 0; i < 50; i++)); do
     find "${CGROUP_DIRS[@]}" -depth -type d -exec rmdir {} + 2>/dev/null
     [ -z "$(find "${CGROUP_DIRS[@]}" -maxdepth 0 2>/dev/null)" ] && break
     nap 0.02
@@ -65,58 +62,79 @@ fail() {
   exit 1
 }
 
-mkfifo "$dir/tick" "$dir/hold" "$dir/out" || fail "cannot make fifos in $dir"
-exec {tick}<>"$dir/tick" {hold}<>"$dir/hold"
-mkdir -p "$UPPER" "$WORK" "$MERGED"
+main() {
+me=$BASHPID
+exec {netlock}<&"$lock" {lock}<&-  # above the fds set up below
+trap 'reason=terminated' TERM INT HUP
+# Every fifo opened read-write first, so no open below blocks on the other end.
+exec {tick}<>"$dir/tick" {hold}<>"$dir/hold" {info}<>"$dir/info" {block}<>"$dir/block" {out}<>"$dir/out"
 err=$(mount -t overlay overlay -o "lowerdir=$ROOTFS,upperdir=$UPPER,workdir=$WORK" "$MERGED" 2>&1) \
   || fail "mounting the copy-on-write root failed: $err"
 mounted=1
 
-# The sandbox's user namespace: uid and gid 0 inside are $ID_MAP's host ids (never host root).
-# A placeholder process makes it; this supervisor (root outside) writes its maps.
-unshare --user -- sleep 86400 </dev/null >/dev/null 2>&1 &
-ns_pid=$!
-for _ in $(seq 3000); do [[ /proc/$ns_pid/ns/user -ef /proc/$$/ns/user ]] || break; nap 0.001; done
-{ printf '%s\n' "$ID_MAP" > "/proc/$ns_pid/uid_map" && printf '%s\n' "$ID_MAP" > "/proc/$ns_pid/gid_map"; } 2>/dev/null \
-  || fail "cannot map the sandbox's user namespace (is user.max_user_namespaces 0?)"
-
-# The sandbox's first process says "ready" once bwrap has set everything up, then waits on a pipe
-# only this supervisor writes to: when the supervisor dies, it reads EOF and the sandbox ends.
-/bin/sh -c "$JOIN" sh "${CGROUP_PROCS[@]}" -- "${CGROUPNS[@]}" "$NSENTER" -t "$ns_pid" -U -- "${BWRAP[@]}" --info-fd 5 \
-  -- /bin/sh -c 'echo ready; read -r x' <"$dir/hold" >"$dir/out" 2>"$dir/bwrap.err" 5>"$dir/info.json" &
+# bwrap makes the sandbox's namespaces, its user namespace included, and blocks (--userns-block-fd)
+# until this supervisor (root outside) has mapped ids 0-65535 inside to $ID_MAP's host ids (never
+# host root). It joins the sandbox's cgroups first (in a subshell: no exec) and a cgroup namespace
+# made by the host's unshare, so that namespace belongs to the host's user namespace. The sandbox's
+# first process says "ready" once bwrap has set everything up, then waits on a pipe only this
+# supervisor writes to: when the supervisor dies, it reads EOF and the sandbox ends.
+(
+  for f in "${CGROUP_PROCS[@]}"; do echo "$BASHPID" > "$f" || exit 125; done
+  exec "${CGROUPNS[@]}" "${BWRAP[@]}" --unshare-user --uid 0 --gid 0 --userns-block-fd 6 --info-fd 5 \
+    -- /bin/sh -c 'echo ready; read -r x' <"$dir/hold" >"$dir/out" 2>"$dir/bwrap.err" 5>&"$info" 6<"$dir/block" \
+    {tick}>&- {hold}>&- {info}>&- {block}>&- {out}>&- {netlock}>&-
+) &
 bw_pid=$!
-exec {out}<"$dir/out"
-if ! read -r -t 30 -u "$out" line || [ "$line" != ready ]; then
+started=${EPOCHREALTIME/./}
+while [ -z "$init_pid" ]; do
+  # bwrap writes its info in pieces: after a timeout, line holds what came (whole writes)
+  read -r -t 0.2 -u "$info" line
+  if [[ $line =~ \"child-pid\":\ *([0-9]+) ]]; then
+    init_pid=${BASH_REMATCH[1]}
+  elif ! kill -0 "$bw_pid" 2>/dev/null || ((${EPOCHREALTIME/./} - started > 30000000)); then
+    fail "bwrap did not start the sandbox: $(tail -c 500 "$dir/bwrap.err" 2>/dev/null)"
+  fi
+done
+exec {ready}<"$dir/out" {out}>&- {info}>&-  # bwrap holds the write end now: EOF when it dies
+{ printf '%s\n' "$ID_MAP" > "/proc/$init_pid/uid_map" && printf '%s\n' "$ID_MAP" > "/proc/$init_pid/gid_map"; } 2>/dev/null \
+  || fail "cannot map the sandbox's user namespace (is user.max_user_namespaces 0?)"
+printf 1 >&"$block"
+exec {block}>&-
+
+if ! read -r -t 30 -u "$ready" line || [ "$line" != ready ]; then
   fail "bwrap did not start the sandbox: $(tail -c 500 "$dir/bwrap.err" 2>/dev/null)"
 fi
-kill "$ns_pid" 2>/dev/null  # bwrap's processes hold the user namespace now
-info=$(<"$dir/info.json")
-[[ $info =~ \"child-pid\":\ *([0-9]+) ]] || fail "bwrap reported no child pid: $info"
-init_pid=${BASH_REMATCH[1]}
-
+# The user-mode network (bwrap must have configured the loopback device first) starts now; a
+# command waits for it (a shared flock on net.lock), create does not.
 if [ "${#NET[@]}" -gt 0 ]; then
-  mkfifo "$dir/net.ready"
   net=("${NET[@]//\{pid\}/$init_pid}")
-  "${net[0]}" --ready-fd 6 "${net[@]:1}" 6>"$dir/net.ready" </dev/null >/dev/null 2>"$dir/net.err" &
+  "${net[0]}" --ready-fd 6 "${net[@]:1}" 6>"$dir/net.ready" </dev/null >/dev/null 2>"$dir/net.err" \
+    {tick}>&- {hold}>&- {ready}>&- {netlock}>&- &
   net_pid=$!
-  exec {netready}<"$dir/net.ready"
-  read -r -t 30 -n 1 -u "$netready" x || x=''
-  [ "$x" = 1 ] || fail "the user-mode network (${NET[0]}) did not start: $(tail -c 500 "$dir/net.err" 2>/dev/null)"
 fi
 
-starttime $$; sup_start=$REPLY
+starttime "$me"; sup_start=$REPLY
 starttime "$init_pid"; init_start=$REPLY
-state="{\"supervisor_pid\": $$, \"supervisor_start\": \"$sup_start\", \"init_pid\": $init_pid, \"init_start\": \"$init_start\"}"
-printf '%s' "$state" > "$dir/ready.json.tmp" && mv -T "$dir/ready.json.tmp" "$dir/ready.json"
+state="{\"supervisor_pid\": $me, \"supervisor_start\": \"$sup_start\", \"init_pid\": $init_pid, \"init_start\": \"$init_start\"}"
+printf '%s' "$state" > "$dir/ready.json"  # one small write; a reader that sees it empty waits
 printf '{"ok": %s}\n' "$state"
 exec >/dev/null
+if [ -n "$net_pid" ]; then
+  exec {netready}<"$dir/net.ready"
+  read -r -t 30 -n 1 -u "$netready" x || x=''
+  if [ "$x" != 1 ] && [ -z "$reason" ]; then
+    reason=network  # ends the sandbox; a command waiting for the network finds it gone
+    echo "the user-mode network (${NET[0]}) did not start: $(tail -c 500 "$dir/net.err" 2>/dev/null)" >&2
+  fi
+fi
+exec {netlock}>&-
 
 busy() {  # a command still running: its nsenter (in the host's pid namespace) waits for it;
   local d p  # processes it left in the background (in the sandbox's pid namespace) do not count
   for d in "$CMD_CGROUPS"/cmd-*/; do
     [ -f "$d/cgroup.procs" ] || continue
     while read -r p; do
-      [[ /proc/$p/ns/pid -ef /proc/$$/ns/pid ]] && return 0
+      [[ /proc/$p/ns/pid -ef /proc/$me/ns/pid ]] && return 0
     done < "$d/cgroup.procs"
   done
   return 1
@@ -143,3 +161,6 @@ while [ -z "$reason" ]; do
 done
 echo "$reason" > "$dir/ended"
 stop
+}
+
+main &  # detached from the client: its process exits now, the supervisor runs on

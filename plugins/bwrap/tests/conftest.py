@@ -30,20 +30,6 @@ def sandboxkit_create_options() -> dict[str, Any]:
     return {"image": "sandboxkit/base:bookworm"}
 
 
-@pytest.fixture(scope="session")
-def sandboxkit_expected_failures() -> dict[str, str]:
-    """Known failures of the bwrap provider; each runs as strict xfail until it is fixed."""
-    no_cancel = (
-        "the bwrap provider's exec has no cancellation path yet: a cancelled call or a stream left early "
-        "does not kill the command's cgroup (the timeout path does)"
-    )
-    return {
-        "TestCancellation::test_a_cancelled_execute_kills_the_tree": no_cancel,
-        "TestCancellation::test_leaving_a_stream_early_kills_the_tree": no_cancel,
-        "TestCancellation::test_leaving_an_async_stream_early_kills_the_tree_and_raises_nothing": no_cancel,
-    }
-
-
 @pytest.fixture
 def make() -> Iterator[MakeSandbox]:
     """``make(**options)`` creates a bwrap sandbox that is closed after the test."""

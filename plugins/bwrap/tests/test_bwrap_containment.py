@@ -126,11 +126,12 @@ def test_block_network_is_only_loopback_and_default_is_not_the_hosts(make: MakeS
     ifaces = blocked.execute("tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '").stdout.split()
     assert ifaces == ["lo"]
     default = make()
+    # its first command: create returns before slirp4netns is up, a command waits for it
+    assert "0202000A" in default.execute("cat /proc/net/route").stdout, "a default route via slirp4netns"
     ifaces = default.execute("tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '").stdout.split()
     assert sorted(ifaces) == ["lo", "tap0"], f"the default network is slirp4netns's tap0 only, got {ifaces}"
     inode = default.execute("stat -L -c %i /proc/self/ns/net").stdout.strip()
     assert int(inode) != host_net, "the sandbox shares the host's network namespace"
-    assert "0202000A" in default.execute("cat /proc/net/route").stdout, "a default route via slirp4netns"
 
 
 def test_pids_limit_contains_a_fork_flood(make: MakeSandbox) -> None:

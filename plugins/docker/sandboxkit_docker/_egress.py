@@ -92,8 +92,17 @@ def egress_network(option: str | None) -> str:
     return option or os.environ.get("SANDBOXKIT_DOCKER_EGRESS_NETWORK") or "bridge"
 
 
-def default_ca(policy: NetworkPolicy) -> NetworkPolicy:
-    """``policy`` with ``upstream_ca`` from ``$SANDBOXKIT_DOCKER_EGRESS_CA`` when it names none."""
+def resolve(policy: NetworkPolicy) -> NetworkPolicy:
+    """``policy`` as the egress enforces it: IPv6 CIDRs refused (IPv6 is off in a policy sandbox), and
+    ``upstream_ca`` from ``$SANDBOXKIT_DOCKER_EGRESS_CA`` when it names none."""
+    ipv6 = [c for c in policy.allow_cidrs if ipaddress.ip_network(c).version == 6]
+    if ipv6:
+        raise SandboxError(
+            ErrorCode.INVALID_ARGUMENT,
+            f"allow_cidrs {', '.join(ipv6)}: IPv6 is switched off in Docker policy sandboxes, so an IPv6 CIDR "
+            "would allow nothing; allow the IPv4 range (or the host's name in allow_domains) instead",
+            provider=PROVIDER,
+        )
     path = os.environ.get("SANDBOXKIT_DOCKER_EGRESS_CA")
     if policy.upstream_ca or not path:
         return policy
@@ -296,13 +305,20 @@ class Egress:
         await self.apply(policy, ca=(ca_cert, ca_key))
 
     async def apply(self, policy: NetworkPolicy, ca: tuple[bytes, bytes] | None = None) -> None:
-        """Hand ``policy`` (with the secrets' values) to the egress and wait until it is in force."""
-        if ca is None:
-            ca = (await self._read("ca.pem"), await self._read("ca.key"))
+        """Hand ``policy`` (with the secrets' values) to the egress and wait until it is in force.
+
+        One exec (holding a lock, one update at a time): it unpacks the files, tells the agent the new
+        version over its ``ctl`` FIFO and returns when the agent answers on ``ack.VERSION`` (an egress
+        from before the FIFO is polled).
+        The CA is read back from the egress only when ``policy`` injects headers.
+        """
         version = secrets.token_hex(8)
         files: dict[str, bytes] = {"public.json": policy.model_dump_json().encode()}
         inject = []
+        if policy.inject and ca is None:
+            ca = _split_ca(await self._read("ca.pem", "ca.key"))
         for rule in policy.inject:
+            assert ca is not None
             values = get_secret(rule.secret)
             headers = {name: _render(template, values) for name, template in rule.headers.items()}
             inject.append({"domain": rule.domain, "headers": headers})
@@ -317,18 +333,21 @@ class Egress:
             "upstream_ca": policy.upstream_ca,
         }
         files["policy.json"] = json.dumps(config).encode()
-        # one exec writes the files and returns once the agent reports this version in force
         polls = int(APPLY_DEADLINE / 0.05)
-        wait = (
-            f'i=0; while [ "$(cat /run/sbk/loaded 2>/dev/null)" != {version} ]; do '
-            f"i=$((i + 1)); [ $i -le {polls} ] || exit 3; sleep 0.05; done"
+        notify = (
+            f"if [ -p ctl ]; then mkfifo -m 600 ack.{version} && exec 3<>ack.{version} && echo {version} > ctl && "
+            f'read -r answer <&3; rm -f ack.{version}; [ "$answer" = ok ] || {{ echo "$answer" >&2; exit 3; }}; '
+            f'else i=0; while [ "$(cat loaded 2>/dev/null)" != {version} ]; do '
+            f"i=$((i + 1)); [ $i -le {polls} ] || exit 3; sleep 0.05; done; fi"
         )
         try:
-            await self._exec(self.name, ["sh", "-c", f"{UNPACK} && {wait}"], _pack(files))
-        except SandboxError:
+            # flock: concurrent updates take turns, so each returns with its own policy in force
+            script = f"{UNPACK} && cd /run/sbk && {notify}"
+            await self._exec(self.name, ["flock", "/run/sbk/apply.lock", "sh", "-c", script], _pack(files))
+        except SandboxError as exc:
             raise SandboxError(
                 ErrorCode.PROVIDER_UNAVAILABLE,
-                f"the sandbox's egress did not apply the policy within {APPLY_DEADLINE:g} s; `docker logs {self.name}`",
+                f"the sandbox's egress did not apply the policy ({exc.message[-120:]}); `docker logs {self.name}`",
                 provider=PROVIDER,
             ) from None
 
@@ -365,8 +384,8 @@ class Egress:
     async def _put(self, files: Mapping[str, bytes]) -> None:
         await self._exec(self.name, ["sh", "-c", UNPACK], _pack(files))
 
-    async def _read(self, name: str) -> bytes:
-        return await self._exec(self.name, ["cat", f"/run/sbk/{name}"], None)
+    async def _read(self, *names: str) -> bytes:
+        return await self._exec(self.name, ["cat", *(f"/run/sbk/{name}" for name in names)], None)
 
     async def _exec(self, container: str, argv: list[str], stdin: bytes | None) -> bytes:
         api = (await _threads.run_sync(self.provider.client)).api
@@ -405,6 +424,13 @@ UNPACK = "tar -x -m -C /run/sbk -f -"
 
 def _pack(files: Mapping[str, bytes]) -> bytes:
     return _archive.pack([(f"/{name}", data) for name, data in files.items()], mode=0o600)
+
+
+def _split_ca(pem: bytes) -> tuple[bytes, bytes]:
+    """``(certificate, key)`` from ``ca.pem`` and ``ca.key`` read back as one stream."""
+    end = b"-----END CERTIFICATE-----\n"
+    cert, _, key = pem.partition(end)
+    return cert + end, key
 
 
 def _render(template: str, values: Mapping[str, str]) -> str:

@@ -15,8 +15,10 @@ except UDP and ICMP to allowed CIDRs, which the kernel forwards.
   headers are set, and the request goes on over TLS to the real host (one request per connection).
 
 The client writes the policy to ``policy.json`` (mode 0600, through an exec, never the container
-config); it is re-read within 0.2 s of a change. Events go to ``events.jsonl``; nothing here ever
-writes a header value anywhere but to the upstream connection.
+config), and in the same exec writes the policy's version to the ``ctl`` FIFO and waits on its own
+``ack.VERSION`` FIFO: the agent reads the policy at once, puts it in force, and answers ``ok``
+(no polling on either side). Events go to ``events.jsonl``; nothing here ever writes a header
+value anywhere but to the upstream connection.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from typing import Any
 STATE = "/run/sbk"
 POLICY = f"{STATE}/policy.json"
 LOADED = f"{STATE}/loaded"
+CTL = f"{STATE}/ctl"
 EVENTS = f"{STATE}/events.jsonl"
 LISTEN_PORT = 15001
 PROXY_PORT = 3128
@@ -94,27 +97,44 @@ class Agent:
         self.policy = Policy({"version": ""})
         self.stamp: tuple[int, int, int] = (0, 0, 0)
         self.cidrs: list[Any] | None = None  # what SBK_FWD allows now (None: not set up yet)
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # one reload at a time
+        self.log_lock = threading.Lock()
         self.events = 0
 
     # ------------------------------------------------------------ policy
     def reload(self) -> None:
-        try:
-            st = os.stat(POLICY)
-        except FileNotFoundError:
-            return
-        stamp = (st.st_mtime_ns, st.st_ino, st.st_size)
-        if stamp == self.stamp:
-            return
-        with open(POLICY) as f:
-            policy = Policy(json.load(f))
-        self.stamp = stamp
-        self.policy = policy
-        self.firewall_cidrs(policy)
-        tmp = LOADED + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(policy.version)
-        os.replace(tmp, LOADED)
+        """Put ``policy.json`` in force (the firewall first, then the proxy and DNS) unless it is in force."""
+        with self.lock:
+            try:
+                st = os.stat(POLICY)
+            except FileNotFoundError:
+                return
+            stamp = (st.st_mtime_ns, st.st_ino, st.st_size)
+            if stamp == self.stamp:
+                return
+            with open(POLICY) as f:
+                policy = Policy(json.load(f))
+            self.firewall_cidrs(policy)
+            self.stamp = stamp
+            self.policy = policy
+            tmp = LOADED + ".tmp"
+            with open(tmp, "w") as f:
+                f.write(policy.version)
+            os.replace(tmp, LOADED)
+
+    def serve_ctl(self) -> None:
+        """Each line written to the ``ctl`` FIFO is a version the client waits for on ``ack.VERSION``."""
+        while True:
+            with open(CTL) as ctl:  # blocks until a client writes
+                for line in ctl:
+                    version = line.strip()
+                    try:
+                        self.reload()
+                        answer = "ok" if self.policy.version == version else f"stale {self.policy.version}"
+                    except Exception as exc:  # a bad policy file: say so, keep the one in force
+                        answer = f"error {type(exc).__name__}"
+                    if version.isalnum():
+                        acknowledge(f"{STATE}/ack.{version}", answer)
 
     def firewall_cidrs(self, policy: Policy) -> None:
         """UDP (and ICMP) to allowed CIDRs is forwarded by the kernel; TCP always comes to us.
@@ -139,7 +159,7 @@ class Agent:
         line = json.dumps(
             {"at": time.time(), "host": host, "address": address, "port": port, "verdict": verdict, "reason": reason}
         )
-        with self.lock:
+        with self.log_lock:
             self.events += 1
             with open(EVENTS, "a") as f:
                 f.write(line + "\n")
@@ -398,6 +418,16 @@ def splice(a: socket.socket, b: socket.socket) -> None:
                 s.close()
 
 
+def acknowledge(path: str, answer: str) -> None:
+    """Answer the client waiting on the FIFO ``path`` (it opened it before asking; gone: nobody waits)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        try:
+            os.write(fd, answer.encode() + b"\n")
+        finally:
+            os.close(fd)
+
+
 def reset(conn: socket.socket) -> None:
     with contextlib.suppress(OSError):
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -411,6 +441,13 @@ def forbidden(conn: socket.socket, host: str) -> None:
             f"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
             f"Connection: close\r\n\r\n{body}".encode()
         )
+        # unread request bytes would turn close() into a reset that can overtake the answer: drain a little
+        conn.shutdown(socket.SHUT_WR)
+        conn.settimeout(1)
+        for _ in range(16):
+            if not conn.recv(65536):
+                break
+    with contextlib.suppress(OSError):
         conn.close()
 
 
@@ -482,23 +519,26 @@ def main() -> None:
     address, subnet, expires = sys.argv[1], sys.argv[2], float(sys.argv[3])
     os.makedirs(f"{STATE}/certs", mode=0o700, exist_ok=True)
     open(EVENTS, "a").close()
+    os.mkfifo(CTL, 0o600)
     agent = Agent(address, subnet, expires)
     firewall(address, subnet)
-    agent.firewall_cidrs(agent.policy)
+    try:  # a client that wrote the policy before ``ctl`` existed waits for ``loaded`` instead
+        agent.reload()
+    except Exception as exc:
+        print(f"policy not loaded: {type(exc).__name__}", flush=True)
+    if agent.cidrs is None:
+        agent.firewall_cidrs(agent.policy)
     for listen in agent.listen:
         for target in (agent.serve_dns, agent.serve_tcp):
             threading.Thread(target=target, args=(listen,), daemon=True).start()
+    threading.Thread(target=agent.serve_ctl, daemon=True).start()
     print(f"egress up on {address}", flush=True)
     sandbox = str(ipaddress.ip_network(subnet)[3])
-    seen, misses, next_look = False, 0, 0.0
+    seen, misses = False, 0
     while time.time() < expires and misses < 3:  # ends with the sandbox's lifetime, or soon after it is gone
-        with contextlib.suppress(Exception):
-            agent.reload()
-        if time.monotonic() >= next_look:
-            alive = sandbox_alive(sandbox)
-            seen, misses = seen or alive, 0 if alive else misses + seen
-            next_look = time.monotonic() + 2
-        time.sleep(0.1)
+        alive = sandbox_alive(sandbox)
+        seen, misses = seen or alive, 0 if alive else misses + seen
+        time.sleep(2)
     print("egress done: the sandbox ended", flush=True)
 
 

@@ -66,8 +66,9 @@ _NO_GPU = (
 )
 NO_DISK_QUOTA = (
     "this Docker engine cannot cap a sandbox's disk ({detail}); disk_mib needs a storage driver with "
-    "per-container quotas: overlay2 on an xfs data-root mounted with pquota (a kernel with CONFIG_XFS_QUOTA), "
-    "or zfs. Leave disk_mib unset, or use max_file_mib to cap the size of each file"
+    "per-container quotas (overlay2 on an xfs data-root mounted with pquota, or zfs), or overlay2 with the "
+    "privileged sandboxkit-warden container, loop devices and mkfs.ext4 on the engine's host "
+    "(`sandboxkit warden status`). Leave disk_mib unset, or use max_file_mib to cap the size of each file"
 )
 
 

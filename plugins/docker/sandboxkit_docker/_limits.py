@@ -2,12 +2,13 @@
 
 cpu -> CFS quota (``nano_cpus``) plus a cpuset of ceil(cpu) CPUs so ``nproc`` reports the limit;
 memory -> hard limit with no swap (``mem_limit == memswap_limit``); pids -> ``pids_limit``;
-disk -> ``storage_opt size`` (only storage drivers with quotas accept it: overlay2 on xfs with
-pquota, zfs; Docker rejects it on overlay2 over ext4); max_file_mib -> ``ulimit -f``.
+disk -> ``storage_opt size`` where the storage driver has quotas (overlay2 on xfs with pquota,
+zfs; Docker rejects it on overlay2 over ext4, where ``_diskcap`` mounts the cap instead);
+max_file_mib -> ``ulimit -f``.
 
 Every sandbox is capped even when the spec says nothing: a CFS quota of half the host's CPUs (at
 least one; ``cpu=`` replaces it), memory at half the host's RAM up to 8 GiB (``memory_mib=``
-replaces it), 4096 pids (``pids_limit``) and, where the engine has quotas, 10 GiB of disk.
+replaces it), 4096 pids (``pids_limit``) and 10 GiB of disk (where quotas or ``_diskcap`` hold one).
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ def default_memory_mib(mem_total: int) -> int | None:
     return min(DEFAULT_MEMORY_MAX_MIB, max(512, (mem_total >> 20) // 2)) if mem_total > 0 else None
 
 
+#: What PID 1 prints (nothing, unless root in the sandbox writes to ``/proc/1/fd/1``) is kept in at
+#: most 1 MiB on the host: the engine's default json-file log grows without bound, past any disk cap.
+LOG_CONFIG = {"Type": "json-file", "Config": {"max-size": "1m", "max-file": "1"}}
+
+
 def host_config(
     spec: SandboxSpec,
     *,
@@ -61,7 +67,7 @@ def host_config(
     max_file_mib: int | None,
 ) -> dict[str, Any]:
     """docker-py ``containers.create`` kwargs for every limit of ``spec`` (``fallback_cpu`` when it has no cpu)."""
-    kwargs: dict[str, Any] = {"pids_limit": pids_limit}
+    kwargs: dict[str, Any] = {"pids_limit": pids_limit, "log_config": LOG_CONFIG}
     cpu = spec.cpu if spec.cpu is not None else fallback_cpu
     if cpu is not None:
         kwargs["nano_cpus"] = int(cpu * 1e9)
@@ -77,7 +83,7 @@ def host_config(
     return kwargs
 
 
-#: The disk cap of a sandbox that asked for none, MiB, where the engine enforces one.
+#: The disk cap of a sandbox that asked for none, MiB, where the engine can enforce one.
 DEFAULT_DISK_MIB = 10240
 
 

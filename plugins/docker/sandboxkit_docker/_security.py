@@ -39,10 +39,18 @@ KNOWN_CAPS = frozenset(
 #: The environment variable naming the runtime when ``provider_options`` does not.
 RUNTIME_ENV = "SANDBOXKIT_DOCKER_RUNTIME"
 
-#: gVisor mounts a tmpfs of its own over an image's empty /tmp, which Docker's archive API (used by
-#: the file methods) cannot see; an anonymous volume there is shared by both, and removed with the
-#: sandbox (``v=True`` on every removal).
-RUNSC_TMP = docker.types.Mount(target="/tmp", source=None, type="volume")
+
+def runsc_tmp(disk_mib: int | None) -> docker.types.Mount:
+    """/tmp under gVisor, which mounts a tmpfs of its own over an image's empty /tmp that Docker's
+    archive API (used by the file methods) cannot see: an anonymous volume is shared by both, and
+    removed with the sandbox (``v=True`` on every removal). With a disk cap it is a tmpfs of
+    ``disk_mib`` (as gVisor's own), else a volume on the host's disk would take writes past the cap."""
+    if disk_mib is None:
+        return docker.types.Mount(target="/tmp", source=None, type="volume")
+    tmpfs = {"type": "tmpfs", "device": "tmpfs", "o": f"size={disk_mib}m"}
+    return docker.types.Mount(
+        target="/tmp", source=None, type="volume", driver_config=docker.types.DriverConfig("local", tmpfs)
+    )
 
 
 def normalize_caps(names: Iterable[str]) -> tuple[str, ...]:

@@ -6,6 +6,11 @@ network (no sandbox can reach it), restart policy ``unless-stopped``, and is sta
 and idempotently at each create (one inspect when it already runs; a fixed name makes two
 clients starting it at once safe). ``SANDBOXKIT_DOCKER_WARDEN=off`` turns it off.
 
+It also has the powers to mount each sandbox's disk-capped writable layer in the engine's mount
+namespace (``MOUNT_POWERS``: the host's PID namespace, SYS_ADMIN, loop devices; ``_diskcap``).
+That adds nothing: the engine socket it holds is already root on the engine's host. An engine
+that refuses those powers gets a warden without them, and its sandboxes no disk cap from it.
+
 Idle timeouts need to know when a sandbox was last busy, which the sandbox must not be able to
 fake: :class:`Activity` has each client write that into the warden container (never into the
 sandbox), at most every ``idle_timeout / 4`` seconds (2 s at most) and off the command's path.
@@ -44,7 +49,9 @@ MAX_REPORT_INTERVAL = 2.0
 
 log = logging.getLogger(__name__)
 PROGRAM = resources.files(__package__).joinpath("_warden_main.py").read_text()
-VERSION = hashlib.sha256(PROGRAM.encode()).hexdigest()[:12]
+#: label of a warden that can mount disk-capped layers (MOUNT_POWERS), "1" or "0"
+MOUNTS_LABEL = "sandboxkit.warden.mounts"
+VERSION = hashlib.sha256((PROGRAM + "mounts pid=host").encode()).hexdigest()[:12]
 
 
 def enabled() -> bool:
@@ -73,22 +80,37 @@ def running(info: dict[str, Any] | None) -> bool:
     return bool(info and (info.get("State") or {}).get("Running"))
 
 
+def _labels(info: dict[str, Any] | None) -> dict[str, str]:
+    return ((info or {}).get("Config") or {}).get("Labels") or {}
+
+
+def can_mount(info: dict[str, Any] | None) -> bool:
+    """True when this warden can mount disk-capped layers."""
+    return running(info) and _labels(info).get(MOUNTS_LABEL) == "1"
+
+
+def _outdated(info: dict[str, Any] | None) -> bool:
+    """An older warden that cannot mount (an unprivileged one of this version stays: the engine refused more)."""
+    return info is not None and _labels(info).get(LABEL) != VERSION and _labels(info).get(MOUNTS_LABEL) != "1"
+
+
 def ensure(api: Any) -> None:
     """Make sure the warden runs: one inspect when it does, else create (race-safe) and start it."""
     if not enabled():
         return
     info = inspect(api)
     for attempt in range(3):  # other clients may be creating, starting or replacing it at the same time
-        if running(info):
+        if running(info) and not _outdated(info):
             return
         try:
-            if info is not None and (info.get("Config") or {}).get("Labels", {}).get(LABEL) != VERSION:
+            if _outdated(info) or (info is not None and not running(info) and _labels(info).get(LABEL) != VERSION):
                 with contextlib.suppress(docker.errors.NotFound):
-                    api.remove_container(NAME, force=True)  # a stopped warden of another version: replace it
+                    api.remove_container(NAME, force=True)  # stopped and of another version, or one that cannot mount
                 info = None
             if info is None:
-                _create(api)
-            api.start(NAME)  # idempotent: an engine answers 304 when it already runs
+                _start(api)
+            else:
+                api.start(NAME)  # idempotent: an engine answers 304 when it already runs
             return
         except docker.errors.APIError as exc:
             info = inspect(api)
@@ -97,25 +119,53 @@ def ensure(api: Any) -> None:
             time.sleep(0.2)
 
 
-def _create(api: Any) -> None:
+def _start(api: Any) -> None:
+    """Create and start a warden that can mount; where the engine refuses that, one that cannot."""
+    try:
+        _create(api, mounts=True)
+        api.start(NAME)
+        return
+    except docker.errors.APIError as exc:  # e.g. an authorization plugin, or a rootless engine
+        if exc.status_code == 409 or running(info := inspect(api)) or _labels(info).get(MOUNTS_LABEL) != "1":
+            raise
+        log.warning("the engine refused the warden the powers to mount (%s): sandboxes get no disk cap from it", exc)
+    with contextlib.suppress(docker.errors.NotFound):
+        api.remove_container(NAME, force=True)
+    _create(api, mounts=False)
+    api.start(NAME)
+
+
+#: what the warden needs to mount disk-capped layers in the engine's mount namespace: enter it
+#: (SYS_ADMIN, SYS_CHROOT, SYS_PTRACE on the host's processes), copy the layer's files (CHOWN,
+#: DAC_OVERRIDE, FOWNER) and open loop devices (block 7, /dev/loop-control)
+MOUNT_POWERS: dict[str, Any] = {
+    "pid_mode": "host",
+    "cap_drop": ["ALL"],
+    "cap_add": ["SYS_ADMIN", "SYS_CHROOT", "SYS_PTRACE", "CHOWN", "DAC_OVERRIDE", "FOWNER"],
+    "device_cgroup_rules": ["b 7:* rwm", "c 10:237 rwm"],
+    "security_opt": ["no-new-privileges", "apparmor=unconfined"],
+}
+
+
+def _create(api: Any, *, mounts: bool) -> None:
     image = os.environ.get(ENV_IMAGE) or DEFAULT_IMAGE
+    powers = MOUNT_POWERS if mounts else {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges"]}
     host_config = api.create_host_config(
         binds=[f"{engine_socket()}:/var/run/docker.sock"],
         network_mode="none",
         restart_policy={"Name": "unless-stopped"},
         init=True,
-        cap_drop=["ALL"],
-        security_opt=["no-new-privileges"],
-        pids_limit=32,
-        mem_limit="64m",
+        pids_limit=4096,  # each create runs a few processes here while it mounts its disk cap
+        mem_limit="1g",
         log_config={"Type": "json-file", "Config": {"max-size": "1m", "max-file": "1"}},
+        **powers,
     )
     try:
         api.create_container(
             image,
             ["python3", "-c", PROGRAM],
             name=NAME,
-            labels={LABEL: VERSION},
+            labels={LABEL: VERSION, MOUNTS_LABEL: "1" if mounts else "0"},
             network_disabled=True,
             host_config=host_config,
         )
@@ -153,6 +203,7 @@ def status(api: Any) -> dict[str, Any]:
         "started_at": state.get("StartedAt") if info else None,
         "version": labels.get(LABEL),
         "current": labels.get(LABEL) == VERSION,
+        "mounts_disk_caps": can_mount(info),
         "socket": engine_socket(),
         "log": api.logs(NAME, tail=5).decode(errors="replace").splitlines() if info else [],
     }

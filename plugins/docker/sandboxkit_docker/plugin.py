@@ -103,6 +103,7 @@ def _warden_status(args: argparse.Namespace) -> int:
     print(f"{found['name']}: {found['state']}{current}" + ("" if found["enabled"] else "; off in this environment"))
     if found["started_at"]:
         print(f"started {found['started_at']}, engine socket {found['socket']}")
+        print("mounts disk caps" if found["mounts_disk_caps"] else "cannot mount disk caps (see docs/security.md)")
     for line in found["log"]:
         print(f"  {line}")
     return 0 if found["state"] == "running" else 3

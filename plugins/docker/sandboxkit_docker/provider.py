@@ -44,6 +44,7 @@ from sandboxkit.spi import (
 )
 from sandboxkit_docker import (
     _archive,
+    _diskcap,
     _dockerpy,
     _egress,
     _gc,
@@ -103,8 +104,8 @@ class DockerOptions(BaseModel):
     gpu_mode: Literal["auto", "simulate", "off"] | None = None
     #: give a cpu-limited sandbox a cpuset of ceil(cpu) CPUs, so ``nproc`` reports its limit
     pin_cpus: bool = True
-    #: cap on the sandbox's writable layer, MiB (needs a storage driver with quotas, e.g. overlay2 on xfs+pquota);
-    #: None: 10 GiB where the engine enforces quotas, else no cap
+    #: cap on the sandbox's writable layer, MiB: a driver quota (overlay2 on xfs+pquota, zfs), else a capped
+    #: filesystem the warden mounts under the layer (overlay2); None: 10 GiB where either holds, else no cap
     disk_mib: int | None = Field(None, gt=0)
     #: largest file a process may write, MiB (``ulimit -f``; works on every host)
     max_file_mib: int | None = Field(None, gt=0)
@@ -177,6 +178,7 @@ class DockerProvider(Provider):
         self._client: docker.DockerClient | None = None
         self._info: dict[str, Any] | None = None
         self._quota_refused = False
+        self._mounts: bool | None = None  # the warden can mount capped layers on this engine (tried once)
         self._lock = threading.Lock()
         self._activity: _warden.Activity | None = None
 
@@ -279,7 +281,8 @@ class DockerProvider(Provider):
         runtime = options.runtime or os.environ.get(_security.RUNTIME_ENV) or None
         if runtime is not None:
             _security.check_runtime(runtime, info.get("Runtimes") or {})
-        disk_mib = self._disk_mib(options.disk_mib, info)
+        await self.call(_warden.ensure, client.api, creating=True)  # enforces lifetimes from outside, mounts disk caps
+        disk_mib, mount_disk = await self._disk_plan(client, options.disk_mib, info)
         if spec.memory_mib is None:  # the default cap, reported like an asked-for one (OOM, env, label)
             spec = spec.model_copy(update={"memory_mib": _limits.default_memory_mib(int(info.get("MemTotal") or 0))})
         cpuset = await self._cpuset(spec.cpu) if spec.cpu is not None and options.pin_cpus else None
@@ -310,14 +313,14 @@ class DockerProvider(Provider):
                 pids_limit=options.pids_limit,
                 cpuset=cpuset,
                 fallback_cpu=_limits.default_cpu(int(info.get("NCPU") or 1)),
-                disk_mib=disk_mib,
+                disk_mib=None if mount_disk else disk_mib,
                 max_file_mib=options.max_file_mib,
             ),
             **_security.container_kwargs(options.cap_add, options.cap_drop, options.no_new_privileges, runtime),
             **(gpu.kwargs if gpu else {}),
         }
         if runtime == "runsc" and "/tmp" not in spec.volumes:
-            kwargs["mounts"] = [_security.RUNSC_TMP]
+            kwargs["mounts"] = [_security.runsc_tmp(disk_mib)]
             labels[_labels.TMP_VOLUME] = "1"
         if spec.name:
             kwargs["name"] = container_name(spec.app, spec.name)
@@ -325,7 +328,7 @@ class DockerProvider(Provider):
             kwargs["network_mode"] = "none"
         if spec.ports:  # loopback only, ephemeral host ports; `docker ps` shows them with the labels
             kwargs["ports"] = {f"{port}/tcp": ("127.0.0.1",) for port in spec.ports}
-        policy = None if spec.network is None else _egress.default_ca(spec.network)
+        policy = None if spec.network is None else _egress.resolve(spec.network)
         egress = None if policy is None else await _egress.Egress.prepare(self, kwargs, options.egress_network)
         try:
             try:
@@ -352,11 +355,14 @@ class DockerProvider(Provider):
                     await self._ensure_image(client, image, options.pull, explicit=explicit)  # a clear error, or a pull
                 container = await self._create_container(client, kwargs, spec)
             try:
+                if mount_disk and disk_mib is not None:
+                    await self.call(
+                        _diskcap.apply, client.api, container.id, disk_mib, info["DockerRootDir"], creating=True
+                    )
                 if gpu is not None and gpu.files():
                     await self.call(
                         client.api.put_archive, container.id, "/", _archive.pack(gpu.files(), mode=0o755), creating=True
                     )
-                await self.call(_warden.ensure, client.api, creating=True)  # enforces the lifetime from outside
                 await self.call(container.start, sandbox_id=container.id, creating=True)
                 if egress is not None and policy is not None:
                     await egress.attach(container.id, policy)
@@ -373,16 +379,25 @@ class DockerProvider(Provider):
         sandbox.network_policy = spec.network
         return sandbox
 
-    def _disk_mib(self, asked: int | None, info: Mapping[str, Any]) -> int | None:
-        """The disk cap to set: ``asked``, else the default where the engine enforces quotas."""
+    async def _disk_plan(
+        self, client: docker.DockerClient, asked: int | None, info: Mapping[str, Any]
+    ) -> tuple[int | None, bool]:
+        """The disk cap to set (``asked``, else the default) and whether the warden mounts it, or
+        (None, False) where neither driver quotas nor the warden's mounts can hold one."""
         problem = _limits.disk_quota_problem(dict(info))
-        if problem is None and not (asked is None and self._quota_refused):
-            return asked or _limits.DEFAULT_DISK_MIB
+        if problem is None and not self._quota_refused:
+            return asked or _limits.DEFAULT_DISK_MIB, False
+        if self._mounts is None and _warden.enabled():
+            self._mounts = await _threads.run_sync(_diskcap.available, client.api, dict(info))
+        if self._mounts and _warden.enabled():
+            return asked or _limits.DEFAULT_DISK_MIB, True
         if asked is not None:
             raise SandboxError(
-                ErrorCode.CAPABILITY_NOT_SUPPORTED, NO_DISK_QUOTA.format(detail=problem), provider=PROVIDER
+                ErrorCode.CAPABILITY_NOT_SUPPORTED,
+                NO_DISK_QUOTA.format(detail=problem or "its xfs data-root is not mounted with pquota"),
+                provider=PROVIDER,
             )
-        return None
+        return None, False
 
     async def _gpu_plan(self, spec: SandboxSpec, options: DockerOptions) -> _gpu.GpuPlan | None:
         if spec.gpu is None:
@@ -937,7 +952,7 @@ class DockerSandbox(SupervisedProcesses, SandboxHandle):
                 provider=PROVIDER,
                 sandbox_id=self.id,
             )
-        await self.egress.apply(_egress.default_ca(policy))
+        await self.egress.apply(_egress.resolve(policy))
         self.network_policy = policy
 
     async def network_log(self) -> builtins.list[NetworkEvent]:

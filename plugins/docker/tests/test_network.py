@@ -89,9 +89,19 @@ def test_a_denied_name_fails_fast_every_way(sb: Sandbox, hosts: NetworkHosts) ->
     assert denied_fast(probe(sb, "tcp", hosts.denied_ip, "80", "denied.test"))
     assert denied_fast(probe(sb, "tcp", hosts.allowed_ip, "80", "allowed.test"))
     assert denied_fast(probe(sb, "tcp", hosts.allowed_ip, "443", "allowed.test"))
-    # another port of an allowed name, UDP, IPv6
+    # a raw client that ignores the proxy variables and names a denied host to the egress itself
+    egress = probe(sb, "dns", "allowed.test")["addr"]
+    fronted = probe(sb, "tcp", egress, "80", "denied.test")
+    assert denied_fast(fronted) and "403 Forbidden" in fronted.get("body", ""), fronted
+    # another port of an allowed name
     assert denied_fast(probe(sb, "tcp", "allowed.test", "8080", "allowed.test"))
+    # UDP other than DNS, also to the allowed host and to the egress (QUIC's port)
     assert denied_fast(probe(sb, "udp", hosts.denied_ip, "9999"))
+    assert denied_fast(probe(sb, "udp", hosts.allowed_ip, "9999"))
+    assert denied_fast(probe(sb, "udp", egress, "443"))
+    # DNS sent to any other server is answered by the egress, by the policy (no tunnel through the host)
+    dns = probe(sb, "dnsq", hosts.denied_ip, "denied.test")
+    assert dns["rcode"] == 3 and dns["seconds"] < 5, dns
     assert denied_fast(probe(sb, "tcp6", "fd00::1", "80"))
 
 
@@ -148,6 +158,34 @@ def test_the_sandbox_cannot_change_its_route_or_firewall(sb: Sandbox) -> None:
     assert r.exit_code != 0 and "Operation not permitted" in r.stderr
 
 
+def test_ipv6_is_off_and_root_cannot_turn_it_on(sb: Sandbox) -> None:
+    script = (
+        "import json, socket\n"
+        "out = {'addresses': open('/proc/net/if_inet6').read() if __import__('os').path.exists('/proc/net/if_inet6')"
+        " else ''}\n"
+        "for path in ('/proc/sys/net/ipv6/conf/all/disable_ipv6', '/proc/sys/net/ipv6/conf/eth0/disable_ipv6'):\n"
+        "    try:\n"
+        "        open(path, 'w').write('0')\n"
+        "        out[path] = 'written'\n"
+        "    except OSError as e:\n"
+        "        out[path] = type(e).__name__\n"
+        "for kind, target in (('tcp', ('fd00::1', 80)), ('tcp', ('::1', 80)), ('udp', ('fd00::1', 53))):\n"
+        "    try:\n"
+        "        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM if kind == 'tcp' else socket.SOCK_DGRAM)\n"
+        "        s.settimeout(5); s.connect(target); s.send(b'x'); out[kind + str(target)] = 'sent'\n"
+        "    except OSError as e:\n"
+        "        out[kind + str(target)] = type(e).__name__\n"
+        "print(json.dumps(out))\n"
+    )
+    sb.write_file("/tmp/v6.py", script)
+    r = sb.execute(["python3", "/tmp/v6.py"], user="root", timeout=60)
+    assert r.exit_code == 0, r.stderr
+    found = json.loads(r.stdout.strip().splitlines()[-1])
+    assert found.pop("addresses") == "", "the sandbox has an IPv6 address"
+    assert set(found.values()) - {"written", "sent"} == set(found.values()), found  # every attempt failed
+    assert sb.execute("cat /proc/sys/net/ipv6/conf/all/disable_ipv6").stdout.strip() == "1"
+
+
 def test_reconnecting_sees_the_policy_and_log(sb: Sandbox) -> None:
     again = Sandbox.from_id(sb.id)
     assert again.network == sb.network
@@ -171,6 +209,27 @@ def test_a_sandbox_cannot_reach_another_sandboxs_egress(sb: Sandbox, hosts: Netw
         assert probe(other, "direct", "http://denied.test/")["ok"]
 
 
+def test_a_sandbox_allowed_the_egress_networks_cannot_reach_another_sandboxs_egress(
+    docker_engine: docker.DockerClient, sb: Sandbox, hosts: NetworkHosts
+) -> None:
+    """The attacker's policy allows the egress network and every sandbox network; it tries as root."""
+    token = docker_engine.containers.get(sb.id).labels["sandboxkit.egress"]
+    nets = docker_engine.api.inspect_container(f"sandboxkit-egress-{token}")["NetworkSettings"]["Networks"]
+    outside = nets[hosts.network]["IPAddress"]
+    inside = sb.execute("echo $HTTP_PROXY").stdout.strip().removeprefix("http://").split(":")[0]
+    subnet = docker_engine.api.inspect_network(hosts.network)["IPAM"]["Config"][0]["Subnet"]
+    with _create(hosts, NetworkPolicy(allow_cidrs=[subnet, "10.203.0.0/16"])) as attacker:
+        assert probe(attacker, "tcp", hosts.denied_ip, "80", "denied.test")["ok"]  # the CIDRs work
+        for address in (outside, inside):
+            for port in ("3128", "15001", "80", "443"):
+                r = probe(attacker, "tcp", address, port, "allowed.test")
+                assert denied_fast(r), (address, port, r)
+            # DNS to the other egress is answered by the attacker's own egress, by the attacker's policy
+            dns = probe(attacker, "dnsq", address, "allowed.test")
+            assert dns["rcode"] == 3 and dns["seconds"] < 5, dns
+    assert probe(sb, "direct", "http://allowed.test/")["ok"]
+
+
 # ---------------------------------------------------------------- errors and cleanup
 def test_bad_policies_are_refused_before_anything_is_created(
     docker_engine: docker.DockerClient, hosts: NetworkHosts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -181,6 +240,7 @@ def test_bad_policies_are_refused_before_anything_is_created(
     cases: list[dict[str, Any]] = [
         {"network": {"allow_domains": ["not a domain"]}},
         {"network": {"allow_cidrs": ["10.0.0.0/33"]}},
+        {"network": {"allow_cidrs": ["fd00::/8"]}},
         {"network": NetworkPolicy(), "block_network": True},
         {
             "network": NetworkPolicy(
@@ -223,6 +283,10 @@ def test_set_network_needs_a_policy_sandbox_and_a_valid_policy(sb: Sandbox) -> N
     with pytest.raises(SandboxError) as info:
         sb.set_network({"allow_cidrs": ["nope"]})  # type: ignore[arg-type]
     assert info.value.code == ErrorCode.INVALID_ARGUMENT
+    with pytest.raises(SandboxError) as info:
+        sb.set_network(NetworkPolicy(allow_cidrs=["10.9.0.0/24", "2001:db8::/32"]))
+    assert info.value.code == ErrorCode.INVALID_ARGUMENT and "IPv4" in info.value.message
+    assert "2001:db8::/32" in info.value.message
     with Sandbox.create(image="sandboxkit/base:bookworm", provider_options={"pull": "never"}) as plain:
         assert plain.network is None and plain.network_log() == []
         with pytest.raises(SandboxError) as info:
@@ -313,6 +377,9 @@ def test_injected_header_reaches_the_host_and_the_secret_never_enters_the_sandbo
         assert SECRET_VALUE not in json.dumps(docker_engine.api.inspect_container(sb.id))
         assert SECRET_VALUE not in json.dumps(docker_engine.api.inspect_container(egress.id))
         assert SECRET_VALUE.encode() not in egress.logs()
+        assert SECRET_VALUE not in repr(sb.network_log())
+        processes = json.dumps(egress.top(ps_args="-ww -eo pid,args"))
+        assert "egress.py" in processes and SECRET_VALUE not in processes
         assert SECRET_VALUE not in repr(sb.network)
 
 

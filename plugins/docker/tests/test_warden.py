@@ -62,6 +62,10 @@ def test_it_is_out_of_the_sandboxes_reach(docker_engine: Any) -> None:
     assert host["RestartPolicy"]["Name"] == "unless-stopped"
     assert [m["Destination"] for m in info["Mounts"]] == ["/var/run/docker.sock"]
     assert host["CapDrop"] == ["ALL"] and "no-new-privileges" in host["SecurityOpt"]
+    # the powers to mount disk-capped layers, and no more (never --privileged)
+    assert not host["Privileged"] and host["PidMode"] == "host"
+    assert sorted(host["CapAdd"]) == sorted(_warden.MOUNT_POWERS["cap_add"])
+    assert info["Config"]["Labels"][_warden.MOUNTS_LABEL] == "1"
     assert not host["PortBindings"] and not info["Config"].get("ExposedPorts")
     assert "sandboxkit.managed" not in info["Config"]["Labels"]  # never listed, reaped or counted as a sandbox
 
@@ -74,6 +78,7 @@ def test_a_create_restarts_a_removed_warden_and_the_cli_shows_it(docker_engine: 
         assert sb.execute("echo up").stdout == "up\n"
         up = _cli("status")
         assert up.returncode == 0 and "sandboxkit-warden: running" in up.stdout, up
+        assert "mounts disk caps" in up.stdout, up
     assert _cli("stop").returncode == 0
     assert _cli("start").returncode == 0
     (row,) = _wardens(docker_engine)

@@ -89,4 +89,6 @@ class ClientCache:
         with self._lock:
             clients, self._clients = list(self._clients.values()), {}
         for client in clients:
-            await client.close.aio()
+            # the blocking call on anyio's worker thread: at interpreter exit the loop's default executor,
+            # which the SDK's ``.aio()`` needs, may already be shut down (and its coroutine left unawaited)
+            await anyio.to_thread.run_sync(client.close)

@@ -423,6 +423,13 @@ def network_policy(access: api_pb2.NetworkAccess) -> dict[str, list[str]]:
     """A Modal outbound allowlist as the fields of a sandboxkit NetworkPolicy (validated by the facade)."""
     if "*" in access.allowed_domains:
         raise GRPCError(Status.UNIMPLEMENTED, "the Modal emulator does not support the '*' domain allowlist entry")
+    ipv6 = [c for c in access.allowed_cidrs if ":" in c]
+    if ipv6:
+        raise GRPCError(
+            Status.INVALID_ARGUMENT,
+            f"outbound_cidr_allowlist {', '.join(ipv6)}: the Modal emulator's sandboxes have no IPv6; "
+            "allow the IPv4 range (or the host's name in outbound_domain_allowlist) instead",
+        )
     return {"allow_domains": list(access.allowed_domains), "allow_cidrs": list(access.allowed_cidrs)}
 
 
