@@ -5,7 +5,8 @@ Installed once per sandbox (``BASE/.code/sbk_procd_HASH.py``, so it is compiled 
 library only, Python 3.9 or newer; see :mod:`sandboxkit._processes`). ``start`` launches a
 supervisor that outlives the exec and the client: it detaches (new session, double fork),
 re-executes itself (importing this file) with the exec's tree-kill marker removed from its
-environment, becomes a child subreaper (so every descendant, ``setsid`` and double-forked ones
+environment (a detached start, which has no marker, supervises in the forked process itself),
+becomes a child subreaper (so every descendant, ``setsid`` and double-forked ones
 included, stays in its tree), starts the command (on pipes or a pseudo-terminal) and records,
 under ``BASE/ID/``:
 
@@ -44,7 +45,12 @@ SEGMENT = 256 << 10
 RETAIN = 1 << 20
 EXIT_GRACE = 2.0
 POLL = 0.05
+#: A follower's first pause: it doubles up to :data:`POLL` while nothing new comes.
+FIRST_POLL = 0.002
 MARKERS = ("SANDBOXKIT_EXEC_ID",)
+#: In the command's environment (inherited by its descendants): finds a process of the tree that
+#: left it (double fork with ``setsid``) where the supervisor cannot be a subreaper (older gVisor).
+TREE = "SANDBOXKIT_PROCESS_ID"
 NO_PROCESS, ENDED, BAD = 4, 3, 5
 #: How the supervisor starts: its source and arguments arrive on stdin, NUL-separated.
 LOADER = (
@@ -93,7 +99,12 @@ def proc_dir(base: str, pid: str) -> str:
 
 # ---------------------------------------------------------------- start
 def op_start(base: str, spec_json: str, detached: str = "0") -> None:
-    """Launch the supervisor and report whether the command started (detached: in a file ``await`` reads)."""
+    """Launch the supervisor and report whether the command started (detached: in a file ``await`` reads).
+
+    Attached, the supervisor re-executes itself without the exec's tree-kill marker and reports
+    through a pipe. Detached (``docker exec -d``: no marker, nobody reading), it supervises in this
+    process after the double fork: one Python start less.
+    """
     spec = json.loads(spec_json)
     if detached == "1":
         os.makedirs(base, exist_ok=True)
@@ -103,6 +114,13 @@ def op_start(base: str, spec_json: str, detached: str = "0") -> None:
         os.close(read_end)
         os.setsid()
         if os.fork():
+            os._exit(0)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        if detached == "1":
+            os.close(write_end)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            supervise(base, spec, lambda message: write_atomic(os.path.join(base, ".failed-" + spec["id"]), message))
             os._exit(0)
         env = {k: v for k, v in os.environ.items() if k not in MARKERS}
         os.set_inheritable(write_end, True)
@@ -116,12 +134,14 @@ def op_start(base: str, spec_json: str, detached: str = "0") -> None:
         os.close(code_write)
         os.dup2(code_read, 0)
         os.close(code_read)
-        devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (1, 2):  # hold none of the exec's pipes: it ends when the launcher does
             os.dup2(devnull, fd)
         os.execve(sys.executable, [sys.executable, "-I", "-S", "-c", LOADER, "sbk-procd", spec["id"]], env)
     os.close(write_end)
     os.waitpid(child, 0)
+    if detached == "1":
+        os.close(read_end)
+        return  # ``await`` reports the start
     answer = b""
     while True:
         chunk = os.read(read_end, 4096)
@@ -129,20 +149,16 @@ def op_start(base: str, spec_json: str, detached: str = "0") -> None:
             break
         answer += chunk
     if answer != b"ok":
-        message = answer.decode(errors="replace") or "the supervisor of {} died at start".format(spec["id"])
-        if detached == "1":
-            write_atomic(os.path.join(base, ".failed-" + spec["id"]), message)
-        fail(126, message)
+        fail(126, answer.decode(errors="replace") or "the supervisor of {} died at start".format(spec["id"]))
     sys.stdout.write(json.dumps([info(base, spec["id"])]))
 
 
 class Supervisor:
     """Runs one command and keeps its output, stdin and exit status in files."""
 
-    def __init__(self, base: str, spec: dict[str, Any], report: int) -> None:
+    def __init__(self, base: str, spec: dict[str, Any]) -> None:
         self.spec = spec
         self.dir = os.path.join(base, spec["id"])
-        self.report = report
         self.outputs: dict[int, int] = {}
         self.stdin_fd: int | None = None
         self.pending = b""
@@ -186,7 +202,7 @@ class Supervisor:
             master, slave = pty.openpty()
             rows, cols = self.spec.get("rows") or 24, self.spec.get("cols") or 80
             fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-            env = dict(os.environ)
+            env = {**os.environ, TREE: self.spec["id"]}
             env.setdefault("TERM", "xterm-256color")
 
             def controlling() -> None:
@@ -209,7 +225,8 @@ class Supervisor:
         else:
             self.master = None
             pipe = subprocess.PIPE
-            self.proc = subprocess.Popen(argv, stdin=pipe, stdout=pipe, stderr=pipe, cwd=self.spec.get("cwd"))
+            env = {**os.environ, TREE: self.spec["id"]}
+            self.proc = subprocess.Popen(argv, stdin=pipe, stdout=pipe, stderr=pipe, cwd=self.spec.get("cwd"), env=env)
             self.outputs = {_own(self.proc.stdout): STDOUT, _own(self.proc.stderr): STDERR}
             self.stdin_fd = _own(self.proc.stdin)
         for fd in self.outputs:
@@ -378,12 +395,20 @@ def _own(stream: IO[bytes] | None) -> int:
 
 def op_supervise(base: str, spec_json: str, report_fd: str) -> None:
     report = int(report_fd)
-    supervisor = Supervisor(base, json.loads(spec_json), report)
+
+    def failed(message: str) -> None:
+        os.write(report, message.encode())
+
+    supervise(base, json.loads(spec_json), failed, report)
+
+
+def supervise(base: str, spec: dict[str, Any], failed: Any, report: int | None = None) -> None:
+    """Start the command and supervise it until its tree is gone; ``failed(message)`` if it cannot start."""
+    supervisor = Supervisor(base, spec)
     try:
         supervisor.setup()
         supervisor.launch()
     except BaseException as exc:  # tell the launcher why, in docker exec's words where it has some
-        spec = json.loads(spec_json)
         argv0, cwd = (spec.get("argv") or ["?"])[0], spec.get("cwd")
         if isinstance(exc, OSError) and cwd is not None and exc.filename == cwd:
             message = f'exec failed: chdir to cwd ("{cwd}") failed: {(exc.strerror or "error").lower()}'
@@ -391,13 +416,14 @@ def op_supervise(base: str, spec_json: str, report_fd: str) -> None:
             message = f'exec failed: exec: "{argv0}": executable file not found in $PATH'
         else:
             message = f"cannot start: {type(exc).__name__}: {exc}"
-        os.write(report, message.encode())
+        failed(message)
         import shutil
 
         shutil.rmtree(supervisor.dir, ignore_errors=True)
         os._exit(126)
-    os.write(report, b"ok")
-    os.close(report)
+    if report is not None:
+        os.write(report, b"ok")
+        os.close(report)
     supervisor.run()
 
 
@@ -505,13 +531,16 @@ def op_read(base: str, pid: str, follow: str) -> None:
     """Every kept frame, in order, on stdout; with follow, new ones until the output is done; then a trailer."""
     reader = Reader(proc_dir(base, pid))
     out = sys.stdout.buffer
+    pause = FIRST_POLL
     while True:
         state = info(base, pid)  # looked at first: once done, everything is in the files
         if reader.drain(out):
+            pause = FIRST_POLL
             continue
         if follow != "1" or state["done"]:
             break
-        time.sleep(POLL)
+        time.sleep(pause)  # new output shows soon after it is written; an idle process costs little
+        pause = min(pause * 2, POLL)
     final = json.dumps(info(base, pid)).encode()
     out.write(FRAME.pack(TRAILER, len(final)) + final)
     out.flush()
@@ -564,6 +593,27 @@ def descendants(root: int) -> list[int]:
     return found
 
 
+def marked(process_id: str) -> list[int]:
+    """Every process whose environment carries this process's :data:`TREE` marker."""
+    needle = f"\0{TREE}={process_id}\0".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if needle in b"\0" + f.read() + b"\0":
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def tree(supervisor: int, process_id: str) -> list[int]:
+    """The processes of a spawned command: the supervisor's descendants and whoever carries its marker."""
+    return sorted((set(descendants(supervisor)) | set(marked(process_id))) - {supervisor})
+
+
 def op_signal(base: str, pid: str, name: str) -> None:
     """Send SIG``name`` to every process of the tree; KILL repeats (stopping them first) until none is left."""
     path = proc_dir(base, pid)
@@ -576,18 +626,18 @@ def op_signal(base: str, pid: str, name: str) -> None:
     if start_time(meta["pid"]) != meta["start"]:
         return  # the supervisor is gone, and so is its tree
     if sig != signal.SIGKILL:
-        for target in descendants(meta["pid"]):
+        for target in tree(meta["pid"], pid):
             try:
                 os.kill(target, sig)
             except OSError:
                 pass
         return
     for _ in range(50):
-        tree = descendants(meta["pid"])
-        if not tree:
+        targets = tree(meta["pid"], pid)
+        if not targets:
             return
         for each in (signal.SIGSTOP, signal.SIGKILL):
-            for target in tree:
+            for target in targets:
                 try:
                     os.kill(target, each)
                 except OSError:

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
+import functools
 import hashlib
 import json
 import uuid
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
+
+import anyio
 
 from sandboxkit._errors import ErrorCode, SandboxError
 from sandboxkit._provider import OutputCallback
@@ -164,9 +167,8 @@ class InSandboxProcesses:
             "rows": rows,
             "cols": cols,
         }
-        if self._detached and not self._installed:
-            await self._install()
-        started = await self._op(
+        launch = functools.partial(
+            self._op,
             "start",
             json.dumps(spec),
             "1" if self._detached else "0",
@@ -175,9 +177,30 @@ class InSandboxProcesses:
             env=dict(request.env),
             timeout=START_TIMEOUT,
         )
-        if self._detached:  # its exit code never comes back: it cannot ask for the code to be installed
-            started = await self._op("await", process_id, f"{START_TIMEOUT:g}", start=True, timeout=None)
-        return _info(json.loads(started)[0])
+        if not self._detached:
+            return _info(json.loads(await launch())[0])
+        if not self._installed:  # its exit code never comes back: it cannot ask for the code to be installed
+            await self._install()
+        # the command that waits for the start report starts beside the launch, not after it
+        started: list[bytes] = []
+        failures: list[Exception] = []  # raised after the group, unwrapped; the launch's first
+
+        async def confirm() -> None:
+            try:
+                started.append(await self._op("await", process_id, f"{START_TIMEOUT:g}", start=True, timeout=None))
+            except Exception as exc:
+                failures.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(confirm)
+            try:
+                await launch()
+            except Exception as exc:
+                failures.insert(0, exc)
+                tg.cancel_scope.cancel()
+        if failures:
+            raise failures[0]
+        return _info(json.loads(started[0])[0])
 
     async def processes(self) -> builtins.list[ProcessInfo]:
         return [_info(row) for row in json.loads(await self._op("info"))]

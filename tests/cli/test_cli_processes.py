@@ -12,7 +12,7 @@ import subprocess
 import sys
 import termios
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -78,6 +78,15 @@ class Terminal:
         raise AssertionError(f"the CLI did not exit within {seconds}s; it showed {self.seen!r}")
 
 
+def wait_for(condition: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 def test_shell_is_an_interactive_terminal(sandbox: Sandbox) -> None:
     term = Terminal("shell", sandbox.id, rows=30, cols=100)
     term.expect("# ")  # the sandbox's shell prompt (root)
@@ -85,14 +94,22 @@ def test_shell_is_an_interactive_terminal(sandbox: Sandbox) -> None:
     term.expect("30 100")
     term.expect("tty-42")
     term.resize(50, 132)
-    time.sleep(0.5)
-    term.type("stty size\r")
-    term.expect("50 132")
-    term.type("sleep 1000\r")
-    time.sleep(1)
-    term.type("\x03")  # raw mode here: Ctrl-C reaches the sandbox's terminal and interrupts sleep
-    term.type("echo back-$((1+1))\r")
-    term.expect("back-2")
+    deadline = time.monotonic() + 60  # the CLI passes SIGWINCH on: the sandbox's terminal follows, soon
+    while True:
+        term.type("stty size\r")
+        try:
+            term.expect("50 132", seconds=2)
+            break
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+    term.type("sleep 4321\r")
+    running = lambda: "sleep 4321" in sandbox.execute("ps -eo args").stdout  # noqa: E731
+    assert wait_for(running, 60), f"the shell did not start the command; the terminal shows {term.seen!r}"
+    term.type("\x03")  # raw mode here: Ctrl-C reaches the sandbox's terminal and interrupts the foreground job
+    term.type("echo rc-$?\r")
+    term.expect("rc-130")  # 128 + SIGINT
+    assert not running()
     term.type("exit 5\r")
     assert term.exit_code() == 5
 

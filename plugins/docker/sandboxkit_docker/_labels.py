@@ -39,11 +39,13 @@ TAG = f"{PREFIX}.tag."
 PORTS = f"{PREFIX}.ports"
 #: the snapshot the sandbox started from
 SNAPSHOT = f"{PREFIX}.from_snapshot"
+#: "1": /tmp is the sandbox's anonymous volume (gVisor), which a snapshot must take in by itself
+TMP_VOLUME = f"{PREFIX}.tmp_volume"
 #: bookkeeping labels of the spec (``labels=``, ``$SANDBOXKIT_LABELS``)
 USER = f"{PREFIX}.label."
 _SANDBOX_KEYS = frozenset(
     {MANAGED, PROVIDER, APP, NAME, CREATED_AT, EXPIRES_AT, OWNER, IDLE_TIMEOUT, SECRETS, ENV_KEYS}
-    | {CPU, CPUSET, MEMORY_MIB, GPU, GPU_MODE, PORTS, SNAPSHOT}
+    | {CPU, CPUSET, MEMORY_MIB, GPU, GPU_MODE, PORTS, SNAPSHOT, TMP_VOLUME}
 )
 #: a spec label with this key names the sandbox's owner itself (e.g. the CLI's ``create``), so the
 #: creating process's death does not make it an orphan

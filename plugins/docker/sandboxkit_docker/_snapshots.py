@@ -65,6 +65,40 @@ def commit_labels(
     return out
 
 
+def commit(api: Any, container_id: str, snapshot_id: str, labels: Mapping[str, str]) -> None:
+    """``docker commit`` of a running sandbox (paused meanwhile) as the snapshot's image."""
+    api.commit(container_id, repository=REPOSITORY, tag=snapshot_id, conf={"Labels": dict(labels)}, pause=True)
+
+
+def commit_with_tmp(api: Any, container_id: str, snapshot_id: str, labels: Mapping[str, str]) -> None:
+    """:func:`commit` for a sandbox whose /tmp is an anonymous volume (gVisor), which a commit leaves out.
+
+    With the sandbox paused: commit it, then copy its /tmp into a container of that image (never
+    started) and commit that as the snapshot. A sandbox started from it gets a new /tmp volume,
+    which the engine fills from the image.
+    """
+    # the scratch container carries the bookkeeping labels as a sandbox would, so what reaps a
+    # session's sandboxes reaps it too if this process dies here; its image does not keep them
+    scratch_labels = {_labels.USER + k[len(USER) :]: v for k, v in labels.items() if k.startswith(USER)}
+    api.pause(container_id)
+    try:
+        base = api.commit(container_id, conf={"Labels": dict(labels)}, pause=False)
+        scratch = api.create_container(base["Id"], labels=scratch_labels)
+        try:
+            archive, _ = api.get_archive(container_id, "/tmp")
+            api.put_archive(scratch["Id"], "/", archive)
+        except BaseException:
+            api.remove_container(scratch["Id"], force=True, v=True)
+            raise
+    finally:
+        api.unpause(container_id)
+    try:
+        image_labels = {**{k: "" for k in scratch_labels}, **labels}
+        api.commit(scratch["Id"], repository=REPOSITORY, tag=snapshot_id, conf={"Labels": image_labels}, pause=False)
+    finally:
+        api.remove_container(scratch["Id"], force=True, v=True)
+
+
 def info(snapshot_id: str, labels: Mapping[str, str]) -> SnapshotInfo:
     """A snapshot image as SnapshotInfo."""
     created, expires = _float(labels.get(CREATED_AT)), _float(labels.get(EXPIRES_AT))

@@ -321,6 +321,7 @@ class DockerProvider(Provider):
         }
         if runtime == "runsc" and "/tmp" not in spec.volumes:
             kwargs["mounts"] = [_security.runsc_tmp(disk_mib)]
+            labels[_labels.TMP_VOLUME] = "1"
         if spec.name:
             kwargs["name"] = container_name(spec.app, spec.name)
         if spec.block_network:
@@ -969,15 +970,8 @@ class DockerSandbox(SupervisedProcesses, SandboxHandle):
         mine = {k[len(_labels.USER) :]: v for k, v in self.labels.items() if k.startswith(_labels.USER)}
         mine.pop(_labels.OWNER_KEY, None)  # the snapshot outlives whoever owns the sandbox
         image_labels = _snapshots.commit_labels(self.labels, self.id, {**mine, **labels}, ttl, time.time())
-        await self.provider.call(
-            self._api().commit,
-            self.id,
-            repository=_snapshots.REPOSITORY,
-            tag=snapshot_id,
-            conf={"Labels": image_labels},
-            pause=True,
-            sandbox_id=self.id,
-        )
+        commit = _snapshots.commit_with_tmp if self.labels.get(_labels.TMP_VOLUME) else _snapshots.commit
+        await self.provider.call(commit, self._api(), self.id, snapshot_id, image_labels, sandbox_id=self.id)
         return _snapshots.info(snapshot_id, image_labels)
 
     # ------------------------------------------------------------ files
