@@ -104,7 +104,10 @@ def test_shell_is_an_interactive_terminal(sandbox: Sandbox) -> None:
             if time.monotonic() > deadline:
                 raise
     term.type("sleep 4321\r")
-    running = lambda: "sleep 4321" in sandbox.execute("ps -eo args").stdout  # noqa: E731
+
+    def running() -> bool:
+        return "sleep 4321" in sandbox.execute("ps -eo args").stdout
+
     assert wait_for(running, 60), f"the shell did not start the command; the terminal shows {term.seen!r}"
     term.type("\x03")  # raw mode here: Ctrl-C reaches the sandbox's terminal and interrupts the foreground job
     term.type("echo rc-$?\r")
