@@ -100,6 +100,7 @@ class Agent:
         self.lock = threading.Lock()  # one reload at a time
         self.log_lock = threading.Lock()
         self.events = 0
+        self.told = False  # a client has sent a policy over ``ctl`` (so the sandbox was started)
 
     # ------------------------------------------------------------ policy
     def reload(self) -> None:
@@ -128,6 +129,7 @@ class Agent:
             with open(CTL) as ctl:  # blocks until a client writes
                 for line in ctl:
                     version = line.strip()
+                    self.told = True  # the client applies policies once it has started the sandbox
                     try:
                         self.reload()
                         answer = "ok" if self.policy.version == version else f"stale {self.policy.version}"
@@ -537,7 +539,10 @@ def main() -> None:
     seen, misses = False, 0
     while time.time() < expires and misses < 3:  # ends with the sandbox's lifetime, or soon after it is gone
         alive = sandbox_alive(sandbox)
-        seen, misses = seen or alive, 0 if alive else misses + seen
+        # seen: it answered once, or its client told us a policy (after starting it): a sandbox removed
+        # before the first probe answered must end its egress too
+        seen = seen or alive or agent.told
+        misses = 0 if alive else misses + seen
         time.sleep(2)
     print("egress done: the sandbox ended", flush=True)
 
