@@ -859,7 +859,9 @@ class DockerSandbox(SupervisedProcesses, SandboxHandle):
         with _warden.command(self.provider, self.id, self._idle_timeout):  # the warden's idle clock
             outcome = await self._run_until_stopped(request, on_output)
         # exec in a container that died or was removed mid-command ends like this, without an error
-        if outcome.exit_code in (126, 137, -1) and not outcome.timed_out and await self._stopped(outcome.exit_code):
+        if outcome is None or (
+            outcome.exit_code in (126, 137, -1) and not outcome.timed_out and await self._stopped(outcome.exit_code)
+        ):
             raise SandboxError(
                 ErrorCode.SANDBOX_NOT_FOUND,
                 "the sandbox stopped while the command ran (closed, expired, or killed from outside)",
@@ -874,8 +876,8 @@ class DockerSandbox(SupervisedProcesses, SandboxHandle):
             return dataclasses.replace(outcome, pids_exhausted=True)
         return outcome
 
-    async def _run_until_stopped(self, request: ExecRequest, on_output: OutputCallback) -> ExecExit:
-        """Run the command; end it with SANDBOX_NOT_FOUND if the container stops while its stream stays open."""
+    async def _run_until_stopped(self, request: ExecRequest, on_output: OutputCallback) -> ExecExit | None:
+        """Run the command; None when the container stopped while its stream stayed open (it was ended)."""
         outcome: ExecExit | None = None
         failure: Exception | None = None
 
@@ -899,13 +901,6 @@ class DockerSandbox(SupervisedProcesses, SandboxHandle):
             tg.cancel_scope.cancel()
         if failure is not None:
             raise failure
-        if outcome is None:
-            raise SandboxError(
-                ErrorCode.SANDBOX_NOT_FOUND,
-                "the sandbox stopped while the command ran (closed, expired, or killed from outside)",
-                provider=PROVIDER,
-                sandbox_id=self.id,
-            )
         return outcome
 
     async def _stopped(self, exit_code: int) -> bool:
