@@ -120,19 +120,41 @@ def ensure(api: Any) -> None:
 
 
 def _start(api: Any) -> None:
-    """Create and start a warden that can mount; where the engine refuses that, one that cannot."""
-    try:
-        _create(api, mounts=True)
-        api.start(NAME)
+    """Create and start a warden that can mount; where the engine refuses that, one that cannot.
+
+    Only the client whose create succeeded starts it and may fall back: another client's start
+    failing while this one starts it must not read as the engine refusing the powers."""
+    if not _create(api, mounts=True):
+        _await_theirs(api)
         return
-    except docker.errors.APIError as exc:  # e.g. an authorization plugin, or a rootless engine
-        if exc.status_code == 409 or running(info := inspect(api)) or _labels(info).get(MOUNTS_LABEL) != "1":
-            raise
-        log.warning("the engine refused the warden the powers to mount (%s): sandboxes get no disk cap from it", exc)
+    for _attempt in range(2):
+        try:
+            api.start(NAME)
+            return
+        except docker.errors.APIError as exc:  # e.g. an authorization plugin, or a rootless engine
+            if running(inspect(api)):
+                return  # another client's start won
+            refusal = exc
+            time.sleep(0.5)
+    log.warning("the engine refused the warden the powers to mount (%s): sandboxes get no disk cap from it", refusal)
     with contextlib.suppress(docker.errors.NotFound):
         api.remove_container(NAME, force=True)
     _create(api, mounts=False)
     api.start(NAME)
+
+
+#: how long a client waits for the warden another client created to run before starting it itself
+THEIRS_WAIT = 10.0
+
+
+def _await_theirs(api: Any) -> None:
+    """Another client created the warden and starts it (or falls back): wait for it to run."""
+    deadline = time.monotonic() + THEIRS_WAIT
+    while time.monotonic() < deadline:
+        if running(inspect(api)):
+            return
+        time.sleep(0.1)
+    api.start(NAME)  # its creator went away between create and start; an APIError has ensure() retry
 
 
 #: what the warden needs to mount disk-capped layers in the engine's mount namespace: enter it
@@ -147,7 +169,8 @@ MOUNT_POWERS: dict[str, Any] = {
 }
 
 
-def _create(api: Any, *, mounts: bool) -> None:
+def _create(api: Any, *, mounts: bool) -> bool:
+    """Create the warden container: False when another client created it first."""
     image = os.environ.get(ENV_IMAGE) or DEFAULT_IMAGE
     powers = MOUNT_POWERS if mounts else {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges"]}
     host_config = api.create_host_config(
@@ -177,8 +200,10 @@ def _create(api: Any, *, mounts: bool) -> None:
             provider=PROVIDER,
         ) from None
     except docker.errors.APIError as exc:
-        if exc.status_code != 409:  # 409: another client created it first, which is as good
+        if exc.status_code != 409:
             raise
+        return False  # another client created it first
+    return True
 
 
 def _failure(exc: Exception) -> SandboxError:
