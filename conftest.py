@@ -66,7 +66,8 @@ def _reap() -> list[str]:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark ``docker`` every test that uses the engine (through ``docker_engine``, even indirectly),
-    so that ``pytest -m "not docker"`` is the fast lane that needs no engine."""
+    so that ``pytest -m "not docker"`` is the fast lane that starts no real sandbox (the bwrap
+    provider's tests mark themselves)."""
     for item in items:
         if "docker_engine" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.docker)

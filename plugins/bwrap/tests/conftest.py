@@ -57,8 +57,11 @@ def _reap_bwrap() -> Iterator[None]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The bwrap tests start real sandboxes for minutes: out of the fast lane (``-m "not docker and not slow"``)."""
+    """The bwrap tests start real sandboxes, for minutes: marked ``bwrap`` (``-m bwrap`` runs them on a
+    machine with no engine) and, like every test that starts real sandboxes, ``docker``, so that
+    ``-m "not docker"`` stays the in-process fast lane."""
     here = Path(__file__).parent
     for item in items:
         if item.path.parent == here:
-            item.add_marker(pytest.mark.slow)
+            item.add_marker(pytest.mark.bwrap)
+            item.add_marker(pytest.mark.docker)
