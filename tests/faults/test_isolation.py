@@ -36,7 +36,9 @@ def test_oom_and_fork_bomb_stay_in_their_sandbox(docker_engine: Any) -> None:
 
         with pytest.raises(SandboxError) as err:  # the pids limit holds the bomb; the timeout ends it
             noisy.execute("f() { f | f & }; f; exec sleep 30", timeout=5)  # exec: no fork needed
-        assert err.value.code == ErrorCode.COMMAND_TIMEOUT
+        # or, when the bomb took the last pid before the command's own shell forked, that shell fails
+        # first and the command is reported as stopped by the pids limit; either way the bomb is gone
+        assert err.value.code in (ErrorCode.COMMAND_TIMEOUT, ErrorCode.RESOURCE_LIMIT_EXCEEDED), err.value
         assert noisy.execute("echo still here").stdout == "still here\n"
         left = noisy.execute("ps -e --no-headers | wc -l").stdout.strip()
         assert int(left) < 10, f"{left} processes left in the sandbox after the bomb was killed"
