@@ -158,23 +158,12 @@ class DiskCaps:
     def apply(self, container_id: str, disk_mib: int, root_dir: str) -> None:
         """Mount a ``disk_mib`` filesystem under the created (not yet started) container's writable layer,
         and one of CONTAINER_DIR_MIB under its directory in the engine's ``root_dir``."""
-        info = self._api.inspect_container(container_id)
-        upper = ((info.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir")
-        if not upper or not upper.endswith("/diff"):
-            raise SandboxError(
-                ErrorCode.SANDBOX_CREATION_FAILED,
-                "the engine did not report the sandbox's overlay2 layer, so its disk cap cannot be set",
-                provider=PROVIDER,
-            )
-        request = {
-            "op": "cap",
-            "root": root_dir,
-            "layer": upper.removesuffix("/diff"),
-            "mib": disk_mib,
-            "container": f"{root_dir}/containers/{info['Id']}",
-        }
+        request: dict[str, Any] = {"op": "cap", "root": root_dir, "id": container_id, "mib": disk_mib}
         try:
             answer = self._ask(request)
+            if answer.get("no_layer"):  # the daemon did not find the layer itself: the engine says where
+                request["layer"] = self._layer(container_id)
+                answer = self._ask(request)
             problem = None if answer.get("ok") else str(answer.get("error"))
         except ChannelBroken as exc:
             problem = str(exc)
@@ -185,6 +174,17 @@ class DiskCaps:
                 f"shows the warden that mounts it, or set {_warden.ENV_SWITCH}=off for no disk cap on this engine",
                 provider=PROVIDER,
             )
+
+    def _layer(self, container_id: str) -> str:
+        info = self._api.inspect_container(container_id)
+        upper = ((info.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir")
+        if not upper or not upper.endswith("/diff"):
+            raise SandboxError(
+                ErrorCode.SANDBOX_CREATION_FAILED,
+                "the engine did not report the sandbox's overlay2 layer, so its disk cap cannot be set",
+                provider=PROVIDER,
+            )
+        return str(upper).removesuffix("/diff")
 
     def close(self) -> None:
         with self._lock:

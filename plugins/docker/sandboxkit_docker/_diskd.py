@@ -7,9 +7,10 @@ own filesystem, where clients reach it through one long-lived ``docker exec`` ea
 PID namespace, SYS_ADMIN, SYS_CHROOT and SYS_PTRACE). Requests are JSON lines, answers too:
 
 - ``{"op": "probe", "root": DATA_ROOT}``: whether caps can be mounted here (a 4 MiB trial, once);
-- ``{"op": "cap", "root": ..., "layer": DIR, "mib": N, "container": DIR}``: a fresh ext4
-  filesystem of N MiB over the overlay2 layer directory and one of CONTAINER_DIR_MIB over the
-  container's directory, each holding the files that were there.
+- ``{"op": "cap", "root": ..., "id": CONTAINER_ID, "mib": N}``: a fresh ext4 filesystem of N MiB
+  over the container's overlay2 layer directory (found in the engine's layer store, or given as
+  ``"layer"``) and one of CONTAINER_DIR_MIB over its directory ``DATA_ROOT/containers/ID``, each
+  holding the files that were there.
 
 Filesystems come formatted ahead of time from a pool of sparse ext4 images in
 ``DATA_ROOT/sandboxkit-diskpool`` (same filesystem as the layers, so taking one is a rename),
@@ -305,6 +306,22 @@ def _unlink(path: str) -> None:
         pass
 
 
+def layer_of(root: str, container_id: str) -> str:
+    """The container's overlay2 layer directory, from the engine's layer store (no API round trip)."""
+    try:
+        with open(os.path.join(root, "image", "overlay2", "layerdb", "mounts", container_id, "mount-id")) as f:
+            mount_id = f.read().strip()
+    except OSError as exc:
+        raise NoLayer(f"the engine's layer store does not name the container's layer ({exc})") from None
+    if not mount_id or "/" in mount_id or mount_id.startswith("."):
+        raise NoLayer(f"the engine's layer store names the layer {mount_id!r}")
+    return os.path.join(root, "overlay2", mount_id)
+
+
+class NoLayer(CapError):
+    """The layer store did not say where the layer is; the client asks again with the layer directory."""
+
+
 class Beside(threading.Thread):
     """``func(*args)`` in a thread of its own; :meth:`result` waits for it and returns or raises."""
 
@@ -343,7 +360,10 @@ class Daemon:
         if req["op"] == "probe":
             return {"ok": True}
         if req["op"] == "cap":
-            layer, container = str(req["layer"]), str(req["container"])
+            cid = str(req["id"])
+            if len(cid) != 64 or not all(c in "0123456789abcdef" for c in cid):
+                raise CapError(f"{cid!r} is not a full container id")
+            layer, container = str(req.get("layer") or layer_of(root, cid)), os.path.join(root, "containers", cid)
             if not (os.path.isdir(os.path.join(layer, "diff")) and os.path.isdir(os.path.join(layer, "work"))):
                 raise CapError(f"{layer} is not an overlay2 layer")
             started = time.monotonic()
@@ -389,7 +409,7 @@ class Daemon:
                 try:
                     answer = self.handle(json.loads(line))
                 except (CapError, OSError, KeyError, ValueError, TypeError) as exc:
-                    answer = {"ok": False, "error": str(exc)}
+                    answer = {"ok": False, "error": str(exc), "no_layer": isinstance(exc, NoLayer)}
                 conn.sendall(json.dumps(answer).encode() + b"\n")
 
 

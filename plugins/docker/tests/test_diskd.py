@@ -187,6 +187,9 @@ def test_a_broken_channel_is_opened_again_and_a_warden_that_cannot_cap_says_so(
 
     caps = DiskCaps(docker_engine.api)
     assert caps.available(docker_engine.info())
+    root = docker_engine.info()["DockerRootDir"]
+    unknown = caps._ask({"op": "cap", "root": root, "id": "0" * 64, "mib": 64})  # the engine's layer store has none
+    assert not unknown["ok"] and unknown["no_layer"], unknown  # apply() then asks the engine for the layer
     created = docker_engine.api.create_container(
         "sandboxkit/base:bookworm", ["true"], labels=dict([session_label.split("=", 1)])
     )
