@@ -239,8 +239,7 @@ class Pool:
                         _unlink(dropped_path)
                 del self.extra[:-EXTRA_SIZES]
             found = self.ready.get(mib) or []
-            path = found.pop() if found else None
-            self.cond.notify_all()
+            path = found.pop() if found else None  # the refill waits for wake(): no mkfs beside a create's mounts
         if path is not None:
             try:
                 os.rename(path, target)
@@ -251,6 +250,11 @@ class Pool:
                     self.clear(usable=False)
         format_now(target, mib)
         return False
+
+    def wake(self) -> None:
+        """Have the refill look at the pool (after a request's answer went out)."""
+        with self.cond:
+            self.cond.notify_all()
 
     def clear(self, *, usable: bool = True) -> None:
         """Delete every pooled image (stop, or a pool that cannot serve)."""
@@ -411,6 +415,7 @@ class Daemon:
                 except (CapError, OSError, KeyError, ValueError, TypeError) as exc:
                     answer = {"ok": False, "error": str(exc), "no_layer": isinstance(exc, NoLayer)}
                 conn.sendall(json.dumps(answer).encode() + b"\n")
+                self.pool.wake()
 
 
 def main() -> None:

@@ -7,9 +7,11 @@ and idempotently at each create (one inspect when it already runs; a fixed name 
 clients starting it at once safe). ``SANDBOXKIT_DOCKER_WARDEN=off`` turns it off.
 
 It also has the powers to mount each sandbox's disk-capped writable layer in the engine's mount
-namespace (``MOUNT_POWERS``: the host's PID namespace, SYS_ADMIN, loop devices; ``_diskcap``).
-That adds nothing: the engine socket it holds is already root on the engine's host. An engine
-that refuses those powers gets a warden without them, and its sandboxes no disk cap from it.
+namespace (``MOUNT_POWERS``: the host's PID namespace, SYS_ADMIN, loop devices), which its disk
+daemon (``_diskd``, served to clients through ``_diskcap``) uses. That adds nothing: the engine
+socket it holds is already root on the engine's host. An engine that refuses those powers gets a
+warden without them (and no disk daemon), and its sandboxes no disk cap from it. :func:`stop`
+stops it gracefully first, so that the disk daemon deletes its pool of formatted filesystems.
 
 Idle timeouts need to know when a sandbox was last busy, which the sandbox must not be able to
 fake: :class:`Activity` has each client write that into the warden container (never into the
