@@ -247,7 +247,7 @@ class Pool:
             except OSError as exc:
                 _unlink(path)
                 if exc.errno == errno.EXDEV:  # the data-root spans filesystems: format in place from now on
-                    self.clear(usable=False)
+                    self.clear()
         format_now(target, mib)
         return False
 
@@ -256,11 +256,10 @@ class Pool:
         with self.cond:
             self.cond.notify_all()
 
-    def clear(self, *, usable: bool = True) -> None:
-        """Delete every pooled image (stop, or a pool that cannot serve)."""
+    def clear(self) -> None:
+        """Delete every pooled image and stop refilling (stop, or a pool that cannot serve)."""
         with self.cond:
-            self.usable = usable
-            self.stopping = not usable or self.stopping
+            self.usable, self.stopping = False, True
             if self.formatting is not None:
                 self.formatting.kill()
             self.ready.clear()
@@ -285,7 +284,12 @@ class Pool:
                     return
                 self.count += 1
                 tmp = os.path.join(self.dir, f".formatting-{self.count}")
-                self.formatting = proc = mkfs(tmp, mib)
+                try:
+                    self.formatting = proc = mkfs(tmp, mib)
+                except OSError as exc:  # no mkfs.ext4 on the host: creates format on demand (and say why)
+                    print(f"pool: cannot run mkfs.ext4: {exc}", flush=True)
+                    self.cond.wait(30)
+                    continue
             _, err = proc.communicate()
             with self.cond:
                 self.formatting = None
@@ -439,7 +443,7 @@ def main() -> None:
             conn, _ = server.accept()
             threading.Thread(target=daemon.serve, args=(conn,), daemon=True).start()
     finally:
-        daemon.pool.clear(usable=False)
+        daemon.pool.clear()
 
 
 if __name__ == "__main__":
