@@ -59,7 +59,8 @@ DISKD_CONFIG = json.dumps({"default_mib": DEFAULT_DISK_MIB})
 #: label of a warden that can mount disk-capped layers (MOUNT_POWERS), "1" or "0"
 MOUNTS_LABEL = "sandboxkit.warden.mounts"
 #: label with the version of the disk daemon's protocol a warden serves ("0": none); a client
-#: replaces a mounting warden only when its own is newer, so clients of two versions never take turns
+#: replaces a mounting warden only when its own is newer, so clients of two versions never take turns;
+#: bump it with any change a daemon of the previous version would not understand
 DISKD_LABEL = "sandboxkit.warden.diskd"
 DISKD_PROTOCOL = 1
 VERSION = hashlib.sha256((PROGRAM + DISKD + DISKD_CONFIG + "mounts pid=host").encode()).hexdigest()[:12]
