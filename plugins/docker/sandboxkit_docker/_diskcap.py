@@ -1,130 +1,196 @@
 """Disk caps where the storage driver has none (overlay2 on ext4): the writable layer on its own filesystem.
 
-Between create and start, the warden (in the host's PID namespace, with SYS_ADMIN) enters the
-engine's mount namespace and mounts a fresh ext4 filesystem of ``disk_mib`` over the container's
-overlay2 layer directory: the upper dir, the work dir (overlayfs wants both on one mount) and
-the driver's own files. The filesystem lives in a sparse file in the layer directory, hidden
-under the mount: only what the sandbox writes takes host disk, at most the cap, and a writer past
-it gets ENOSPC. Removing the container unmounts the layer (the engine unmounts what is mounted
-under a layer it deletes), which releases the loop device (``mount -o loop`` sets autoclear),
-and deletes the directory with the file. The container's own directory
-(``<data-root>/containers/<id>``) gets a filesystem of its own of CONTAINER_DIR_MIB: the engine
-bind-mounts ``/etc/hosts``, ``/etc/hostname`` and ``/etc/resolv.conf`` from there, writable by
-root inside. It needs ``sh``, ``mkfs.ext4``, ``mount`` and loop devices on the engine's host;
-the first create of each provider checks that with a 4 MiB trial.
+Between create and start, the warden's disk daemon (``_diskd``: in the engine's mount namespace,
+with SYS_ADMIN) mounts a fresh ext4 filesystem of ``disk_mib`` over the container's overlay2 layer
+directory (the upper dir, the work dir, which overlayfs wants on one mount, and the driver's own
+files) and one of CONTAINER_DIR_MIB over the container's own directory
+(``<data-root>/containers/<id>``, whence the engine bind-mounts ``/etc/hosts``, ``/etc/hostname``
+and ``/etc/resolv.conf``, writable by root inside). Each filesystem lives in a sparse file hidden
+under its mount: only what the sandbox writes takes host disk, at most the cap, and a writer past
+it gets ENOSPC. Removing the container unmounts the layer, which releases the loop device
+(autoclear), and deletes the directory with the file.
+
+A create costs one request on a channel that stays open: one ``docker exec`` per provider into
+the warden, whose stdin and stdout relay JSON lines to the daemon's socket. The daemon takes the
+filesystems from a pool formatted ahead of time, so a create pays a rename, a loop attach, a
+mount and the copy of a few files, and no process start. A channel that breaks is opened again
+once per request. The first create of each provider asks the daemon whether it can mount there
+(a 4 MiB trial, once per daemon).
 """
 
 from __future__ import annotations
 
+import json
+import threading
 from typing import Any
 
+import docker.errors
+
 from sandboxkit.spi import ErrorCode, SandboxError
-from sandboxkit_docker import _warden
+from sandboxkit_docker import _dockerpy, _warden
+from sandboxkit_docker._diskd import CONTAINER_DIR_MIB, SOCKET
 from sandboxkit_docker._errors import PROVIDER
+from sandboxkit_docker._frames import STDOUT, FrameSplitter
 
-#: the last line of a successful run
-OK = "sandboxkit-disk: ok"
+__all__ = ["CONTAINER_DIR_MIB", "DiskCaps"]
 
-#: the cap on the container's own directory (hosts, hostname, resolv.conf, log, config), MiB
-CONTAINER_DIR_MIB = 16
+#: longest wait for one answer (a size that is not pooled is formatted while the create waits)
+ANSWER_TIMEOUT = 120.0
 
-#: Runs on the engine's host, in its mount namespace: ``probe DIR`` (a 4 MiB trial there), or
-#: ``cap LAYER_DIR MIB CONTAINER_DIR``. The filesystem is mounted straight over the directory
-#: while the shell's working directory still is the one below, whose files it then copies up.
-#: Its sparse file stays there, hidden, until the engine deletes the directory. Few processes:
-#: under load each costs milliseconds, and every create waits for this.
-HOST_SCRIPT = r"""
-set -eu
-capfs() {  # DIR MIB: a fresh filesystem of MIB mounted over DIR, holding DIR's files
-    dir=$1
-    cd "$dir" || { echo "no $dir where process $VIA sees the engine's files" >&2; exit 3; }
-    mkfs.ext4 -q -F -m 0 -O ^has_journal -E lazy_itable_init=1,nodiscard .sandboxkit-disk "$2M" >/dev/null
-    mount -o loop,noinit_itable .sandboxkit-disk "$dir"
-    set -- *
-    if [ -e "$1" ]; then cp -a "$@" "$dir/"; fi
-}
-VIA=$1
-shift
-if [ "$1" = probe ]; then
-    mkdir "$2/.sandboxkit-probe.$$"
-    capfs "$2/.sandboxkit-probe.$$" 4
-    cd /
-    umount "$2/.sandboxkit-probe.$$"
-    rm -r "$2/.sandboxkit-probe.$$"
-else
-    [ -d "$2/diff" ] && [ -d "$2/work" ] || { echo "$2 is not an overlay2 layer" >&2; exit 3; }
-    (capfs "$2" "$3") & layer=$!
-    (capfs "$4" @CONTAINER_DIR_MIB@) & container=$!
-    rc=0
-    wait $layer || rc=$?
-    wait $container || rc=$?
-    [ $rc = 0 ] || exit $rc
-fi
-echo "@OK@"
-""".replace("@OK@", OK).replace("@CONTAINER_DIR_MIB@", str(CONTAINER_DIR_MIB))
-
-#: Runs in the warden: finds a process in the engine's mount namespace (the runtime's shim that
-#: started this exec) and runs HOST_SCRIPT there with the host's tools. Shell builtins only.
-WARDEN_SCRIPT = r"""
-set -eu
-outside() {  # the first ancestor in another mount namespace
-    pid=$$
-    while [ /proc/$pid/ns/mnt -ef /proc/self/ns/mnt ]; do
-        read -r stat < /proc/$pid/stat
-        set -- ${stat##*) }
-        pid=$2
-    done
-}
-# not `runc exec`, which exits as soon as this runs, but the shim this is then re-parented to
-tries=0
-while [ $((tries += 1)) -le 300 ]; do
-    outside
-    [ "$pid" -gt 1 ] || { echo "the warden does not see the engine's host processes" >&2; exit 4; }
-    comm=
-    read -r comm 2>/dev/null < /proc/$pid/comm || true
-    case $comm in ""|runc*) sleep 0.01;; *) break;; esac
-done
-exec nsenter -t "$pid" -m -- sh -c "$HOST_SCRIPT" sandboxkit-disk "$pid ($comm)" "$@"
+#: Runs in the warden as ``python3 -I -S -c RELAY SOCKET``: stdin to the daemon's socket, its
+#: answers to stdout (the daemon may still be starting: it retries the connect for 10 s).
+RELAY = r"""
+import os,select,socket,sys,time
+s=socket.socket(socket.AF_UNIX)
+for i in range(100):
+    try:
+        s.connect(sys.argv[1]);break
+    except OSError:
+        if i==99:raise
+        time.sleep(0.1)
+while True:
+    r=select.select([0,s],[],[])[0]
+    if 0 in r:
+        d=os.read(0,65536)
+        if not d:break
+        s.sendall(d)
+    if s in r:
+        d=s.recv(65536)
+        if not d:break
+        os.write(1,d)
 """
 
 
-def _run(api: Any, *args: str) -> tuple[bool, str]:
-    """Run the disk script in the warden with ``args``: (it succeeded, its output)."""
-    env = {"HOST_SCRIPT": HOST_SCRIPT}
-    exec_id = api.exec_create(_warden.NAME, ["sh", "-c", WARDEN_SCRIPT, "sh", *args], environment=env, user="root")
-    out = api.exec_start(exec_id["Id"]).decode(errors="replace").strip()
-    return out.endswith(OK), out
+class ChannelBroken(Exception):
+    """The channel to the warden's disk daemon closed or failed."""
 
 
-def available(api: Any, info: dict[str, Any]) -> bool:
-    """True when the warden can give this engine's sandboxes a capped layer (a 4 MiB trial)."""
-    if info.get("Driver") != "overlay2" or not _warden.enabled():
-        return False
-    if not _warden.can_mount(_warden.inspect(api)):
-        return False
-    try:
-        ok, _ = _run(api, "probe", str(info["DockerRootDir"]))
-    except Exception:
-        return False
-    return ok
+class _Channel:
+    """One attached ``docker exec`` of RELAY in the warden: requests in, answers out, one at a time."""
+
+    def __init__(self, api: Any) -> None:
+        if not _warden.serves_diskd(_warden.inspect(api)):
+            raise ChannelBroken(
+                "the running warden has no disk daemon this client speaks to (stopped, or of an older version: "
+                "a create replaces it)"
+            )
+        created = api.exec_create(_warden.NAME, ["python3", "-I", "-S", "-c", RELAY, SOCKET], stdin=True, user="root")
+        self._sock = api.exec_start(created["Id"], socket=True)
+        self._raw = _dockerpy.raw_socket(self._sock)
+        self._frames = FrameSplitter()
+        self._raw.setblocking(False)  # so that reading what http.client read ahead never waits
+        self._lines = bytearray(_answers(_dockerpy.read_ahead(self._sock), self._frames))
+        self._raw.settimeout(ANSWER_TIMEOUT)
+
+    def ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        try:
+            self._raw.sendall(json.dumps(request).encode() + b"\n")
+            while b"\n" not in self._lines:
+                data = self._raw.recv(1 << 16)
+                if not data:
+                    raise ChannelBroken("the warden closed the disk channel")
+                self._lines += _answers(data, self._frames)
+        except OSError as exc:  # includes a timeout
+            raise ChannelBroken(f"the disk channel to the warden failed ({exc})") from None
+        line, _, rest = bytes(self._lines).partition(b"\n")
+        self._lines = bytearray(rest)
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            raise ChannelBroken(f"the warden answered {line[-200:]!r}") from None
+        if not isinstance(answer, dict):
+            raise ChannelBroken(f"the warden answered {line[-200:]!r}")
+        return answer
+
+    def close(self) -> None:
+        for closeable in (self._sock, self._raw):
+            try:
+                closeable.close()
+            except OSError:
+                pass
 
 
-def apply(api: Any, container_id: str, disk_mib: int, root_dir: str) -> None:
-    """Mount a ``disk_mib`` filesystem under the created (not yet started) container's writable layer,
-    and one of CONTAINER_DIR_MIB under its directory in the engine's ``root_dir``."""
-    info = api.inspect_container(container_id)
-    upper = ((info.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir")
-    if not upper or not upper.endswith("/diff"):
-        raise SandboxError(
-            ErrorCode.SANDBOX_CREATION_FAILED,
-            "the engine did not report the sandbox's overlay2 layer, so its disk cap cannot be set",
-            provider=PROVIDER,
-        )
-    ok, out = _run(api, "cap", upper.removesuffix("/diff"), str(disk_mib), f"{root_dir}/containers/{info['Id']}")
-    if not ok:
-        raise SandboxError(
-            ErrorCode.SANDBOX_CREATION_FAILED,
-            f"could not cap the sandbox's disk at {disk_mib} MiB ({out[-300:]}); `sandboxkit warden status` shows "
-            f"the warden that mounts it, or set {_warden.ENV_SWITCH}=off for no disk cap on this engine",
-            provider=PROVIDER,
-        )
+def _answers(data: bytes, splitter: FrameSplitter) -> bytes:
+    """The relay's stdout in Docker's multiplexed frames (its stderr, the relay's own errors, dropped)."""
+    out = bytearray()
+
+    def sink(stream: int, payload: memoryview) -> None:
+        if stream == STDOUT:
+            out.extend(payload)
+
+    splitter.feed(data, sink)
+    return bytes(out)
+
+
+class DiskCaps:
+    """One provider's channel to the warden's disk daemon (opened on first use, shared by its creates)."""
+
+    def __init__(self, api: Any) -> None:
+        self._api = api
+        self._lock = threading.Lock()
+        self._channel: _Channel | None = None
+
+    def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One request; a broken channel is opened again once."""
+        with self._lock:
+            for attempt in range(2):
+                try:
+                    if self._channel is None:
+                        self._channel = _Channel(self._api)
+                    return self._channel.ask(request)
+                except (ChannelBroken, docker.errors.APIError) as exc:
+                    self.close_locked()
+                    if attempt == 1:
+                        raise ChannelBroken(str(exc)) from None
+        raise AssertionError("unreachable")
+
+    def available(self, info: dict[str, Any]) -> bool:
+        """True when the warden can give this engine's sandboxes a capped layer (a 4 MiB trial there)."""
+        if info.get("Driver") != "overlay2" or not _warden.enabled():
+            return False
+        if not _warden.serves_diskd(_warden.inspect(self._api)):
+            return False
+        try:
+            return bool(self._ask({"op": "probe", "root": str(info["DockerRootDir"])}).get("ok"))
+        except ChannelBroken:
+            return False
+
+    def apply(self, container_id: str, disk_mib: int, root_dir: str) -> None:
+        """Mount a ``disk_mib`` filesystem under the created (not yet started) container's writable layer,
+        and one of CONTAINER_DIR_MIB under its directory in the engine's ``root_dir``."""
+        request: dict[str, Any] = {"op": "cap", "root": root_dir, "id": container_id, "mib": disk_mib}
+        try:
+            answer = self._ask(request)
+            if answer.get("no_layer"):  # the daemon did not find the layer itself: the engine says where
+                request["layer"] = self._layer(container_id)
+                answer = self._ask(request)
+            problem = None if answer.get("ok") else str(answer.get("error"))
+        except ChannelBroken as exc:
+            problem = str(exc)
+        if problem is not None:
+            raise SandboxError(
+                ErrorCode.SANDBOX_CREATION_FAILED,
+                f"could not cap the sandbox's disk at {disk_mib} MiB ({problem[-300:]}); `sandboxkit warden status` "
+                f"shows the warden that mounts it, or set {_warden.ENV_SWITCH}=off for no disk cap on this engine",
+                provider=PROVIDER,
+            )
+
+    def _layer(self, container_id: str) -> str:
+        info = self._api.inspect_container(container_id)
+        upper = ((info.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir")
+        if not upper or not upper.endswith("/diff"):
+            raise SandboxError(
+                ErrorCode.SANDBOX_CREATION_FAILED,
+                "the engine did not report the sandbox's overlay2 layer, so its disk cap cannot be set",
+                provider=PROVIDER,
+            )
+        return str(upper).removesuffix("/diff")
+
+    def close(self) -> None:
+        with self._lock:
+            self.close_locked()
+
+    def close_locked(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None

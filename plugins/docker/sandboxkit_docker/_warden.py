@@ -7,9 +7,11 @@ and idempotently at each create (one inspect when it already runs; a fixed name 
 clients starting it at once safe). ``SANDBOXKIT_DOCKER_WARDEN=off`` turns it off.
 
 It also has the powers to mount each sandbox's disk-capped writable layer in the engine's mount
-namespace (``MOUNT_POWERS``: the host's PID namespace, SYS_ADMIN, loop devices; ``_diskcap``).
-That adds nothing: the engine socket it holds is already root on the engine's host. An engine
-that refuses those powers gets a warden without them, and its sandboxes no disk cap from it.
+namespace (``MOUNT_POWERS``: the host's PID namespace, SYS_ADMIN, loop devices), which its disk
+daemon (``_diskd``, served to clients through ``_diskcap``) uses. That adds nothing: the engine
+socket it holds is already root on the engine's host. An engine that refuses those powers gets a
+warden without them (and no disk daemon), and its sandboxes no disk cap from it. :func:`stop`
+stops it gracefully first, so that the disk daemon deletes its pool of formatted filesystems.
 
 Idle timeouts need to know when a sandbox was last busy, which the sandbox must not be able to
 fake: :class:`Activity` has each client write that into the warden container (never into the
@@ -22,6 +24,7 @@ import atexit
 import contextlib
 import hashlib
 import io
+import json
 import logging
 import os
 import tarfile
@@ -35,6 +38,7 @@ import docker.errors
 
 from sandboxkit.spi import ErrorCode, SandboxError
 from sandboxkit_docker._errors import PROVIDER
+from sandboxkit_docker._limits import DEFAULT_DISK_MIB
 from sandboxkit_docker.images import DEFAULT_IMAGE
 
 NAME = "sandboxkit-warden"
@@ -49,9 +53,17 @@ MAX_REPORT_INTERVAL = 2.0
 
 log = logging.getLogger(__name__)
 PROGRAM = resources.files(__package__).joinpath("_warden_main.py").read_text()
+#: the disk daemon the warden runs beside it when it can mount (``_diskd``), and its configuration
+DISKD = resources.files(__package__).joinpath("_diskd.py").read_text()
+DISKD_CONFIG = json.dumps({"default_mib": DEFAULT_DISK_MIB})
 #: label of a warden that can mount disk-capped layers (MOUNT_POWERS), "1" or "0"
 MOUNTS_LABEL = "sandboxkit.warden.mounts"
-VERSION = hashlib.sha256((PROGRAM + "mounts pid=host").encode()).hexdigest()[:12]
+#: label with the version of the disk daemon's protocol a warden serves ("0": none); a client
+#: replaces a mounting warden only when its own is newer, so clients of two versions never take turns;
+#: bump it with any change a daemon of the previous version would not understand
+DISKD_LABEL = "sandboxkit.warden.diskd"
+DISKD_PROTOCOL = 1
+VERSION = hashlib.sha256((PROGRAM + DISKD + DISKD_CONFIG + "mounts pid=host").encode()).hexdigest()[:12]
 
 
 def enabled() -> bool:
@@ -89,9 +101,24 @@ def can_mount(info: dict[str, Any] | None) -> bool:
     return running(info) and _labels(info).get(MOUNTS_LABEL) == "1"
 
 
+def serves_diskd(info: dict[str, Any] | None) -> bool:
+    """True when this warden mounts disk caps through a disk daemon that speaks this client's protocol."""
+    return can_mount(info) and _diskd_protocol(info) >= DISKD_PROTOCOL
+
+
+def _diskd_protocol(info: dict[str, Any] | None) -> int:
+    try:
+        return int(_labels(info).get(DISKD_LABEL) or 0)
+    except ValueError:
+        return 0
+
+
 def _outdated(info: dict[str, Any] | None) -> bool:
-    """An older warden that cannot mount (an unprivileged one of this version stays: the engine refused more)."""
-    return info is not None and _labels(info).get(LABEL) != VERSION and _labels(info).get(MOUNTS_LABEL) != "1"
+    """A warden of another version that cannot mount, or mounts with an older disk protocol (an
+    unprivileged one of this version stays: the engine refused more)."""
+    if info is None or _labels(info).get(LABEL) == VERSION:
+        return False
+    return _labels(info).get(MOUNTS_LABEL) != "1" or _diskd_protocol(info) < DISKD_PROTOCOL
 
 
 def ensure(api: Any) -> None:
@@ -178,17 +205,18 @@ def _create(api: Any, *, mounts: bool) -> bool:
         network_mode="none",
         restart_policy={"Name": "unless-stopped"},
         init=True,
-        pids_limit=4096,  # each create runs a few processes here while it mounts its disk cap
+        pids_limit=4096,
         mem_limit="1g",
         log_config={"Type": "json-file", "Config": {"max-size": "1m", "max-file": "1"}},
         **powers,
     )
+    labels = {LABEL: VERSION, MOUNTS_LABEL: "1" if mounts else "0", DISKD_LABEL: str(DISKD_PROTOCOL if mounts else 0)}
     try:
         api.create_container(
             image,
-            ["python3", "-c", PROGRAM],
+            ["python3", "-c", PROGRAM, DISKD, DISKD_CONFIG] if mounts else ["python3", "-c", PROGRAM],
             name=NAME,
-            labels={LABEL: VERSION, MOUNTS_LABEL: "1" if mounts else "0"},
+            labels=labels,
             network_disabled=True,
             host_config=host_config,
         )
@@ -235,12 +263,23 @@ def status(api: Any) -> dict[str, Any]:
 
 
 def stop(api: Any) -> bool:
-    """Remove the warden; True when there was one. The next create starts it again."""
+    """Stop the warden (its disk daemon deletes its pool of formatted filesystems), then remove it;
+    True when there was one. The next create starts it again."""
     try:
-        api.remove_container(NAME, force=True)
-        return True
+        api.stop(NAME, timeout=STOP_TIMEOUT)
     except docker.errors.NotFound:
         return False
+    except docker.errors.APIError as exc:
+        log.debug("could not stop the warden gracefully: %s", exc)
+    try:
+        api.remove_container(NAME, force=True)
+    except docker.errors.NotFound:
+        pass
+    return True
+
+
+#: seconds the warden has to stop (and delete its pool) before the engine kills it
+STOP_TIMEOUT = 15
 
 
 class _HasActivity(Protocol):

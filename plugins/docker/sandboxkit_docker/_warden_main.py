@@ -12,6 +12,10 @@ running sandbox containers over the engine socket and force-removes each one pas
   ago; positive: a command runs and the next report comes before then). The file's ctime is the
   write time on the engine's clock. Without a report the idle clock starts when the sandbox (or
   this warden, whichever is later) started.
+
+Started as ``python3 -c PROGRAM DISKD_SOURCE DISKD_CONFIG``, it also runs the disk daemon
+(``_diskd``) as its child, restarts it if it dies, and stops it (which deletes its pool of
+formatted filesystems) when the warden is stopped.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 import urllib.parse
@@ -124,19 +129,35 @@ def sweep(plans: dict[str, tuple[float, float | None, float] | None], born: floa
             pass
 
 
+def disk_daemon(previous: subprocess.Popen[bytes] | None) -> subprocess.Popen[bytes] | None:
+    """The disk daemon, (re)started when the warden was given its source and it is not running."""
+    if len(sys.argv) < 3 or (previous is not None and previous.poll() is None):
+        return previous
+    if previous is not None:
+        print(f"disk daemon exited with {previous.returncode}; restarting it", flush=True)
+    return subprocess.Popen([sys.executable, "-I", "-S", "-c", sys.argv[1], sys.argv[2]])
+
+
 def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     os.makedirs(ACTIVITY, exist_ok=True)
     born = time.time()
     plans: dict[str, tuple[float, float | None, float] | None] = {}
     print("sandboxkit warden: watching sandbox deadlines", flush=True)
-    while True:
-        try:
-            sweep(plans, born)
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            print(f"engine unreachable, retrying: {exc}", flush=True)
-        sys.stdout.flush()
-        time.sleep(POLL)
+    disk = None
+    try:
+        while True:
+            disk = disk_daemon(disk)
+            try:
+                sweep(plans, born)
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                print(f"engine unreachable, retrying: {exc}", flush=True)
+            sys.stdout.flush()
+            time.sleep(POLL)
+    finally:
+        if disk is not None:  # it deletes its pool on SIGTERM
+            disk.terminate()
+            disk.wait(8)
 
 
 if __name__ == "__main__":

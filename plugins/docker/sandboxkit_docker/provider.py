@@ -179,6 +179,7 @@ class DockerProvider(Provider):
         self._info: dict[str, Any] | None = None
         self._quota_refused = False
         self._mounts: bool | None = None  # the warden can mount capped layers on this engine (tried once)
+        self._disk_caps: _diskcap.DiskCaps | None = None  # the channel to the warden's disk daemon
         self._lock = threading.Lock()
         self._activity: _warden.Activity | None = None
 
@@ -255,7 +256,18 @@ class DockerProvider(Provider):
                 self._activity = _warden.Activity(api)
             return self._activity
 
+    def disk_caps(self) -> _diskcap.DiskCaps:
+        """This provider's channel to the warden's disk daemon (opened on first use)."""
+        api = self.client().api
+        with self._lock:
+            if self._disk_caps is None:
+                self._disk_caps = _diskcap.DiskCaps(api)
+            return self._disk_caps
+
     async def aclose(self) -> None:
+        if self._disk_caps is not None:
+            await _threads.run_sync(self._disk_caps.close)
+            self._disk_caps = None
         if self._activity is not None:
             await _threads.run_sync(self._activity.flush)
             self._activity = None
@@ -356,9 +368,8 @@ class DockerProvider(Provider):
                 container = await self._create_container(client, kwargs, spec)
             try:
                 if mount_disk and disk_mib is not None:
-                    await self.call(
-                        _diskcap.apply, client.api, container.id, disk_mib, info["DockerRootDir"], creating=True
-                    )
+                    caps = self.disk_caps()
+                    await self.call(caps.apply, container.id, disk_mib, info["DockerRootDir"], creating=True)
                 if gpu is not None and gpu.files():
                     await self.call(
                         client.api.put_archive, container.id, "/", _archive.pack(gpu.files(), mode=0o755), creating=True
@@ -388,7 +399,7 @@ class DockerProvider(Provider):
         if problem is None and not self._quota_refused:
             return asked or _limits.DEFAULT_DISK_MIB, False
         if self._mounts is None and _warden.enabled():
-            self._mounts = await _threads.run_sync(_diskcap.available, client.api, dict(info))
+            self._mounts = await _threads.run_sync(self.disk_caps().available, dict(info))
         if self._mounts and _warden.enabled():
             return asked or _limits.DEFAULT_DISK_MIB, True
         if asked is not None:
