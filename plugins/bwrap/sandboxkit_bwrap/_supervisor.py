@@ -9,7 +9,7 @@ in its cgroups and in a cgroup namespace made by the host, maps the ids of the u
 bwrap made while bwrap waits for it, attaches the user-mode network, writes ``ready.json``, prints one
 JSON line on stdout (``{"ok": ...}`` or ``{"error": ...}``) and then enforces the lifetime: it
 ends the sandbox at its deadline, after ``idle_timeout`` seconds without a running command (a
-command's ``nsenter``, in the host's pid namespace, waits for it), on SIGTERM (``terminate``) or
+command's main process is a child of the command agent), on SIGTERM (``terminate``) or
 when bwrap ends. Ending means: ``ended`` written, SIGKILL to the sandbox's PID 1 (which takes its
 whole pid namespace), every process left in the sandbox's cgroups killed, the cgroups and the
 writable layer removed, and the state directory (the registry entry) removed last. If the
@@ -27,9 +27,7 @@ from pathlib import Path
 #: The supervisor script (bash: it starts in a millisecond and waits with builtins).
 SCRIPT = Path(__file__).with_name("supervisor.sh")
 #: The fifos the client makes in the state directory before it starts the supervisor.
-FIFOS = ("tick", "hold", "info", "block", "out", "net.ready")
-#: Joins the cgroups whose ``cgroup.procs`` files precede ``--``, then execs what follows it.
-JOIN_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
+FIFOS = ("tick", "hold", "info", "block", "out", "net.ready", "agent.ready")
 
 
 def starttime(pid: int) -> str | None:

@@ -40,7 +40,7 @@ from sandboxkit.spi import (
     VolumeInfo,
     file_error,
 )
-from sandboxkit_bwrap import _exec, _registry, _rootfs, _supervisor
+from sandboxkit_bwrap import _agent, _exec, _registry, _rootfs, _supervisor
 from sandboxkit_bwrap._cgroups import SandboxCgroups
 from sandboxkit_bwrap._host import PROVIDER, Host, require
 from sandboxkit_bwrap._registry import Record
@@ -217,6 +217,7 @@ class BwrapProvider(Provider):
             "NET": network_cmd or [],
         }
         scalars = {
+            "AGENT": _agent.binary(),
             "ROOTFS": str(rootfs),
             "UPPER": str(record.dir / "upper"),
             "WORK": str(record.dir / "work"),
@@ -361,7 +362,7 @@ class BwrapSandbox(SandboxHandle):
         self.app = record.app
         self.ready = dict(ready)
         self.network_up = False
-        self.target = _exec.Target(int(ready["init_pid"]), SandboxCgroups(record.id), host.tools["nsenter"])
+        self.target = _exec.Target(SandboxCgroups(record.id), record.dir / _agent.SOCKET)
 
     def __repr__(self) -> str:
         return f"BwrapSandbox(id={self.id!r}, name={self.name!r}, app={self.app!r})"
