@@ -104,6 +104,7 @@ class BwrapProvider(Provider):
     async def create(self, spec: SandboxSpec, options: BaseModel) -> BwrapSandbox:
         assert isinstance(options, BwrapOptions)
         host = require()
+        agent = _agent.binary()  # compiled once per machine (a stat per process after that)
         if options.network == "user" and not spec.block_network and host.slirp4netns is None:
             raise SandboxError(
                 ErrorCode.PROVIDER_UNAVAILABLE,
@@ -153,7 +154,7 @@ class BwrapProvider(Provider):
         try:
             cgroups.create(memory_mib=spec.memory_mib, cpu=spec.cpu, pids_limit=options.pids_limit)
             self._prepare_root(record, spec, options)
-            config = self._config(host, record, rootfs.path, spec, options, cgroups, volumes)
+            config = self._config(host, agent, record, rootfs.path, spec, options, cgroups, volumes)
             _registry.write_private(record.dir / "config.sh", config)
             ready = await anyio.to_thread.run_sync(_launch, host, record)
         except BaseException as exc:
@@ -184,6 +185,7 @@ class BwrapProvider(Provider):
     def _config(
         self,
         host: Host,
+        agent: str,
         record: Record,
         rootfs: Path,
         spec: SandboxSpec,
@@ -217,7 +219,7 @@ class BwrapProvider(Provider):
             "NET": network_cmd or [],
         }
         scalars = {
-            "AGENT": _agent.binary(),
+            "AGENT": agent,
             "ROOTFS": str(rootfs),
             "UPPER": str(record.dir / "upper"),
             "WORK": str(record.dir / "work"),
