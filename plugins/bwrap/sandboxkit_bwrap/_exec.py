@@ -56,6 +56,7 @@ async def run(
     timeout: float | None,
     on_output: OutputCallback,
     ids: tuple[int, int] | None = None,
+    op: _agent.Op = "x",
 ) -> Finished:
     """Run ``argv`` to its end (or its timeout), passing output chunks to ``on_output`` in order.
 
@@ -69,7 +70,7 @@ async def run(
     try:
         theirs: list[int] = []
         try:
-            request = _agent.request(argv, env=env, cwd=cwd, ids=ids or (0, 0), cgroups=cgroup.procs)
+            request = _agent.request(op, argv, env=env, cwd=cwd, ids=ids or (0, 0), cgroups=cgroup.procs)
             if stdin is None:
                 theirs.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
             else:

@@ -5,10 +5,11 @@
  * (setns: it stays in the host's pid namespace itself, so nothing in the sandbox can see, signal
  * or ptrace it), listens on SOCKET_PATH (a host directory the sandbox does not mount; mode 0600)
  * and writes "1" to READY_FD. Per connection: one request (a length, then NUL-terminated fields:
- * uid, gid, cwd, the cgroup.procs files to join, argv, env) with the command's stdin, stdout and
- * stderr as SCM_RIGHTS; it forks once, and the child joins the cgroups, enters the sandbox's
- * cgroup, ipc, uts, net, mount and user namespaces and root, takes the ids, changes directory
- * and execs the command. When the command exits the agent writes its wait status ("%d\n") to the
+ * what to do, uid, gid, cwd, the cgroup.procs files to join, argv, env) with the command's stdin,
+ * stdout and stderr as SCM_RIGHTS; it forks once, and the child joins the cgroups, enters the
+ * sandbox's cgroup, ipc, uts, net, mount and user namespaces and root, takes the ids, changes
+ * directory and execs the command ("x"), or copies a file to stdout ("r", read_file) or stdin
+ * to a file ("w", write_file) itself, with no exec at all. When the command exits the agent writes its wait status ("%d\n") to the
  * connection and closes it. It dies with the supervisor (PR_SET_PDEATHSIG).
  */
 #define _GNU_SOURCE
@@ -73,6 +74,58 @@ static int write_all(const char *path) {
     return ok ? 0 : -1;
 }
 
+/* Copy IN to OUT to the end; 0, or -1 with errno set. */
+static int copy(int in, int out) {
+    char buf[65536];
+    for (;;) {
+        ssize_t got = read(in, buf, sizeof buf);
+        if (got == 0) return 0;
+        if (got < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        for (ssize_t done = 0; done < got;) {
+            ssize_t put = write(out, buf + done, (size_t)(got - done));
+            if (put < 0 && errno != EINTR) return -1;
+            if (put > 0) done += put;
+        }
+    }
+}
+
+/* read_file/write_file in the sandbox, as the command's user: the file to stdout, or stdin to the
+ * file (its missing parents made). Exit codes: 3 a directory, 4 missing, 6 bad parent, 7 denied. */
+static int read_file(const char *path) {
+    struct stat st;
+    if (stat(path, &st) < 0) return errno == ENOENT || errno == ENOTDIR ? 4 : (dprintf(2, "%s: %s\n", path, strerror(errno)), 1);
+    if (S_ISDIR(st.st_mode)) return 3;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || copy(fd, 1) < 0) {
+        dprintf(2, "%s: %s\n", path, strerror(errno));
+        return errno == EACCES || errno == EPERM ? 7 : 1;
+    }
+    return 0;
+}
+
+static int write_file(char *path) {
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return 3;
+    for (char *p = path + 1; (p = strchr(p, '/')); *p++ = '/') { /* mkdir -p of the parents */
+        *p = '\0';
+        if (mkdir(path, 0777) < 0 && errno != EEXIST) return 6;
+        if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode)) return 6;
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        dprintf(2, "%s: %s\n", path, strerror(errno));
+        return errno == EISDIR ? 3 : 7;
+    }
+    if (copy(0, fd) < 0 || close(fd) < 0) {
+        dprintf(2, "%s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
 /* The child: everything between fork and exec. `fields` are the request's strings. */
 static void start(char **fields, int n, int io[3]) {
     int i = 0;
@@ -80,7 +133,8 @@ static void start(char **fields, int n, int io[3]) {
     close(sfd);
     for (int k = 0; k < MAX_RUNNING; k++)
         if (running[k].pid) close(running[k].conn);
-    if (n < 5) _exit(125);
+    if (n < 6) _exit(125);
+    char op = fields[i++][0];
     uid_t uid = (uid_t)strtoul(fields[i++], NULL, 10);
     gid_t gid = (gid_t)strtoul(fields[i++], NULL, 10);
     const char *cwd = fields[i++];
@@ -107,6 +161,8 @@ static void start(char **fields, int n, int io[3]) {
     if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(0, 0, 0) < 0 || setresuid(uid, uid, uid) < 0)
         fail(125, "cannot switch to the command's user", NULL);
     if (chdir(cwd) < 0) fail(1, "cannot change to directory", cwd);
+    if (op == 'r') _exit(read_file(argv[0]));
+    if (op == 'w') _exit(write_file(argv[0]));
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -206,8 +262,9 @@ int main(int argc, char **argv) {
     strcpy(addr.sun_path, argv[2]);
     lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     unlink(argv[2]);
-    umask(077);
+    mode_t mask = umask(077); /* the socket: the host's root only */
     if (lfd < 0 || bind(lfd, (struct sockaddr *)&addr, sizeof addr) < 0 || listen(lfd, 512) < 0) die(argv[2]);
+    umask(mask);
     int ready = atoi(argv[3]);
     if (write(ready, "1", 1) != 1) die("ready fd");
     close(ready);

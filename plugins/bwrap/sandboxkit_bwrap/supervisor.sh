@@ -1,12 +1,13 @@
 #!/bin/bash
 # The supervisor of one sandbox; the contract is in _supervisor.py. Usage: supervisor.sh STATE_DIR
-# (started by the client in a session and private mount namespace of its own; it forks itself away
-# from the client at once). Bash, not Python: it starts in a millisecond, and waits with builtins.
+# LOCK_FD (started by the client through launch.c, in a session and a private mount namespace of
+# its own where the sandbox's root is already mounted on $MERGED; it forks itself away from the
+# client at once). Bash, not Python: it starts in a millisecond, and waits with builtins.
 set -u
 dir=$1 lock=$2  # fd $2: the client's exclusive flock on $dir/net.lock, released once the network is up
 # shellcheck source=/dev/null
 . "$dir/config.sh"
-mounted='' bw_pid='' init_pid='' net_pid='' agent_pid='' reason='' me=''
+bw_pid='' init_pid='' net_pid='' agent_pid='' reason='' me=''
 
 starttime() {  # REPLY = field 22 of /proc/PID/stat; empty when gone or a zombie
   local stat
@@ -52,7 +53,7 @@ stop() {
     [ -z "$(find "${CGROUP_DIRS[@]}" -maxdepth 0 2>/dev/null)" ] && break
     nap 0.02
   done
-  [ -n "$mounted" ] && umount -l "$MERGED" 2>/dev/null
+  umount -l "$MERGED" 2>/dev/null
   if mv -T "$dir" "$dir.gone" 2>/dev/null; then rm -rf "$dir.gone"; else rm -rf "$dir"; fi
 }
 
@@ -69,9 +70,6 @@ exec {netlock}<&"$lock" {lock}<&-  # above the fds set up below
 trap 'reason=terminated' TERM INT HUP
 # Every fifo opened read-write first, so no open below blocks on the other end.
 exec {tick}<>"$dir/tick" {hold}<>"$dir/hold" {info}<>"$dir/info" {block}<>"$dir/block" {out}<>"$dir/out"
-err=$(mount -t overlay overlay -o "lowerdir=$ROOTFS,upperdir=$UPPER,workdir=$WORK" "$MERGED" 2>&1) \
-  || fail "mounting the copy-on-write root failed: $err"
-mounted=1
 
 # bwrap makes the sandbox's namespaces, its user namespace included, and blocks (--userns-block-fd)
 # until this supervisor (root outside) has mapped ids 0-65535 inside to $ID_MAP's host ids (never

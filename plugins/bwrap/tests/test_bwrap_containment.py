@@ -220,3 +220,4 @@ def test_the_command_agent_is_out_of_the_sandboxes_reach(make: MakeSandbox) -> N
     forged = sb.execute("for f in /proc/self/fd/*; do echo 0 > $f; done 2>/dev/null; exit 5")
     assert forged.exit_code == 5, "a command forged its exit status through the streams it holds"
     assert sb.execute("echo alive; exit 7").exit_code == 7, "commands run after everything inside was stopped"
+    assert sb.execute("umask").stdout == "0022\n", "commands get the usual umask, not the agent's"

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sandboxkit_bwrap import _agent, _cgroups, _host, _registry, _rootfs
+from sandboxkit_bwrap import _cgroups, _host, _native, _registry, _rootfs
 
 from sandboxkit import ErrorCode, Sandbox, SandboxError
 
@@ -134,13 +134,13 @@ def test_hosts_without_what_it_needs_are_provider_unavailable(monkeypatch: pytes
         _host.probe.cache_clear()
 
 
-def test_the_agent_is_built_once_and_a_host_without_a_compiler_is_told_how(
+def test_the_helpers_are_built_once_and_a_host_without_a_compiler_is_told_how(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("SANDBOXKIT_BWRAP_DIR", str(tmp_path))  # no agent built there yet
     real_which = shutil.which
     monkeypatch.setattr(shutil, "which", lambda tool: None if tool in ("cc", "gcc") else real_which(tool))
-    _agent.binary.cache_clear()
+    _native.binary.cache_clear()
     try:
         with pytest.raises(SandboxError) as err:
             Sandbox.create(provider="bwrap", block_network=True)
@@ -148,11 +148,12 @@ def test_the_agent_is_built_once_and_a_host_without_a_compiler_is_told_how(
         assert "apt-get install gcc" in str(err.value)
         assert not (tmp_path / "sandboxes").exists(), "a refused create leaves no registry entry"
         monkeypatch.setattr(shutil, "which", real_which)
-        built = Path(_agent.binary())
-        assert built.parent == tmp_path / "agent" and os.access(built, os.X_OK)
-        assert _agent.binary() == str(built)
+        for name in ("agent", "launch"):
+            built = Path(_native.binary(name))
+            assert built.parent == tmp_path / "bin" and os.access(built, os.X_OK)
+            assert _native.binary(name) == str(built)
     finally:
-        _agent.binary.cache_clear()
+        _native.binary.cache_clear()
 
 
 def test_cgroup_checks_name_what_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
