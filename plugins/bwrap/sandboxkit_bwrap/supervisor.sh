@@ -162,13 +162,14 @@ while [ -z "$reason" ]; do
   if ((IDLE_US > 0)); then
     if busy; then last_busy=$now; elif ((now - last_busy >= IDLE_US)); then reason=idle; break; fi
   fi
-  step=1000000
+  # one sleep until the deadline (or the next idle check): bwrap's end and SIGTERM wake the wait
+  step=3600000000
   ((IDLE_US > 0)) && step=500000
   ((deadline - now < step)) && step=$((deadline - now))
   printf -v frac '%06d' $((step % 1000000))
   sleep "$((step / 1000000)).$frac" &
   nap_pid=$!
-  wait "$nap_pid" 2>/dev/null  # returns at once on SIGTERM (the trap sets reason)
+  wait -n "$nap_pid" "$bw_pid" 2>/dev/null  # returns at once on SIGTERM (the trap sets reason)
   kill "$nap_pid" 2>/dev/null
 done
 echo "$reason" > "$dir/ended"
