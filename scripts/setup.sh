@@ -17,6 +17,8 @@ apt_packages=(
   runsc  # gVisor
   bubblewrap  # the bwrap provider,
   slirp4netns  # with its user-mode network
+  gcc  # and its command agent, built once from C
+  libc6-dev
 )
 installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
 need_apt=()

@@ -1,26 +1,28 @@
-"""One command inside a sandbox's namespaces: nsenter from the host, in a cgroup of its own.
+"""One command inside a sandbox: asked of the sandbox's agent, in a cgroup of its own.
 
-The host's ``sh`` joins the sandbox's limit cgroups and a fresh command cgroup, then execs
-``nsenter``, which enters the sandbox's user, mount, uts, ipc, net, pid and cgroup namespaces,
-changes root to the sandbox's root and forks the command there. Everything the command starts
-stays in its cgroup, so a timeout kills the whole tree. The environment goes to the command alone
-(never into argv, a message or the registry).
+The client makes the command's freezer cgroup and its pipes, connects to the agent's socket and
+sends the request with the pipes' far ends; the agent forks the command, which joins the
+sandbox's limit cgroups and that cgroup, enters the sandbox and execs (see ``_agent``). Output is
+read from the pipes here; the agent answers with the wait status alone. Everything the command
+starts stays in its cgroup, so a timeout kills the whole tree. The environment goes to the
+command alone (never into argv, a message or the registry).
 """
 
 from __future__ import annotations
 
 import math
+import os
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from subprocess import DEVNULL, PIPE
+from pathlib import Path
 
 import anyio
-import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from sandboxkit.spi import OutputCallback, StreamName
+from sandboxkit_bwrap import _agent
 from sandboxkit_bwrap._cgroups import SandboxCgroups
-from sandboxkit_bwrap._supervisor import JOIN_CGROUPS
 
 #: After the command's main process exits, how long background children may hold its output open
 #: before output stops being read (Docker's exec waits the same 2 s).
@@ -32,9 +34,9 @@ CHUNK = 64 << 10
 class Target:
     """Where commands of one sandbox run."""
 
-    init_pid: int
     cgroups: SandboxCgroups
-    nsenter: str
+    #: the agent's socket
+    agent: Path
 
 
 @dataclass(frozen=True)
@@ -42,22 +44,6 @@ class Finished:
     exit_code: int
     timed_out: bool
     oom_killed: bool
-
-
-def nsenter_argv(target: Target, argv: Sequence[str], cwd: str, ids: tuple[int, int] | None = None) -> list[str]:
-    """nsenter into every namespace, root and cwd of the sandbox's PID 1, then ``cd`` inside.
-
-    The directory is changed by the sandbox's own ``sh``: nsenter's ``--wd=PATH`` would open PATH
-    on the host before entering, leaving the command in a host directory outside its root.
-    The sandbox's cgroup namespace was made by the host (see the supervisor), so it belongs to the
-    host's user namespace: root inside can neither mount a cgroupfs in it nor enter another one,
-    and a command cannot leave its cgroup.
-    """
-    ns = ["-U", "-m", "-u", "-i", "-n", "-p", "-C", "-r", "-w"]
-    if ids is not None:  # uid and gid inside the sandbox (no supplementary groups)
-        ns += ["-S", str(ids[0]), "-G", str(ids[1])]
-    cd = [] if cwd == "/" else ["/bin/sh", "-c", 'cd -- "$0" || exit 1; exec "$@"', cwd]  # -w: init's "/"
-    return [target.nsenter, "-t", str(target.init_pid), *ns, "--", *cd, *argv]
 
 
 async def run(
@@ -70,55 +56,74 @@ async def run(
     timeout: float | None,
     on_output: OutputCallback,
     ids: tuple[int, int] | None = None,
+    op: _agent.Op = "x",
 ) -> Finished:
-    """Run ``argv`` to its end (or its timeout), passing output chunks to ``on_output`` in order."""
+    """Run ``argv`` to its end (or its timeout), passing output chunks to ``on_output`` in order.
+
+    OSError when the agent cannot be reached or cannot start the command (the sandbox ended).
+    """
     cgroup = target.cgroups.new_command()  # one mkdir: not worth a thread
     ooms = target.cgroups.oom_kills()
-    command = [
-        "/bin/sh",
-        "-c",
-        JOIN_CGROUPS,
-        "sh",
-        *map(str, cgroup.procs),
-        "--",
-        *nsenter_argv(target, argv, cwd, ids),
-    ]
+    ours: list[int] = []  # the client's ends of the pipes
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     timed_out = completed = False
-    proc: anyio.abc.Process | None = None
     try:
-        proc = await anyio.open_process(
-            command, stdin=PIPE if stdin is not None else DEVNULL, stdout=PIPE, stderr=PIPE, env=dict(env), cwd="/"
-        )
-        assert proc.stdout is not None and proc.stderr is not None
+        theirs: list[int] = []
+        try:
+            request = _agent.request(op, argv, env=env, cwd=cwd, ids=ids or (0, 0), cgroups=cgroup.procs)
+            if stdin is None:
+                theirs.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+            else:
+                r, w = os.pipe2(os.O_CLOEXEC)
+                theirs.append(r)
+                ours.append(w)
+            for _ in ("stdout", "stderr"):
+                r, w = os.pipe2(os.O_CLOEXEC)
+                ours.append(r)
+                theirs.append(w)
+            sock.connect(str(target.agent))  # a local listener: returns at once, or fails
+            socket.send_fds(sock, [request[:4]], theirs)
+            sock.sendall(request[4:])
+        finally:
+            for fd in theirs:
+                os.close(fd)
+        sock.setblocking(False)
+        for fd in ours:
+            os.set_blocking(fd, False)
+        *stdin_fd, out_fd, err_fd = ours
         send, receive = anyio.create_memory_object_stream[tuple[StreamName, bytes]](math.inf)
         delivered = anyio.Event()
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_pump, proc.stdout, "stdout", send.clone())
-            tg.start_soon(_pump, proc.stderr, "stderr", send.clone())
+            tg.start_soon(_pump, out_fd, "stdout", send.clone())
+            tg.start_soon(_pump, err_fd, "stderr", send.clone())
             send.close()
             if stdin is not None:
-                assert proc.stdin is not None
-                tg.start_soon(_feed, proc.stdin, stdin)
+                tg.start_soon(_feed, stdin_fd[0], stdin, ours)
             tg.start_soon(_deliver, receive, on_output, delivered)
+            status: int | None = None
             with anyio.move_on_after(timeout) as scope:
-                await proc.wait()
+                status = await _status(sock)
             if scope.cancelled_caught:
                 timed_out = True
                 await anyio.to_thread.run_sync(cgroup.kill)
-                await proc.wait()
+                status = await _status(sock)
             with anyio.move_on_after(LINGER):
                 await delivered.wait()
             tg.cancel_scope.cancel()
-        code = proc.returncode if proc.returncode is not None else -9
+        if status is None or status < 0:
+            raise OSError("the sandbox's agent did not run the command (the sandbox ended)")
+        code = os.waitstatus_to_exitcode(status)
         completed = True
     finally:
-        # Cancelled (or failed) before the end: kill the whole tree first (nsenter is in the cgroup
-        # too), so closing the process below never waits on a command that still runs.
+        # Cancelled (or failed) before the end: kill the whole tree first, so nothing the command
+        # started runs on unseen.
         with anyio.CancelScope(shield=True):
             if timed_out or not completed:
                 await anyio.to_thread.run_sync(cgroup.kill)
-            if proc is not None:
-                await proc.aclose()
+            sock.close()
+            for fd in ours:
+                if fd >= 0:
+                    os.close(fd)
             if not cgroup.pids():  # background children keep it until the sandbox ends
                 cgroup.remove()
     return Finished(
@@ -128,25 +133,51 @@ async def run(
     )
 
 
-async def _pump(
-    stream: anyio.abc.ByteReceiveStream, name: StreamName, out: MemoryObjectSendStream[tuple[StreamName, bytes]]
-) -> None:
-    async with out:
+async def _status(sock: socket.socket) -> int | None:
+    """The agent's answer: the command's wait status; None if the agent went away first."""
+    answer = b""
+    while True:
         try:
-            while True:
-                await out.send((name, await stream.receive(CHUNK)))
-        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
-            pass
-
-
-async def _feed(stream: anyio.abc.ByteSendStream, data: bytes) -> None:
+            chunk = sock.recv(64)
+        except BlockingIOError:
+            await anyio.wait_readable(sock)
+            continue
+        if not chunk:
+            break
+        answer += chunk
     try:
-        for start in range(0, len(data), CHUNK):
-            await stream.send(data[start : start + CHUNK])
-    except (anyio.BrokenResourceError, anyio.ClosedResourceError, BrokenPipeError):
+        return int(answer)
+    except ValueError:
+        return None
+
+
+async def _pump(fd: int, name: StreamName, out: MemoryObjectSendStream[tuple[StreamName, bytes]]) -> None:
+    async with out:
+        while True:
+            try:
+                data = os.read(fd, CHUNK)
+            except BlockingIOError:
+                await anyio.wait_readable(fd)
+                continue
+            if not data:
+                return
+            await out.send((name, data))
+
+
+async def _feed(fd: int, data: bytes, ours: list[int]) -> None:
+    """Write stdin, then close it (and mark it closed in ``ours``)."""
+    view = memoryview(data)
+    try:
+        while view:
+            try:
+                view = view[os.write(fd, view[:CHUNK]) :]
+            except BlockingIOError:
+                await anyio.wait_writable(fd)
+    except (BrokenPipeError, OSError):
         pass
     finally:
-        await stream.aclose()
+        os.close(fd)
+        ours[ours.index(fd)] = -1
 
 
 async def _deliver(

@@ -14,7 +14,6 @@ from sandboxkit_bwrap import _cgroups
 PROVIDER = "bwrap"
 _TOOLS = {
     "bwrap": "bubblewrap",
-    "nsenter": "util-linux",
     "unshare": "util-linux",
     "mount": "mount",
     "bash": "bash",

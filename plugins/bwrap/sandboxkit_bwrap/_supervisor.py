@@ -1,20 +1,21 @@
 """The supervisor of one sandbox (``supervisor.sh``) and the process helpers clients share with it.
 
-The client makes the state directory's fifos and starts ``supervisor.sh STATE_DIR`` in a session
-of its own and a private mount namespace (``unshare --mount --propagation private``), so the
-overlay it mounts exists only there and vanishes with it; the script forks itself away from the
-client at once. It reads ``STATE_DIR/config.sh`` (written by the client), mounts the
-copy-on-write root, starts bwrap (unprivileged, as the sandbox root's host uid) with the sandbox
-in its cgroups and in a cgroup namespace made by the host, maps the ids of the user namespace
-bwrap made while bwrap waits for it, attaches the user-mode network, writes ``ready.json``, prints one
-JSON line on stdout (``{"ok": ...}`` or ``{"error": ...}``) and then enforces the lifetime: it
-ends the sandbox at its deadline, after ``idle_timeout`` seconds without a running command (a
-command's ``nsenter``, in the host's pid namespace, waits for it), on SIGTERM (``terminate``) or
-when bwrap ends. Ending means: ``ended`` written, SIGKILL to the sandbox's PID 1 (which takes its
-whole pid namespace), every process left in the sandbox's cgroups killed, the cgroups and the
-writable layer removed, and the state directory (the registry entry) removed last. If the
-supervisor itself is killed, bwrap dies with it (``--die-with-parent``) and ``gc`` removes what
-is left.
+The client makes the state directory's fifos and starts ``supervisor.sh STATE_DIR LOCK_FD``
+through ``launch.c``, in a session of its own and a private mount namespace where the launcher
+has mounted the copy-on-write root (an overlay), so that mount exists only there and vanishes
+with it; the script forks itself away from the client at once. It reads ``STATE_DIR/config.sh``
+(written by the client), starts bwrap (unprivileged, as the sandbox root's host uid) with the
+sandbox in its cgroups and in a cgroup namespace made by the host, maps the ids of the user
+namespace bwrap made while bwrap waits for it, writes ``ready.json`` and prints one JSON line on
+stdout (``{"ok": ...}`` or ``{"error": ...}``). Then it starts the command agent (``_agent``) and
+the user-mode network, releases ``net.lock`` once both are up (commands wait for it), and
+enforces the lifetime: it ends the sandbox at its deadline, after ``idle_timeout`` seconds
+without a running command (a command's main process is a child of the agent), on SIGTERM
+(``terminate``) or when bwrap ends. Ending means: ``ended`` written, SIGKILL to the sandbox's
+PID 1 (which takes its whole pid namespace) and to the agent, every process left in the
+sandbox's cgroups killed, the cgroups and the writable layer removed, and the state directory
+(the registry entry) removed last. If the supervisor itself is killed, bwrap and the agent die
+with it (``--die-with-parent``, ``PR_SET_PDEATHSIG``) and ``gc`` removes what is left.
 """
 
 from __future__ import annotations
@@ -27,9 +28,7 @@ from pathlib import Path
 #: The supervisor script (bash: it starts in a millisecond and waits with builtins).
 SCRIPT = Path(__file__).with_name("supervisor.sh")
 #: The fifos the client makes in the state directory before it starts the supervisor.
-FIFOS = ("tick", "hold", "info", "block", "out", "net.ready")
-#: Joins the cgroups whose ``cgroup.procs`` files precede ``--``, then execs what follows it.
-JOIN_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
+FIFOS = ("tick", "hold", "info", "block", "out", "net.ready", "agent.ready")
 
 
 def starttime(pid: int) -> str | None:

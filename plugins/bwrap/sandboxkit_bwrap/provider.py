@@ -40,7 +40,7 @@ from sandboxkit.spi import (
     VolumeInfo,
     file_error,
 )
-from sandboxkit_bwrap import _exec, _registry, _rootfs, _supervisor
+from sandboxkit_bwrap import _agent, _exec, _native, _registry, _rootfs, _supervisor
 from sandboxkit_bwrap._cgroups import SandboxCgroups
 from sandboxkit_bwrap._host import PROVIDER, Host, require
 from sandboxkit_bwrap._registry import Record
@@ -51,11 +51,7 @@ START_GRACE = 60.0
 #: slirp4netns's fixed addresses: the sandbox is 10.0.2.100, its DNS forwarder 10.0.2.3.
 SLIRP_DNS = "10.0.2.3"
 
-_READ = 'p=$1; [ -d "$p" ] && exit 3; [ -e "$p" ] || exit 4; exec cat -- "$p"'
-_WRITE = (
-    'p=$1; [ -d "$p" ] && exit 3; d=${p%/*}; [ -n "$d" ] || d=/; '
-    '[ -d "$d" ] || mkdir -p -- "$d" 2>/dev/null || exit 6; cat > "$p" || exit 7'
-)
+#: read_file/write_file exit codes of the agent (see agent.c)
 _FILE_KINDS = {3: "is_directory", 4: "file_not_found", 6: "invalid_path", 7: "permission_denied"}
 
 
@@ -104,6 +100,7 @@ class BwrapProvider(Provider):
     async def create(self, spec: SandboxSpec, options: BaseModel) -> BwrapSandbox:
         assert isinstance(options, BwrapOptions)
         host = require()
+        agent, launch = _native.binary("agent"), _native.binary("launch")  # compiled once per machine
         if options.network == "user" and not spec.block_network and host.slirp4netns is None:
             raise SandboxError(
                 ErrorCode.PROVIDER_UNAVAILABLE,
@@ -153,9 +150,9 @@ class BwrapProvider(Provider):
         try:
             cgroups.create(memory_mib=spec.memory_mib, cpu=spec.cpu, pids_limit=options.pids_limit)
             self._prepare_root(record, spec, options)
-            config = self._config(host, record, rootfs.path, spec, options, cgroups, volumes)
+            config = self._config(host, agent, record, spec, options, cgroups, volumes)
             _registry.write_private(record.dir / "config.sh", config)
-            ready = await anyio.to_thread.run_sync(_launch, host, record)
+            ready = await anyio.to_thread.run_sync(_launch, host, launch, rootfs.path, record)
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(_cleanup, record)
@@ -184,8 +181,8 @@ class BwrapProvider(Provider):
     def _config(
         self,
         host: Host,
+        agent: str,
         record: Record,
-        rootfs: Path,
         spec: SandboxSpec,
         options: BwrapOptions,
         cgroups: SandboxCgroups,
@@ -217,9 +214,7 @@ class BwrapProvider(Provider):
             "NET": network_cmd or [],
         }
         scalars = {
-            "ROOTFS": str(rootfs),
-            "UPPER": str(record.dir / "upper"),
-            "WORK": str(record.dir / "work"),
+            "AGENT": agent,
             "MERGED": str(merged),
             "CMD_CGROUPS": str(cgroups.commands_dir),
             "ID_MAP": f"0 {_rootfs.SHIFT} {_rootfs.ID_RANGE}",
@@ -361,7 +356,7 @@ class BwrapSandbox(SandboxHandle):
         self.app = record.app
         self.ready = dict(ready)
         self.network_up = False
-        self.target = _exec.Target(int(ready["init_pid"]), SandboxCgroups(record.id), host.tools["nsenter"])
+        self.target = _exec.Target(SandboxCgroups(record.id), record.dir / _agent.SOCKET)
 
     def __repr__(self) -> str:
         return f"BwrapSandbox(id={self.id!r}, name={self.name!r}, app={self.app!r})"
@@ -453,27 +448,27 @@ class BwrapSandbox(SandboxHandle):
         return (uid, gid), (entry[5] if entry and len(entry) > 5 else None)
 
     async def run_quiet(
-        self, argv: Sequence[str], *, cwd: str | None = None, stdin: bytes | None = None
+        self, argv: Sequence[str], *, cwd: str | None = None, stdin: bytes | None = None, op: _agent.Op = "x"
     ) -> tuple[int, bytes, bytes]:
-        """Run a helper command (no secrets); return its exit code, stdout and stderr."""
+        """Run a helper command (no secrets), or the agent's file copy; return its exit code, stdout and stderr."""
         out: dict[StreamName, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
 
         async def collect(stream: StreamName, data: bytes) -> None:
             out[stream] += data
 
         done = await self._run(
-            argv, env=dict(self.record.env), cwd=cwd or "/", stdin=stdin, timeout=None, on_output=collect
+            argv, op=op, env=dict(self.record.env), cwd=cwd or "/", stdin=stdin, timeout=None, on_output=collect
         )
         return done.exit_code, bytes(out["stdout"]), bytes(out["stderr"])
 
     async def read_file(self, path: str) -> bytes:
-        code, data, err = await self.run_quiet(["/bin/sh", "-c", _READ, "sh", path])
+        code, data, err = await self.run_quiet([path], op="r")
         if code != 0:
             raise self._file_error(code, path, err)
         return data
 
     async def write_file(self, path: str, data: bytes) -> None:
-        code, _, err = await self.run_quiet(["/bin/sh", "-c", _WRITE, "sh", path], stdin=data)
+        code, _, err = await self.run_quiet([path], stdin=data, op="w")
         if code != 0:
             raise self._file_error(code, path, err)
 
@@ -490,15 +485,15 @@ class BwrapSandbox(SandboxHandle):
         await anyio.to_thread.run_sync(_terminate, self.record)
 
 
-def _launch(host: Host, record: Record) -> dict[str, Any]:
-    """Start the supervisor in its own session (it forks itself away from us) and wait for its first line."""
+def _launch(host: Host, launch: str, rootfs: Path, record: Record) -> dict[str, Any]:
+    """Start the supervisor over the mounted root (it forks itself away from us); wait for its first line."""
     for name in _supervisor.FIFOS:
         os.mkfifo(record.dir / name, 0o600)
     for name in ("work", "merged"):
         (record.dir / name).mkdir()
     with _registry.network_lock(record) as lock, open(record.dir / "supervisor.log", "wb") as log:
-        argv = [host.tools["unshare"], "--mount", "--propagation", "private", "--"]
-        argv += [host.tools["bash"], str(_supervisor.SCRIPT), str(record.dir), str(lock)]
+        layers = [str(rootfs), str(record.dir / "upper"), str(record.dir / "work"), str(record.dir / "merged")]
+        argv = [launch, *layers, host.tools["bash"], str(_supervisor.SCRIPT), str(record.dir), str(lock)]
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,

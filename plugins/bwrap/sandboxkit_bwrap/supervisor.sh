@@ -1,12 +1,13 @@
 #!/bin/bash
 # The supervisor of one sandbox; the contract is in _supervisor.py. Usage: supervisor.sh STATE_DIR
-# (started by the client in a session and private mount namespace of its own; it forks itself away
-# from the client at once). Bash, not Python: it starts in a millisecond, and waits with builtins.
+# LOCK_FD (started by the client through launch.c, in a session and a private mount namespace of
+# its own where the sandbox's root is already mounted on $MERGED; it forks itself away from the
+# client at once). Bash, not Python: it starts in a millisecond, and waits with builtins.
 set -u
 dir=$1 lock=$2  # fd $2: the client's exclusive flock on $dir/net.lock, released once the network is up
 # shellcheck source=/dev/null
 . "$dir/config.sh"
-mounted='' bw_pid='' init_pid='' net_pid='' reason='' me=''
+bw_pid='' init_pid='' net_pid='' agent_pid='' reason='' me=''
 
 starttime() {  # REPLY = field 22 of /proc/PID/stat; empty when gone or a zombie
   local stat
@@ -45,13 +46,14 @@ stop() {
   kill_cgroups
   [ -n "$bw_pid" ] && kill -9 "$bw_pid" 2>/dev/null
   [ -n "$net_pid" ] && kill -9 "$net_pid" 2>/dev/null
+  [ -n "$agent_pid" ] && kill -9 "$agent_pid" 2>/dev/null
   wait 2>/dev/null
   for ((i = 0; i < 50; i++)); do
     find "${CGROUP_DIRS[@]}" -depth -type d -exec rmdir {} + 2>/dev/null
     [ -z "$(find "${CGROUP_DIRS[@]}" -maxdepth 0 2>/dev/null)" ] && break
     nap 0.02
   done
-  [ -n "$mounted" ] && umount -l "$MERGED" 2>/dev/null
+  umount -l "$MERGED" 2>/dev/null
   if mv -T "$dir" "$dir.gone" 2>/dev/null; then rm -rf "$dir.gone"; else rm -rf "$dir"; fi
 }
 
@@ -68,9 +70,6 @@ exec {netlock}<&"$lock" {lock}<&-  # above the fds set up below
 trap 'reason=terminated' TERM INT HUP
 # Every fifo opened read-write first, so no open below blocks on the other end.
 exec {tick}<>"$dir/tick" {hold}<>"$dir/hold" {info}<>"$dir/info" {block}<>"$dir/block" {out}<>"$dir/out"
-err=$(mount -t overlay overlay -o "lowerdir=$ROOTFS,upperdir=$UPPER,workdir=$WORK" "$MERGED" 2>&1) \
-  || fail "mounting the copy-on-write root failed: $err"
-mounted=1
 
 # bwrap makes the sandbox's namespaces, its user namespace included, and blocks (--userns-block-fd)
 # until this supervisor (root outside) has mapped ids 0-65535 inside to $ID_MAP's host ids (never
@@ -104,8 +103,11 @@ exec {block}>&-
 if ! read -r -t 30 -u "$ready" line || [ "$line" != ready ]; then
   fail "bwrap did not start the sandbox: $(tail -c 500 "$dir/bwrap.err" 2>/dev/null)"
 fi
-# The user-mode network (bwrap must have configured the loopback device first) starts now; a
-# command waits for it (a shared flock on net.lock), create does not.
+# The command agent and the user-mode network (bwrap must have configured the loopback device
+# first) start now; a command waits for both (a shared flock on net.lock), create does not.
+"$AGENT" "$init_pid" "$dir/agent.sock" 6 6>"$dir/agent.ready" </dev/null >/dev/null 2>"$dir/agent.err" \
+  {tick}>&- {hold}>&- {ready}>&- {netlock}>&- &
+agent_pid=$!
 if [ "${#NET[@]}" -gt 0 ]; then
   net=("${NET[@]//\{pid\}/$init_pid}")
   "${net[0]}" --ready-fd 6 "${net[@]:1}" 6>"$dir/net.ready" </dev/null >/dev/null 2>"$dir/net.err" \
@@ -119,6 +121,13 @@ state="{\"supervisor_pid\": $me, \"supervisor_start\": \"$sup_start\", \"init_pi
 printf '%s' "$state" > "$dir/ready.json"  # one small write; a reader that sees it empty waits
 printf '{"ok": %s}\n' "$state"
 exec >/dev/null
+exec {agentready}<"$dir/agent.ready"
+read -r -t 30 -n 1 -u "$agentready" x || x=''
+exec {agentready}<&-
+if [ "$x" != 1 ] && [ -z "$reason" ]; then
+  reason=agent  # ends the sandbox; a command waiting for it finds it gone
+  echo "the command agent did not start: $(tail -c 500 "$dir/agent.err" 2>/dev/null)" >&2
+fi
 if [ -n "$net_pid" ]; then
   exec {netready}<"$dir/net.ready"
   read -r -t 30 -n 1 -u "$netready" x || x=''
@@ -129,12 +138,15 @@ if [ -n "$net_pid" ]; then
 fi
 exec {netlock}>&-
 
-busy() {  # a command still running: its nsenter (in the host's pid namespace) waits for it;
-  local d p  # processes it left in the background (in the sandbox's pid namespace) do not count
+busy() {  # a command still running: its main process is a child of the agent; processes it left
+  local d p stat  # in the background (orphans, adopted by the sandbox's PID 1) do not count
   for d in "$CMD_CGROUPS"/cmd-*/; do
     [ -f "$d/cgroup.procs" ] || continue
     while read -r p; do
-      [[ /proc/$p/ns/pid -ef /proc/$me/ns/pid ]] && return 0
+      read -r stat 2>/dev/null < "/proc/$p/stat" || continue
+      # shellcheck disable=SC2086
+      set -- ${stat##*) }
+      [ "$2" = "$agent_pid" ] && return 0
     done < "$d/cgroup.procs"
   done
   return 1
@@ -150,13 +162,14 @@ while [ -z "$reason" ]; do
   if ((IDLE_US > 0)); then
     if busy; then last_busy=$now; elif ((now - last_busy >= IDLE_US)); then reason=idle; break; fi
   fi
-  step=1000000
+  # one sleep until the deadline (or the next idle check): bwrap's end and SIGTERM wake the wait
+  step=3600000000
   ((IDLE_US > 0)) && step=500000
   ((deadline - now < step)) && step=$((deadline - now))
   printf -v frac '%06d' $((step % 1000000))
   sleep "$((step / 1000000)).$frac" &
   nap_pid=$!
-  wait "$nap_pid" 2>/dev/null  # returns at once on SIGTERM (the trap sets reason)
+  wait -n "$nap_pid" "$bw_pid" 2>/dev/null  # returns at once on SIGTERM (the trap sets reason)
   kill "$nap_pid" 2>/dev/null
 done
 echo "$reason" > "$dir/ended"

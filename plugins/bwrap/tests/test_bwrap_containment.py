@@ -206,3 +206,18 @@ def test_other_host_users_cannot_list_or_read_the_registry(make: MakeSandbox) ->
         assert path.stat().st_mode & 0o777 == 0o711, f"{path} is listable by other users"
     for name in ("record.json", "config.sh"):
         assert (root / "sandboxes" / sb.id / name).stat().st_mode & 0o777 == 0o600
+
+
+def test_the_command_agent_is_out_of_the_sandboxes_reach(make: MakeSandbox) -> None:
+    """The agent that starts commands lives outside the sandbox's pid namespace and mounts: root inside
+    can neither see, stop nor reach it, and a command's own output cannot forge its exit status."""
+    sb = make(block_network=True)
+    seen = sb.execute("ls -l /proc/[0-9]*/exe 2>&1; find / -xdev -type s 2>/dev/null; cat /proc/net/unix").stdout
+    assert "agent" not in seen, f"the agent is visible inside: {seen}"
+    sock = Path(f"/var/lib/sandboxkit/bwrap/sandboxes/{sb.id}/agent.sock")
+    assert sock.is_socket() and sock.stat().st_mode & 0o077 == 0, "other host users can connect to the agent"
+    assert sb.execute("kill -STOP -1; kill -STOP 1 2; echo done", timeout=10).stdout == "done\n"
+    forged = sb.execute("for f in /proc/self/fd/*; do echo 0 > $f; done 2>/dev/null; exit 5")
+    assert forged.exit_code == 5, "a command forged its exit status through the streams it holds"
+    assert sb.execute("echo alive; exit 7").exit_code == 7, "commands run after everything inside was stopped"
+    assert sb.execute("umask").stdout == "0022\n", "commands get the usual umask, not the agent's"

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sandboxkit_bwrap import _cgroups, _host, _registry, _rootfs
+from sandboxkit_bwrap import _cgroups, _host, _native, _registry, _rootfs
 
 from sandboxkit import ErrorCode, Sandbox, SandboxError
 
@@ -132,6 +132,28 @@ def test_hosts_without_what_it_needs_are_provider_unavailable(monkeypatch: pytes
         assert "bubblewrap" in str(err.value)
     finally:
         _host.probe.cache_clear()
+
+
+def test_the_helpers_are_built_once_and_a_host_without_a_compiler_is_told_how(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SANDBOXKIT_BWRAP_DIR", str(tmp_path))  # no agent built there yet
+    real_which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda tool: None if tool in ("cc", "gcc") else real_which(tool))
+    _native.binary.cache_clear()
+    try:
+        with pytest.raises(SandboxError) as err:
+            Sandbox.create(provider="bwrap", block_network=True)
+        assert err.value.code == ErrorCode.PROVIDER_UNAVAILABLE
+        assert "apt-get install gcc" in str(err.value)
+        assert not (tmp_path / "sandboxes").exists(), "a refused create leaves no registry entry"
+        monkeypatch.setattr(shutil, "which", real_which)
+        for name in ("agent", "launch"):
+            built = Path(_native.binary(name))
+            assert built.parent == tmp_path / "bin" and os.access(built, os.X_OK)
+            assert _native.binary(name) == str(built)
+    finally:
+        _native.binary.cache_clear()
 
 
 def test_cgroup_checks_name_what_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
