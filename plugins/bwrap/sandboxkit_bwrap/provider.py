@@ -389,9 +389,15 @@ class BwrapSandbox(SandboxHandle):
         self._check()
         try:
             return await _exec.run(self.target, argv, **kwargs)
-        except OSError:
+        except OSError as exc:
             self._check()  # its cgroups are gone with it
-            raise
+            raise SandboxError(
+                ErrorCode.SANDBOX_NOT_FOUND,
+                f"the sandbox runs but its command agent does not answer ({exc}): it was started by another "
+                "version of sandboxkit-bwrap, or its agent was killed from the host; close it and create a new one",
+                provider=PROVIDER,
+                sandbox_id=self.id,
+            ) from None
         finally:
             self._check()
 

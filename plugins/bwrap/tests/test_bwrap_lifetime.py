@@ -80,6 +80,21 @@ def test_a_killed_supervisor_takes_its_sandbox_and_gc_cleans_up(make: MakeSandbo
     assert not any(d.exists() for d in _cgroups.SandboxCgroups(sb.id).all_dirs), "gc removes its cgroups"
 
 
+def test_a_sandbox_whose_agent_does_not_answer_says_so(make: MakeSandbox) -> None:
+    """A running sandbox with no agent to reach (started by another version, or its agent killed from
+    the host) refuses commands with a SandboxError that says what to do, not a bare OSError."""
+    sb = make(block_network=True)
+    assert sb.execute("echo up").stdout == "up\n"
+    record = _registry.load(sb.id)
+    assert record is not None
+    (record.dir / "agent.sock").unlink()
+    with pytest.raises(SandboxError) as err:
+        sb.execute("true")
+    assert err.value.code == ErrorCode.SANDBOX_NOT_FOUND
+    assert "command agent does not answer" in err.value.message and "create a new one" in err.value.message
+    assert _listed(sb.id), "the sandbox itself still runs; close() ends it"
+
+
 def test_a_busybox_directory_is_a_root(make: MakeSandbox, tmp_path: Path) -> None:
     """image= takes a root filesystem directory; a busybox root has no python and still works."""
     busybox = shutil.which("busybox")
