@@ -23,6 +23,7 @@ value anywhere but to the upstream connection.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import errno
 import fcntl
@@ -53,6 +54,11 @@ LINK_EGRESS, LINK_SANDBOX = "169.254.77.1", "169.254.77.2"
 SO_ORIGINAL_DST = 80
 MAX_HEAD = 65536
 MAX_EVENTS = 5000
+#: threads kept waiting in ``accept``
+SPARE_ACCEPTORS = 2
+#: bytes one ``splice`` moves at most (and the relay pipes' size)
+PIPE_SIZE = 1 << 20
+ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
 
 
 class Policy:
@@ -101,6 +107,8 @@ class Agent:
         self.log_lock = threading.Lock()
         self.events = 0
         self.told = False  # a client has sent a policy over ``ctl`` (so the sandbox was started)
+        self.idle_lock = threading.Lock()
+        self.events_fd = -1  # events.jsonl, kept open
 
     # ------------------------------------------------------------ policy
     def reload(self) -> None:
@@ -163,13 +171,14 @@ class Agent:
         )
         with self.log_lock:
             self.events += 1
-            with open(EVENTS, "a") as f:
-                f.write(line + "\n")
+            if self.events_fd < 0:
+                self.events_fd = os.open(EVENTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            os.write(self.events_fd, line.encode() + b"\n")
             if self.events % 500 == 0:
                 with open(EVENTS) as f:
                     lines = f.readlines()
                 if len(lines) > MAX_EVENTS:
-                    with open(EVENTS, "w") as f:
+                    with open(EVENTS, "w") as f:  # same file (O_APPEND writes go to its new end)
                         f.writelines(lines[-MAX_EVENTS:])
         if verdict == "denied":
             print(f"denied {host or address}:{port} ({reason})", flush=True)
@@ -216,9 +225,35 @@ class Agent:
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         server.bind((listen, LISTEN_PORT))
         server.listen(512)
+        idle = [0]  # threads waiting in this listener's ``accept``
+        for _ in range(SPARE_ACCEPTORS):
+            _thread.start_new_thread(self.accept, (server, idle))
+
+    def accept(self, server: socket.socket, idle: list[int]) -> None:
+        """Threads wait in ``accept`` ahead of time, so a connection never waits for a thread to start.
+
+        The one that takes a connection starts its replacement without waiting for it (``Thread.start``
+        would) and serves the connection; it then waits again unless enough others wait already.
+        """
         while True:
-            conn, _ = server.accept()
-            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+            with self.idle_lock:
+                idle[0] += 1
+            try:
+                conn, _ = server.accept()
+            except OSError:  # out of descriptors, say: wait a little, never stop accepting
+                conn = None
+            with self.idle_lock:
+                idle[0] -= 1
+                spawn = conn is not None and idle[0] < SPARE_ACCEPTORS
+            if conn is None:
+                time.sleep(0.05)
+                continue
+            if spawn:
+                _thread.start_new_thread(self.accept, (server, idle))
+            self.handle(conn)
+            with self.idle_lock:
+                if idle[0] >= SPARE_ACCEPTORS:
+                    return
 
     def handle(self, conn: socket.socket) -> None:
         try:
@@ -286,8 +321,13 @@ class Agent:
             return
         host = host.strip("[]").lower()
         if policy.allows_ip(host) or (policy.allows_name(host) and port in policy.ports):
-            if method == "CONNECT":
-                conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            if method == "CONNECT" and policy.injection(host) is None:  # pass-through: TLS or not, no matter
+                conn.sendall(ESTABLISHED)
+                upstream = connect(host, port, wait=False)  # its handshake overlaps the client's next step
+                connected(upstream)
+                self.forward(conn, host, port, False, policy, head.partition(b"\r\n\r\n")[2], upstream)
+            elif method == "CONNECT":
+                conn.sendall(ESTABLISHED)
                 first = conn.recv(1, socket.MSG_PEEK)
                 self.forward(conn, host, port, first == b"\x16", policy)
             else:
@@ -296,15 +336,24 @@ class Agent:
         self.log("denied", host, None, port, "proxy: not allowed")
         forbidden(conn, host)
 
-    def forward(self, conn: socket.socket, host: str, port: int, tls: bool, policy: Policy, head: bytes = b"") -> None:
+    def forward(
+        self,
+        conn: socket.socket,
+        host: str,
+        port: int,
+        tls: bool,
+        policy: Policy,
+        head: bytes = b"",
+        upstream: socket.socket | None = None,
+    ) -> None:
         injection = policy.injection(host) if tls else None
-        upstream = connect(host, port)
+        if upstream is None:
+            upstream = connect(host, port)
         self.log("allowed", host, None, port, "injected" if injection else "domain")
         if injection is None:
-            if head:
-                upstream.sendall(head)
-            splice(conn, upstream)
+            splice(conn, upstream, head)
             return
+        upstream.settimeout(10)
         pattern, headers = injection
         server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         server_ctx.load_cert_chain(f"{STATE}/certs/{pattern.replace('*', '_')}.pem")
@@ -323,16 +372,39 @@ _resolved: dict[str, tuple[float, str]] = {}
 RESOLVE_TTL = 10.0
 
 
-def connect(host: str, port: int) -> socket.socket:
-    """A TCP connection upstream (names resolved as the egress network resolves them, briefly cached)."""
+def connect(host: str, port: int, wait: bool = True) -> socket.socket:
+    """A TCP connection upstream (names resolved as the egress network resolves them, briefly cached).
+
+    ``wait=False`` returns once the SYN is sent; :func:`connected` waits for the handshake.
+    """
     now = time.monotonic()
     cached = _resolved.get(host)
     if cached is None or cached[0] < now:
         address = str(socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)[0][4][0])
         cached = _resolved[host] = (now + RESOLVE_TTL, address)
-    sock = socket.create_connection((cached[1], port), timeout=10)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
+        err = sock.connect_ex((cached[1], port))
+        if err not in (0, errno.EINPROGRESS):
+            raise OSError(err, os.strerror(err))
+        if wait:
+            connected(sock)
+    except BaseException:
+        sock.close()
+        raise
     return sock
+
+
+def connected(sock: socket.socket) -> None:
+    """Wait (10 s at most) for a :func:`connect` begun with ``wait=False``; the socket is blocking after."""
+    _, writable, _ = select.select([], [sock], [], 10)
+    err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) if writable else errno.ETIMEDOUT
+    if err:
+        sock.close()
+        raise OSError(err, os.strerror(err))
+    sock.setblocking(True)
 
 
 def read_head(sock: socket.socket) -> bytes:
@@ -389,8 +461,66 @@ def sni(data: bytes) -> str | None:
     return None
 
 
-def splice(a: socket.socket, b: socket.socket) -> None:
-    """Copy both ways until both sides finished (or either side fails)."""
+def splice(a: socket.socket, b: socket.socket, ahead: bytes = b"") -> None:
+    """Copy both ways (``ahead`` first, to ``b``) until both sides finished or either side fails.
+
+    Plain sockets are copied by the kernel (``splice(2)`` through a pipe, one thread per direction, no
+    ``select``: one wake-up per burst); TLS ones (header injection) by :func:`relay`.
+    """
+    if isinstance(a, ssl.SSLSocket) or isinstance(b, ssl.SSLSocket):
+        relay(a, b)
+        return
+    for s in (a, b):
+        s.setblocking(True)
+    left = [2]
+    lock = threading.Lock()
+
+    def finish() -> None:
+        with lock:
+            left[0] -= 1
+            last = left[0] == 0
+        if last:
+            for s in (a, b):
+                with contextlib.suppress(OSError):
+                    s.close()
+
+    try:
+        if ahead:
+            b.sendall(ahead)
+    except OSError:
+        for s in (a, b):
+            s.close()
+        return
+    _thread.start_new_thread(one_way, (b, a, finish))
+    one_way(a, b, finish)
+
+
+def one_way(src: socket.socket, dst: socket.socket, finish: Any) -> None:
+    """``src`` to ``dst`` through a pipe; at ``src``'s end, ``dst``'s write side is shut; on failure both."""
+    r, w = os.pipe()
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        while True:
+            n = os.splice(src.fileno(), w, PIPE_SIZE)
+            if not n:
+                break
+            while n:
+                n -= os.splice(r, dst.fileno(), n)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+    except OSError:  # a reset on either side ends the other direction too
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+    finally:
+        os.close(r)
+        os.close(w)
+        finish()
+
+
+def relay(a: socket.socket, b: socket.socket) -> None:
+    """Copy both ways between sockets of which one is TLS, until either side ends."""
     for s in (a, b):
         s.settimeout(None)
     open_ = {a: b, b: a}
