@@ -24,12 +24,14 @@ value anywhere but to the upstream connection.
 from __future__ import annotations
 
 import _thread
+import base64
 import contextlib
 import errno
 import fcntl
 import ipaddress
 import json
 import os
+import re
 import select
 import socket
 import ssl
@@ -58,6 +60,8 @@ MAX_EVENTS = 5000
 SPARE_ACCEPTORS = 2
 #: bytes one ``splice`` moves at most (and the relay pipes' size)
 PIPE_SIZE = 1 << 20
+#: the files a policy update may write under STATE
+STATE_FILE = re.compile(r"(policy|public)\.json|certs/[A-Za-z0-9_.-]+\.pem")
 ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
 
 
@@ -146,6 +150,34 @@ class Agent:
                     if version.isalnum():
                         acknowledge(f"{STATE}/ack.{version}", answer)
 
+    def serve_stdin(self) -> None:
+        """Each line on the container's stdin (only the Docker API reaches it) is a policy update.
+
+        The line is ``{"version": V, "files": {NAME: BASE64}}``; the files are written, the policy is put
+        in force and ``sbk-ack V ANSWER`` goes to stdout, where the client (attached to both) waits for
+        it: no process is started on this path. A line that does not parse (two clients' lines mixed)
+        is answered ``sbk-ack garbled``, and the clients waiting fall back to the exec path.
+        """
+        for line in sys.stdin.buffer:
+            try:
+                message = json.loads(line)
+                version = str(message["version"])
+                files = {name: base64.b64decode(data, validate=True) for name, data in message["files"].items()}
+                if not version.isalnum() or not all(STATE_FILE.fullmatch(name) for name in files):
+                    raise ValueError(version)
+            except Exception:
+                say("sbk-ack garbled")
+                continue
+            self.told = True
+            try:
+                for name in sorted(files, key=lambda n: n == "policy.json"):  # the policy last
+                    write_state(name, files[name])
+                self.reload()
+                answer = "ok" if self.policy.version == version else f"stale {self.policy.version}"
+            except Exception as exc:
+                answer = f"error {type(exc).__name__}"
+            say(f"sbk-ack {version} {answer}")
+
     def firewall_cidrs(self, policy: Policy) -> None:
         """UDP (and ICMP) to allowed CIDRs is forwarded by the kernel; TCP always comes to us.
 
@@ -181,7 +213,7 @@ class Agent:
                     with open(EVENTS, "w") as f:  # same file (O_APPEND writes go to its new end)
                         f.writelines(lines[-MAX_EVENTS:])
         if verdict == "denied":
-            print(f"denied {host or address}:{port} ({reason})", flush=True)
+            say(f"denied {host or address}:{port} ({reason})")
 
     # ------------------------------------------------------------ DNS
     def serve_dns(self, listen: str) -> None:
@@ -276,7 +308,7 @@ class Agent:
             else:
                 self.transparent(conn, port, policy)
         except Exception as exc:  # one connection's failure never stops the egress
-            print(f"connection error: {type(exc).__name__}", flush=True)
+            say(f"connection error: {type(exc).__name__}")
             reset(conn)
 
     def transparent(self, conn: socket.socket, port: int, policy: Policy) -> None:
@@ -550,6 +582,24 @@ def relay(a: socket.socket, b: socket.socket) -> None:
                 s.close()
 
 
+def write_state(name: str, data: bytes) -> None:
+    """``/run/sbk/NAME`` (mode 0600) replaced at once, so a reader never sees half of it."""
+    path = f"{STATE}/{name}"
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.replace(path + ".tmp", path)
+
+
+def say(text: str) -> None:
+    """One line to stdout in one write (threads' lines never mix; the client reads its acks here)."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
 def acknowledge(path: str, answer: str) -> None:
     """Answer the client waiting on the FIFO ``path`` (it opened it before asking; gone: nobody waits)."""
     with contextlib.suppress(OSError):
@@ -657,14 +707,15 @@ def main() -> None:
     try:  # a client that wrote the policy before ``ctl`` existed waits for ``loaded`` instead
         agent.reload()
     except Exception as exc:
-        print(f"policy not loaded: {type(exc).__name__}", flush=True)
+        say(f"policy not loaded: {type(exc).__name__}")
     if agent.cidrs is None:
         agent.firewall_cidrs(agent.policy)
     for listen in agent.listen:
         for target in (agent.serve_dns, agent.serve_tcp):
             threading.Thread(target=target, args=(listen,), daemon=True).start()
     threading.Thread(target=agent.serve_ctl, daemon=True).start()
-    print(f"egress up on {address}", flush=True)
+    threading.Thread(target=agent.serve_stdin, daemon=True).start()
+    say(f"egress up on {address}")
     sandbox = str(ipaddress.ip_network(subnet)[3])
     seen, misses = False, 0
     while time.time() < expires and misses < 3:  # ends with the sandbox's lifetime, or soon after it is gone
@@ -674,7 +725,7 @@ def main() -> None:
         seen = seen or alive or agent.told
         misses = 0 if alive else misses + seen
         time.sleep(2)
-    print("egress done: the sandbox ended", flush=True)
+    say("egress done: the sandbox ended")
 
 
 def sandbox_alive(address: str) -> bool:
