@@ -20,6 +20,7 @@ import json
 import os
 import random
 import secrets
+import socket
 import subprocess
 import tarfile
 import tempfile
@@ -443,6 +444,9 @@ def tell(api: Any, container: str, version: str, files: Mapping[str, bytes]) -> 
     except docker.errors.APIError:
         return None
     raw = _dockerpy.raw_socket(sock)
+    if not isinstance(raw, socket.socket):  # an SSH transport (no socket): the exec path serves it
+        sock.close()
+        return None
     out = bytearray()
     frames = FrameSplitter()
 
