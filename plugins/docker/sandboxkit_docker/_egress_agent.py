@@ -14,11 +14,11 @@ except UDP and ICMP to allowed CIDRs, which the kernel forwards.
 - Names with header injection: TLS is terminated with a certificate of the sandbox's own CA, the
   headers are set, and the request goes on over TLS to the real host (one request per connection).
 
-The client writes the policy to ``policy.json`` (mode 0600, through an exec, never the container
-config), and in the same exec writes the policy's version to the ``ctl`` FIFO and waits on its own
-``ack.VERSION`` FIFO: the agent reads the policy at once, puts it in force, and answers ``ok``
-(no polling on either side). Events go to ``events.jsonl``; nothing here ever writes a header
-value anywhere but to the upstream connection.
+The client sends an update as one line to this container's stdin (``docker attach``; only the
+Docker API reaches it) and reads ``sbk-ack VERSION ok`` from its stdout once it is in force. The
+fallback (an exec) writes ``policy.json`` (mode 0600), writes the version to the ``ctl`` FIFO and
+waits on its own ``ack.VERSION`` FIFO. Neither side polls. Events go to ``events.jsonl``; nothing
+here ever writes a header value anywhere but to the upstream connection.
 """
 
 from __future__ import annotations
