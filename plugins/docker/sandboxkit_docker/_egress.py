@@ -10,6 +10,8 @@ when the sandbox's lifetime does, is removed with it, and ``gc`` reaps it when t
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import datetime as dt
 import hashlib
 import io
@@ -18,6 +20,7 @@ import json
 import os
 import random
 import secrets
+import socket
 import subprocess
 import tarfile
 import tempfile
@@ -33,9 +36,10 @@ import docker.errors
 
 from sandboxkit.secrets import get_secret
 from sandboxkit.spi import ErrorCode, ExecRequest, NetworkEvent, NetworkPolicy, SandboxError, StreamName
-from sandboxkit_docker import _archive, _certs, _labels, _threads
+from sandboxkit_docker import _archive, _certs, _dockerpy, _labels, _threads
 from sandboxkit_docker._errors import PROVIDER
 from sandboxkit_docker._exec import ExecEngine
+from sandboxkit_docker._frames import STDOUT, FrameSplitter
 from sandboxkit_docker.images import DEFAULT_IMAGE
 
 if TYPE_CHECKING:
@@ -45,6 +49,8 @@ if TYPE_CHECKING:
 TOKEN = f"{_labels.PREFIX}.egress"
 #: label on the egress container and network only
 ROLE = f"{_labels.PREFIX}.egress_role"
+#: label on the sandbox: its egress reads policy updates from its stdin (egresses from before read only exec)
+STDIN = f"{_labels.PREFIX}.egress_stdin"
 PROXY_PORT = 3128
 VXLAN_PORT = 4789
 #: the point-to-point link inside the VXLAN tunnel (the same in _egress_agent)
@@ -83,6 +89,8 @@ DEBS = (
     "netbase",
 )
 APPLY_DEADLINE = 60.0
+#: seconds an update over the egress's stdin may take before the exec path is tried instead
+STDIN_DEADLINE = 10.0
 _AGENT = Path(__file__).with_name("_egress_agent.py")
 _image_lock = threading.Lock()
 
@@ -167,9 +175,11 @@ def ensure_image(client: docker.DockerClient) -> str:
 class Egress:
     """The egress of one sandbox, found again from the token in the sandbox's labels."""
 
-    def __init__(self, provider: DockerProvider, token: str) -> None:
+    def __init__(self, provider: DockerProvider, token: str, stdin: bool = True) -> None:
         self.provider = provider
         self.token = token
+        self.stdin = stdin
+        self.image = ""  # the egress image (known once created here)
         self.name = f"sandboxkit-egress-{token}"
         self.address = ""
         self.sandbox_address = ""
@@ -182,6 +192,7 @@ class Egress:
         egress = cls(provider, secrets.token_hex(6))
         labels = kwargs["labels"]
         labels[TOKEN] = egress.token
+        labels[STDIN] = "1"
         try:
             extra = await egress.create(labels, network)
         except BaseException:
@@ -200,7 +211,7 @@ class Egress:
     @classmethod
     def of(cls, provider: DockerProvider, labels: Mapping[str, str]) -> Egress | None:
         token = labels.get(TOKEN)
-        return None if token is None else cls(provider, token)
+        return None if token is None else cls(provider, token, stdin=labels.get(STDIN) == "1")
 
     def labels(self, sandbox_labels: Mapping[str, str], role: str) -> dict[str, str]:
         keep = (_labels.CREATED_AT, _labels.EXPIRES_AT, _labels.OWNER)
@@ -210,7 +221,7 @@ class Egress:
     async def create(self, labels: Mapping[str, str], network: str) -> dict[str, Any]:
         """Network and egress container, started; the create options that put a sandbox behind them."""
         client = await _threads.run_sync(self.provider.client)
-        image = await self.provider.call(ensure_image, client, creating=True)
+        image = self.image = await self.provider.call(ensure_image, client, creating=True)
         subnet = await self.provider.call(self._network, client, labels, creating=True)
         address = self.address = str(subnet[2])
         self.sandbox_address = str(subnet[3])
@@ -227,14 +238,16 @@ class Egress:
         endpoint = api.create_networking_config({self.name: api.create_endpoint_config(ipv4_address=address)})
 
         def start() -> None:
-            created = api.create_container(
+            config = api.create_container_config(
                 image,
                 ["python3", "/usr/local/lib/sandboxkit/egress.py", address, str(subnet), f"{expires:.0f}"],
-                name=self.name,
                 labels=self.labels(labels, "egress"),
                 host_config=host_config,
                 networking_config=endpoint,
+                stdin_open=True,  # policy updates arrive there (see apply)...
             )
+            config["StdinOnce"] = False  # ...from every client that attaches (docker-py sets True)
+            created = api.create_container_from_config(config, name=self.name)
             api.connect_container_to_network(created["Id"], network)
             api.start(created["Id"])
 
@@ -284,7 +297,7 @@ class Egress:
         )
         await self.provider.call(
             client.containers.run,
-            image_tag(),
+            self.image or image_tag(),
             ["sh", "-c", link],
             network_mode=f"container:{sandbox_id}",
             cap_add=["NET_ADMIN"],
@@ -307,9 +320,12 @@ class Egress:
     async def apply(self, policy: NetworkPolicy, ca: tuple[bytes, bytes] | None = None) -> None:
         """Hand ``policy`` (with the secrets' values) to the egress and wait until it is in force.
 
-        One exec (holding a lock, one update at a time): it unpacks the files, tells the agent the new
-        version over its ``ctl`` FIFO and returns when the agent answers on ``ack.VERSION`` (an egress
-        from before the FIFO is polled).
+        One line to the egress container's stdin through ``docker attach`` (no process starts, in the
+        container or the engine), answered on its stdout once the policy is in force. When that gives
+        no answer (an egress from before, lines of two clients mixed, 10 s without one): one exec
+        (holding a lock, one update at a time) unpacks the files, tells the agent the new version over
+        its ``ctl`` FIFO and returns when the agent answers on ``ack.VERSION`` (an egress from before
+        the FIFO is polled).
         The CA is read back from the egress only when ``policy`` injects headers.
         """
         version = secrets.token_hex(8)
@@ -333,6 +349,17 @@ class Egress:
             "upstream_ca": policy.upstream_ca,
         }
         files["policy.json"] = json.dumps(config).encode()
+        if self.stdin:
+            client = await _threads.run_sync(self.provider.client)
+            answer = await self.provider.call(tell, client.api, self.name, version, files)
+            if answer == "ok":
+                return
+            if answer is not None:
+                raise SandboxError(
+                    ErrorCode.PROVIDER_UNAVAILABLE,
+                    f"the sandbox's egress did not apply the policy ({answer}); `docker logs {self.name}`",
+                    provider=PROVIDER,
+                )
         polls = int(APPLY_DEADLINE / 0.05)
         notify = (
             f"if [ -p ctl ]; then mkfifo -m 600 ack.{version} && exec 3<>ack.{version} && echo {version} > ctl && "
@@ -404,6 +431,55 @@ class Egress:
                 provider=PROVIDER,
             )
         return b"".join(out)
+
+
+def tell(api: Any, container: str, version: str, files: Mapping[str, bytes]) -> str | None:
+    """Send one update to the egress's stdin and return its answer (None: none came; blocking).
+
+    Attached to stdin and stdout at once, so the answer cannot pass before we listen.
+    """
+    line = json.dumps({"version": version, "files": {n: base64.b64encode(d).decode() for n, d in files.items()}})
+    try:
+        sock = api.attach_socket(container, params={"stdin": 1, "stdout": 1, "stream": 1})
+    except docker.errors.APIError:
+        return None
+    raw = _dockerpy.raw_socket(sock)
+    if not isinstance(raw, socket.socket):  # an SSH transport (no socket): the exec path serves it
+        sock.close()
+        return None
+    out = bytearray()
+    frames = FrameSplitter()
+
+    def keep(kind: int, payload: memoryview) -> None:
+        if kind == STDOUT:
+            out.extend(payload)
+
+    try:
+        raw.setblocking(False)
+        frames.feed(_dockerpy.read_ahead(sock), keep)
+        raw.settimeout(STDIN_DEADLINE)
+        raw.sendall(line.encode() + b"\n")
+        deadline = time.monotonic() + STDIN_DEADLINE
+        mine = f"sbk-ack {version} ".encode()
+        while time.monotonic() < deadline:
+            for row in bytes(out).split(b"\n")[:-1]:
+                if mine in row:
+                    return row.split(mine, 1)[1].decode(errors="replace").strip()
+                if b"sbk-ack garbled" in row:
+                    return None
+            del out[: out.rfind(b"\n") + 1]
+            data = raw.recv(65536)
+            if not data:
+                return None
+            frames.feed(data, keep)
+    except OSError:
+        return None
+    finally:
+        with contextlib.suppress(OSError):
+            raw.close()
+        with contextlib.suppress(Exception):
+            sock.close()
+    return None
 
 
 def _check_network(client: docker.DockerClient, name: str) -> None:

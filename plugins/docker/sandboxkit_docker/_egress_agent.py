@@ -14,21 +14,24 @@ except UDP and ICMP to allowed CIDRs, which the kernel forwards.
 - Names with header injection: TLS is terminated with a certificate of the sandbox's own CA, the
   headers are set, and the request goes on over TLS to the real host (one request per connection).
 
-The client writes the policy to ``policy.json`` (mode 0600, through an exec, never the container
-config), and in the same exec writes the policy's version to the ``ctl`` FIFO and waits on its own
-``ack.VERSION`` FIFO: the agent reads the policy at once, puts it in force, and answers ``ok``
-(no polling on either side). Events go to ``events.jsonl``; nothing here ever writes a header
-value anywhere but to the upstream connection.
+The client sends an update as one line to this container's stdin (``docker attach``; only the
+Docker API reaches it) and reads ``sbk-ack VERSION ok`` from its stdout once it is in force. The
+fallback (an exec) writes ``policy.json`` (mode 0600), writes the version to the ``ctl`` FIFO and
+waits on its own ``ack.VERSION`` FIFO. Neither side polls. Events go to ``events.jsonl``; nothing
+here ever writes a header value anywhere but to the upstream connection.
 """
 
 from __future__ import annotations
 
+import _thread
+import base64
 import contextlib
 import errno
 import fcntl
 import ipaddress
 import json
 import os
+import re
 import select
 import socket
 import ssl
@@ -53,6 +56,13 @@ LINK_EGRESS, LINK_SANDBOX = "169.254.77.1", "169.254.77.2"
 SO_ORIGINAL_DST = 80
 MAX_HEAD = 65536
 MAX_EVENTS = 5000
+#: threads kept waiting in ``accept``
+SPARE_ACCEPTORS = 2
+#: bytes one read of a relay takes at most
+CHUNK = 1 << 18
+#: the files a policy update may write under STATE
+STATE_FILE = re.compile(r"(policy|public)\.json|certs/[A-Za-z0-9_.-]+\.pem")
+ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
 
 
 class Policy:
@@ -101,6 +111,8 @@ class Agent:
         self.log_lock = threading.Lock()
         self.events = 0
         self.told = False  # a client has sent a policy over ``ctl`` (so the sandbox was started)
+        self.idle_lock = threading.Lock()
+        self.events_fd = -1  # events.jsonl, kept open
 
     # ------------------------------------------------------------ policy
     def reload(self) -> None:
@@ -138,6 +150,34 @@ class Agent:
                     if version.isalnum():
                         acknowledge(f"{STATE}/ack.{version}", answer)
 
+    def serve_stdin(self) -> None:
+        """Each line on the container's stdin (only the Docker API reaches it) is a policy update.
+
+        The line is ``{"version": V, "files": {NAME: BASE64}}``; the files are written, the policy is put
+        in force and ``sbk-ack V ANSWER`` goes to stdout, where the client (attached to both) waits for
+        it: no process is started on this path. A line that does not parse (two clients' lines mixed)
+        is answered ``sbk-ack garbled``, and the clients waiting fall back to the exec path.
+        """
+        for line in sys.stdin.buffer:
+            try:
+                message = json.loads(line)
+                version = str(message["version"])
+                files = {name: base64.b64decode(data, validate=True) for name, data in message["files"].items()}
+                if not version.isalnum() or not all(STATE_FILE.fullmatch(name) for name in files):
+                    raise ValueError(version)
+            except Exception:
+                say("sbk-ack garbled")
+                continue
+            self.told = True
+            try:
+                for name in sorted(files, key=lambda n: n == "policy.json"):  # the policy last
+                    write_state(name, files[name])
+                self.reload()
+                answer = "ok" if self.policy.version == version else f"stale {self.policy.version}"
+            except Exception as exc:
+                answer = f"error {type(exc).__name__}"
+            say(f"sbk-ack {version} {answer}")
+
     def firewall_cidrs(self, policy: Policy) -> None:
         """UDP (and ICMP) to allowed CIDRs is forwarded by the kernel; TCP always comes to us.
 
@@ -163,16 +203,17 @@ class Agent:
         )
         with self.log_lock:
             self.events += 1
-            with open(EVENTS, "a") as f:
-                f.write(line + "\n")
+            if self.events_fd < 0:
+                self.events_fd = os.open(EVENTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            os.write(self.events_fd, line.encode() + b"\n")
             if self.events % 500 == 0:
                 with open(EVENTS) as f:
                     lines = f.readlines()
                 if len(lines) > MAX_EVENTS:
-                    with open(EVENTS, "w") as f:
+                    with open(EVENTS, "w") as f:  # same file (O_APPEND writes go to its new end)
                         f.writelines(lines[-MAX_EVENTS:])
         if verdict == "denied":
-            print(f"denied {host or address}:{port} ({reason})", flush=True)
+            say(f"denied {host or address}:{port} ({reason})")
 
     # ------------------------------------------------------------ DNS
     def serve_dns(self, listen: str) -> None:
@@ -216,9 +257,35 @@ class Agent:
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         server.bind((listen, LISTEN_PORT))
         server.listen(512)
+        idle = [0]  # threads waiting in this listener's ``accept``
+        for _ in range(SPARE_ACCEPTORS):
+            _thread.start_new_thread(self.accept, (server, idle))
+
+    def accept(self, server: socket.socket, idle: list[int]) -> None:
+        """Threads wait in ``accept`` ahead of time, so a connection never waits for a thread to start.
+
+        The one that takes a connection starts its replacement without waiting for it (``Thread.start``
+        would) and serves the connection; it then waits again unless enough others wait already.
+        """
         while True:
-            conn, _ = server.accept()
-            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+            with self.idle_lock:
+                idle[0] += 1
+            try:
+                conn, _ = server.accept()
+            except OSError:  # out of descriptors, say: wait a little, never stop accepting
+                conn = None
+            with self.idle_lock:
+                idle[0] -= 1
+                spawn = conn is not None and idle[0] < SPARE_ACCEPTORS
+            if conn is None:
+                time.sleep(0.05)
+                continue
+            if spawn:
+                _thread.start_new_thread(self.accept, (server, idle))
+            self.handle(conn)
+            with self.idle_lock:
+                if idle[0] >= SPARE_ACCEPTORS:
+                    return
 
     def handle(self, conn: socket.socket) -> None:
         try:
@@ -241,7 +308,7 @@ class Agent:
             else:
                 self.transparent(conn, port, policy)
         except Exception as exc:  # one connection's failure never stops the egress
-            print(f"connection error: {type(exc).__name__}", flush=True)
+            say(f"connection error: {type(exc).__name__}")
             reset(conn)
 
     def transparent(self, conn: socket.socket, port: int, policy: Policy) -> None:
@@ -286,8 +353,13 @@ class Agent:
             return
         host = host.strip("[]").lower()
         if policy.allows_ip(host) or (policy.allows_name(host) and port in policy.ports):
-            if method == "CONNECT":
-                conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            if method == "CONNECT" and policy.injection(host) is None:  # pass-through: TLS or not, no matter
+                conn.sendall(ESTABLISHED)
+                upstream = connect(host, port, wait=False)  # its handshake overlaps the client's next step
+                connected(upstream)
+                self.forward(conn, host, port, False, policy, head.partition(b"\r\n\r\n")[2], upstream)
+            elif method == "CONNECT":
+                conn.sendall(ESTABLISHED)
                 first = conn.recv(1, socket.MSG_PEEK)
                 self.forward(conn, host, port, first == b"\x16", policy)
             else:
@@ -296,15 +368,24 @@ class Agent:
         self.log("denied", host, None, port, "proxy: not allowed")
         forbidden(conn, host)
 
-    def forward(self, conn: socket.socket, host: str, port: int, tls: bool, policy: Policy, head: bytes = b"") -> None:
+    def forward(
+        self,
+        conn: socket.socket,
+        host: str,
+        port: int,
+        tls: bool,
+        policy: Policy,
+        head: bytes = b"",
+        upstream: socket.socket | None = None,
+    ) -> None:
         injection = policy.injection(host) if tls else None
-        upstream = connect(host, port)
+        if upstream is None:
+            upstream = connect(host, port)
         self.log("allowed", host, None, port, "injected" if injection else "domain")
         if injection is None:
-            if head:
-                upstream.sendall(head)
-            splice(conn, upstream)
+            splice(conn, upstream, head)
             return
+        upstream.settimeout(10)
         pattern, headers = injection
         server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         server_ctx.load_cert_chain(f"{STATE}/certs/{pattern.replace('*', '_')}.pem")
@@ -323,16 +404,39 @@ _resolved: dict[str, tuple[float, str]] = {}
 RESOLVE_TTL = 10.0
 
 
-def connect(host: str, port: int) -> socket.socket:
-    """A TCP connection upstream (names resolved as the egress network resolves them, briefly cached)."""
+def connect(host: str, port: int, wait: bool = True) -> socket.socket:
+    """A TCP connection upstream (names resolved as the egress network resolves them, briefly cached).
+
+    ``wait=False`` returns once the SYN is sent; :func:`connected` waits for the handshake.
+    """
     now = time.monotonic()
     cached = _resolved.get(host)
     if cached is None or cached[0] < now:
         address = str(socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)[0][4][0])
         cached = _resolved[host] = (now + RESOLVE_TTL, address)
-    sock = socket.create_connection((cached[1], port), timeout=10)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
+        err = sock.connect_ex((cached[1], port))
+        if err not in (0, errno.EINPROGRESS):
+            raise OSError(err, os.strerror(err))
+        if wait:
+            connected(sock)
+    except BaseException:
+        sock.close()
+        raise
     return sock
+
+
+def connected(sock: socket.socket) -> None:
+    """Wait (10 s at most) for a :func:`connect` begun with ``wait=False``; the socket is blocking after."""
+    _, writable, _ = select.select([], [sock], [], 10)
+    err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) if writable else errno.ETIMEDOUT
+    if err:
+        sock.close()
+        raise OSError(err, os.strerror(err))
+    sock.setblocking(True)
 
 
 def read_head(sock: socket.socket) -> bytes:
@@ -389,8 +493,60 @@ def sni(data: bytes) -> str | None:
     return None
 
 
-def splice(a: socket.socket, b: socket.socket) -> None:
-    """Copy both ways until both sides finished (or either side fails)."""
+def splice(a: socket.socket, b: socket.socket, ahead: bytes = b"") -> None:
+    """Copy both ways (``ahead`` first, to ``b``) until both sides finished or either side fails.
+
+    Plain sockets: one thread per direction, blocked in ``recv`` (no ``select``: one wake-up per burst;
+    ``splice(2)`` through a pipe measured slower for bulk data here); TLS ones (header injection) by
+    :func:`relay`.
+    """
+    if isinstance(a, ssl.SSLSocket) or isinstance(b, ssl.SSLSocket):
+        relay(a, b)
+        return
+    for s in (a, b):
+        s.setblocking(True)
+    left = [2]
+    lock = threading.Lock()
+
+    def finish() -> None:
+        with lock:
+            left[0] -= 1
+            last = left[0] == 0
+        if last:
+            for s in (a, b):
+                with contextlib.suppress(OSError):
+                    s.close()
+
+    try:
+        if ahead:
+            b.sendall(ahead)
+    except OSError:
+        for s in (a, b):
+            s.close()
+        return
+    _thread.start_new_thread(one_way, (b, a, finish))
+    one_way(a, b, finish)
+
+
+def one_way(src: socket.socket, dst: socket.socket, finish: Any) -> None:
+    """``src`` to ``dst``; at ``src``'s end, ``dst``'s write side is shut; on failure both sides end."""
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    try:
+        while n := src.recv_into(buf):
+            dst.sendall(view[:n])
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+    except OSError:  # a reset on either side ends the other direction too
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+    finally:
+        finish()
+
+
+def relay(a: socket.socket, b: socket.socket) -> None:
+    """Copy both ways between sockets of which one is TLS, until either side ends."""
     for s in (a, b):
         s.settimeout(None)
     open_ = {a: b, b: a}
@@ -418,6 +574,24 @@ def splice(a: socket.socket, b: socket.socket) -> None:
         for s in (a, b):
             with contextlib.suppress(OSError):
                 s.close()
+
+
+def write_state(name: str, data: bytes) -> None:
+    """``/run/sbk/NAME`` (mode 0600) replaced at once, so a reader never sees half of it."""
+    path = f"{STATE}/{name}"
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.replace(path + ".tmp", path)
+
+
+def say(text: str) -> None:
+    """One line to stdout in one write (threads' lines never mix; the client reads its acks here)."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
 
 
 def acknowledge(path: str, answer: str) -> None:
@@ -527,14 +701,15 @@ def main() -> None:
     try:  # a client that wrote the policy before ``ctl`` existed waits for ``loaded`` instead
         agent.reload()
     except Exception as exc:
-        print(f"policy not loaded: {type(exc).__name__}", flush=True)
+        say(f"policy not loaded: {type(exc).__name__}")
     if agent.cidrs is None:
         agent.firewall_cidrs(agent.policy)
     for listen in agent.listen:
         for target in (agent.serve_dns, agent.serve_tcp):
             threading.Thread(target=target, args=(listen,), daemon=True).start()
     threading.Thread(target=agent.serve_ctl, daemon=True).start()
-    print(f"egress up on {address}", flush=True)
+    threading.Thread(target=agent.serve_stdin, daemon=True).start()
+    say(f"egress up on {address}")
     sandbox = str(ipaddress.ip_network(subnet)[3])
     seen, misses = False, 0
     while time.time() < expires and misses < 3:  # ends with the sandbox's lifetime, or soon after it is gone
@@ -544,7 +719,7 @@ def main() -> None:
         seen = seen or alive or agent.told
         misses = 0 if alive else misses + seen
         time.sleep(2)
-    print("egress done: the sandbox ended", flush=True)
+    say("egress done: the sandbox ended")
 
 
 def sandbox_alive(address: str) -> bool:

@@ -17,6 +17,7 @@ from typing import Any
 import docker
 import pytest
 from sandboxkit_conformance.testhosts import PROBE, NetworkHosts
+from sandboxkit_docker import _egress
 
 import sandboxkit
 from sandboxkit import ErrorCode, HeaderInjection, NetworkPolicy, Sandbox, SandboxError
@@ -145,6 +146,58 @@ def test_a_runtime_update_holds_for_the_next_connection(sb: Sandbox, hosts: Netw
     assert sb.network == NetworkPolicy.deny_all()
     sb.set_network(NetworkPolicy(allow_domains=["denied.test"]))
     assert probe(sb, "direct", "http://denied.test/")["ok"]
+
+
+def _egress_logs(sb: Sandbox, docker_engine: docker.DockerClient) -> str:
+    token = docker_engine.containers.get(sb.id).labels[_egress.TOKEN]
+    logs: bytes = docker_engine.containers.get(f"sandboxkit-egress-{token}").logs(stdout=True, stderr=False)
+    return logs.decode()
+
+
+def test_updates_go_to_the_egress_stdin_and_fall_back_to_an_exec(
+    sb: Sandbox, hosts: NetworkHosts, policy: None, docker_engine: docker.DockerClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    acks = _egress_logs(sb, docker_engine).count("sbk-ack ")
+    sb.set_network(NetworkPolicy(allow_domains=["denied.test"]))
+    assert _egress_logs(sb, docker_engine).count("sbk-ack ") == acks + 1  # answered on stdout: no exec ran
+    assert probe(sb, "direct", "http://denied.test/")["ok"]
+    # a line that is not an update (two clients' lines mixed) is answered "garbled"; the agent reads on
+    name = f"sandboxkit-egress-{docker_engine.containers.get(sb.id).labels[_egress.TOKEN]}"
+    assert _egress.tell(docker_engine.api, name, "not-a-version", {}) is None
+    assert "sbk-ack garbled" in _egress_logs(sb, docker_engine)
+    sb.set_network(NetworkPolicy(allow_domains=["allowed.test"]))
+    assert probe(sb, "direct", "http://allowed.test/")["ok"]
+    # no answer on stdin (an egress from before, or a mixed line): the exec path puts the policy in force
+    monkeypatch.setattr(_egress, "tell", lambda *args: None)
+    sb.set_network(NetworkPolicy(allow_domains=["denied.test"]))
+    assert denied_fast(probe(sb, "direct", "http://allowed.test/"))
+    assert probe(sb, "direct", "http://denied.test/")["ok"]
+
+
+#: inside the sandbox: 24 MiB over a CONNECT tunnel, and a request sent in the same packet as its CONNECT
+BULK = r"""
+import os, socket, ssl, sys, urllib.request
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+with urllib.request.build_opener(urllib.request.HTTPSHandler(context=ctx)).open(
+        "https://allowed.test/bytes/25165824", timeout=60) as r:
+    n = 0
+    while chunk := r.read(1 << 20):
+        n += len(chunk)
+proxy = os.environ["HTTP_PROXY"].split("//")[1].rstrip("/").split(":")
+s = socket.create_connection((proxy[0], int(proxy[1])), timeout=10)
+s.sendall(b"CONNECT allowed.test:80 HTTP/1.1\r\n\r\n"
+          b"GET /eager HTTP/1.1\r\nHost: allowed.test\r\nConnection: close\r\n\r\n")
+data = b""
+while chunk := s.recv(65536):
+    data += chunk
+print(n, b'"allowed"' in data)
+"""
+
+
+def test_bulk_and_eager_data_cross_the_tunnel_intact(sb: Sandbox) -> None:
+    sb.write_file("/tmp/bulk.py", BULK)
+    r = sb.execute(["python3", "/tmp/bulk.py", CA_PATH], timeout=120)
+    assert r.exit_code == 0 and r.stdout.split() == [str(24 << 20), "True"], (r.stdout, r.stderr)
 
 
 def test_the_sandbox_cannot_change_its_route_or_firewall(sb: Sandbox) -> None:
