@@ -27,10 +27,10 @@ from typing import Any
 import docker.errors
 
 from sandboxkit.spi import ErrorCode, SandboxError
-from sandboxkit_docker import _dockerpy, _warden
+from sandboxkit_docker import _warden
+from sandboxkit_docker._attached import AttachedLines
 from sandboxkit_docker._diskd import CONTAINER_DIR_MIB, SOCKET
 from sandboxkit_docker._errors import PROVIDER
-from sandboxkit_docker._frames import STDOUT, FrameSplitter
 
 __all__ = ["CONTAINER_DIR_MIB", "DiskCaps"]
 
@@ -75,25 +75,19 @@ class _Channel:
                 "a create replaces it)"
             )
         created = api.exec_create(_warden.NAME, ["python3", "-I", "-S", "-c", RELAY, SOCKET], stdin=True, user="root")
-        self._sock = api.exec_start(created["Id"], socket=True)
-        self._raw = _dockerpy.raw_socket(self._sock)
-        self._frames = FrameSplitter()
-        self._raw.setblocking(False)  # so that reading what http.client read ahead never waits
-        self._lines = bytearray(_answers(_dockerpy.read_ahead(self._sock), self._frames))
-        self._raw.settimeout(ANSWER_TIMEOUT)
+        try:
+            self._lines = AttachedLines(api.exec_start(created["Id"], socket=True), ANSWER_TIMEOUT)
+        except OSError as exc:
+            raise ChannelBroken(f"the disk channel to the warden failed ({exc})") from None
 
     def ask(self, request: dict[str, Any]) -> dict[str, Any]:
         try:
-            self._raw.sendall(json.dumps(request).encode() + b"\n")
-            while b"\n" not in self._lines:
-                data = self._raw.recv(1 << 16)
-                if not data:
-                    raise ChannelBroken("the warden closed the disk channel")
-                self._lines += _answers(data, self._frames)
+            self._lines.send(json.dumps(request).encode())
+            line = self._lines.readline()
         except OSError as exc:  # includes a timeout
             raise ChannelBroken(f"the disk channel to the warden failed ({exc})") from None
-        line, _, rest = bytes(self._lines).partition(b"\n")
-        self._lines = bytearray(rest)
+        if line is None:
+            raise ChannelBroken("the warden closed the disk channel")
         try:
             answer = json.loads(line)
         except ValueError:
@@ -103,23 +97,7 @@ class _Channel:
         return answer
 
     def close(self) -> None:
-        for closeable in (self._sock, self._raw):
-            try:
-                closeable.close()
-            except OSError:
-                pass
-
-
-def _answers(data: bytes, splitter: FrameSplitter) -> bytes:
-    """The relay's stdout in Docker's multiplexed frames (its stderr, the relay's own errors, dropped)."""
-    out = bytearray()
-
-    def sink(stream: int, payload: memoryview) -> None:
-        if stream == STDOUT:
-            out.extend(payload)
-
-    splitter.feed(data, sink)
-    return bytes(out)
+        self._lines.close()
 
 
 class DiskCaps:

@@ -11,7 +11,6 @@ when the sandbox's lifetime does, is removed with it, and ``gc`` reaps it when t
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as dt
 import hashlib
 import io
@@ -20,7 +19,6 @@ import json
 import os
 import random
 import secrets
-import socket
 import subprocess
 import tarfile
 import tempfile
@@ -36,10 +34,10 @@ import docker.errors
 
 from sandboxkit.secrets import get_secret
 from sandboxkit.spi import ErrorCode, ExecRequest, NetworkEvent, NetworkPolicy, SandboxError, StreamName
-from sandboxkit_docker import _archive, _certs, _dockerpy, _labels, _threads
+from sandboxkit_docker import _archive, _certs, _labels, _threads
+from sandboxkit_docker._attached import AttachedLines
 from sandboxkit_docker._errors import PROVIDER
 from sandboxkit_docker._exec import ExecEngine
-from sandboxkit_docker._frames import STDOUT, FrameSplitter
 from sandboxkit_docker.images import DEFAULT_IMAGE
 
 if TYPE_CHECKING:
@@ -443,42 +441,26 @@ def tell(api: Any, container: str, version: str, files: Mapping[str, bytes]) -> 
         sock = api.attach_socket(container, params={"stdin": 1, "stdout": 1, "stream": 1})
     except docker.errors.APIError:
         return None
-    raw = _dockerpy.raw_socket(sock)
-    if not isinstance(raw, socket.socket):  # an SSH transport (no socket): the exec path serves it
-        sock.close()
-        return None
-    out = bytearray()
-    frames = FrameSplitter()
-
-    def keep(kind: int, payload: memoryview) -> None:
-        if kind == STDOUT:
-            out.extend(payload)
-
     try:
-        raw.setblocking(False)
-        frames.feed(_dockerpy.read_ahead(sock), keep)
-        raw.settimeout(STDIN_DEADLINE)
-        raw.sendall(line.encode() + b"\n")
+        lines = AttachedLines(sock, STDIN_DEADLINE)
+    except OSError:  # e.g. an SSH transport (no socket): the exec path serves it
+        return None
+    try:
+        lines.send(line.encode())
         deadline = time.monotonic() + STDIN_DEADLINE
         mine = f"sbk-ack {version} ".encode()
         while time.monotonic() < deadline:
-            for row in bytes(out).split(b"\n")[:-1]:
-                if mine in row:
-                    return row.split(mine, 1)[1].decode(errors="replace").strip()
-                if b"sbk-ack garbled" in row:
-                    return None
-            del out[: out.rfind(b"\n") + 1]
-            data = raw.recv(65536)
-            if not data:
+            row = lines.readline()
+            if row is None:
                 return None
-            frames.feed(data, keep)
+            if mine in row:
+                return row.split(mine, 1)[1].decode(errors="replace").strip()
+            if b"sbk-ack garbled" in row:
+                return None
     except OSError:
         return None
     finally:
-        with contextlib.suppress(OSError):
-            raw.close()
-        with contextlib.suppress(Exception):
-            sock.close()
+        lines.close()
     return None
 
 
