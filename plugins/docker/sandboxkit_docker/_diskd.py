@@ -39,6 +39,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 SOCKET = "/run/sandboxkit-disk.sock"
@@ -330,35 +331,13 @@ class NoLayer(CapError):
     """The layer store did not say where the layer is; the client asks again with the layer directory."""
 
 
-class Beside(threading.Thread):
-    """``func(*args)`` in a thread of its own; :meth:`result` waits for it and returns or raises."""
-
-    def __init__(self, func: Any, *args: Any) -> None:
-        super().__init__(daemon=True)
-        self.func, self.args = func, args
-        self.value: Any = None
-        self.error: BaseException | None = None
-        self.start()
-
-    def run(self) -> None:
-        try:
-            self.value = self.func(*self.args)
-        except BaseException as exc:
-            self.error = exc
-
-    def result(self) -> Any:
-        self.join()
-        if self.error is not None:
-            raise self.error
-        return self.value
-
-
 class Daemon:
     def __init__(self, config: dict[str, Any]) -> None:
         self.pool = Pool([CONTAINER_DIR_MIB, int(config["default_mib"])])
         self.broken: str | None = None  # why this warden cannot mount, if it cannot
         self.probed: str | None = None  # the trial's outcome: "" when it passed
         self.probe_lock = threading.Lock()
+        self.beside = ThreadPoolExecutor(thread_name_prefix="cap")  # a request's second mount
 
     def handle(self, req: dict[str, Any]) -> dict[str, Any]:
         if self.broken is not None:
@@ -375,7 +354,7 @@ class Daemon:
             if not (os.path.isdir(os.path.join(layer, "diff")) and os.path.isdir(os.path.join(layer, "work"))):
                 raise CapError(f"{layer} is not an overlay2 layer")
             started = time.monotonic()
-            beside = Beside(self.cap, container, CONTAINER_DIR_MIB)  # the two mounts at once
+            beside = self.beside.submit(self.cap, container, CONTAINER_DIR_MIB)  # the two mounts at once
             pooled = [self.cap(layer, int(req["mib"])), beside.result()]
             return {"ok": True, "pooled": pooled, "ms": round((time.monotonic() - started) * 1000, 1)}
         raise CapError(f"unknown request {req['op']!r}")
