@@ -285,11 +285,23 @@ def test_a_sandbox_allowed_the_egress_networks_cannot_reach_another_sandboxs_egr
 
 # ---------------------------------------------------------------- errors and cleanup
 def test_bad_policies_are_refused_before_anything_is_created(
-    docker_engine: docker.DockerClient, hosts: NetworkHosts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    docker_engine: docker.DockerClient,
+    hosts: NetworkHosts,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    session_label: str,
 ) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     create_secret("api", {"TOKEN": SECRET_VALUE})
-    before = len(docker_engine.api.containers(all=True))
+
+    def ours() -> int:
+        """Containers and networks with this session's label: a sandbox, its egress and its network carry it."""
+        filters = {"label": session_label}
+        return len(docker_engine.api.containers(all=True, filters=filters)) + len(
+            docker_engine.api.networks(filters=filters)
+        )
+
+    before = ours()
     cases: list[dict[str, Any]] = [
         {"network": {"allow_domains": ["not a domain"]}},
         {"network": {"allow_cidrs": ["10.0.0.0/33"]}},
@@ -329,7 +341,7 @@ def test_bad_policies_are_refused_before_anything_is_created(
             provider_options={"egress_network": "sbk-no-such-network"},
         )
     assert info.value.code == ErrorCode.INVALID_ARGUMENT and "sbk-no-such-network" in info.value.message
-    assert len(docker_engine.api.containers(all=True)) == before
+    assert ours() == before
 
 
 def test_set_network_needs_a_policy_sandbox_and_a_valid_policy(sb: Sandbox) -> None:
