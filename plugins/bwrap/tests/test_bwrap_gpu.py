@@ -193,3 +193,34 @@ def test_gpu_check_script_is_valid_bash_and_fails_clearly_without_a_gpu() -> Non
     assert run.returncode == 2, run.stdout + run.stderr
     assert run.stderr.startswith("gpu-check: no NVIDIA GPU on this host"), run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_gpu_check_script_passes_on_stand_in_passthrough_and_fails_without_nodes(
+    auto_mode: str, fake_driver: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The script's Python half, run in-process on this host's bwrap provider (no real GPU: see above).
+
+    On the stand-in driver it reports PASS (the stand-in nvidia-smi lists a GPU; the base image has
+    no PyTorch, which it says) and exits 0; once discovery looks at the real host root again, which
+    has no device nodes, it reports FAIL (it asks for ``gpu_mode="auto"``, never simulate) and exits 1.
+    """
+    code = compile(GPU_CHECK.read_text().split("<<'EOF'\n", 1)[1].rsplit("\nEOF\n", 1)[0], "gpu-check", "exec")
+
+    def run(root: Path) -> tuple[object, list[str]]:
+        with pytest.MonkeyPatch.context() as patch, pytest.raises(SystemExit) as exited:
+            patch.setattr(_gpu, "ROOT", root)
+            patch.setattr("sys.argv", ["gpu-check", "H100", "sandboxkit/base:bookworm", auto_mode])
+            exec(code, {"__name__": "__main__"})
+        return exited.value.code, capsys.readouterr().out.splitlines()
+
+    status, lines = run(fake_driver)
+    assert status == 0, lines
+    assert lines == [
+        f"PASS {auto_mode}: GPU 0: the host driver (UUID: GPU-x); no PyTorch in sandboxkit/base:bookworm, "
+        "CUDA call not checked"
+    ]
+    if _host_has_gpu():
+        return
+    status, lines = run(Path("/"))
+    assert status == 1, lines
+    assert len(lines) == 1 and lines[0].startswith(f"FAIL {auto_mode}: ") and "no NVIDIA GPU" in lines[0], lines
