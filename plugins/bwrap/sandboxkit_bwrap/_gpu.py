@@ -26,7 +26,7 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from sandboxkit.spi import (
@@ -96,7 +96,8 @@ class GpuPlan:
     devices: tuple[tuple[Path, str], ...] = ()
     #: (host path, path in the sandbox) of each driver file, bound read-only
     files: tuple[tuple[Path, str], ...] = ()
-    lib_dirs: tuple[str, ...] = field(default=())
+    #: the sandbox's paths of the directories holding bound libraries (for its ldconfig)
+    lib_dirs: tuple[str, ...] = ()
 
     def env(self) -> dict[str, str]:
         return gpu_env(self.kind, self.count, simulated=self.simulated)
@@ -121,10 +122,11 @@ class GpuPlan:
         if not self.lib_dirs:
             return
         conf = upper / LD_CONF
-        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.parent.mkdir(exist_ok=True)
         conf.write_text("".join(d + "\n" for d in self.lib_dirs))
-        for path in (conf.parent, conf):
+        for path, mode in ((conf.parent, 0o755), (conf, 0o644)):  # root inside owns them, as in the image
             os.chown(path, owner, owner)
+            path.chmod(mode)
 
 
 def for_spec(spec: SandboxSpec, option: str | None) -> GpuPlan | None:

@@ -51,10 +51,11 @@ def auto_mode(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 @pytest.fixture
 def fake_driver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A stand-in host root with one NVIDIA GPU: char devices 195:0 and 195:255, libcuda, nvidia-smi.
+    """A stand-in host root with one NVIDIA GPU: char devices 195:0 and 195:255, a libcuda, nvidia-smi.
 
     Made with mknod as root in a temporary directory (never in the real /dev); discovery is
-    pointed at it through ``_gpu.ROOT``, the only thing patched. World-traversable, as /dev and
+    pointed at it through ``_gpu.ROOT``, the only thing patched. The libcuda is a real shared
+    library with libcuda's soname and one function of its own. World-traversable, as /dev and
     /usr are: bwrap reads its sources as the sandbox's unprivileged host uid.
     """
     root = Path(tempfile.mkdtemp(prefix="sandboxkit-gpu-"))
@@ -64,7 +65,11 @@ def fake_driver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         os.mknod(root / "dev" / "nvidiactl", 0o666 | stat.S_IFCHR, os.makedev(NVIDIA_MAJOR, 255))
         lib = root / "usr" / "lib" / "x86_64-linux-gnu"
         lib.mkdir(parents=True)
-        (lib / "libcuda.so.550.54.15").write_bytes(b"not really libcuda\n")
+        source = root / "fake_libcuda.c"
+        source.write_text("int sandboxkit_fake_cuda(void) { return 42; }\n")
+        soname = "-Wl,-soname,libcuda.so.1"
+        subprocess.run(["gcc", "-shared", "-fPIC", soname, "-o", lib / "libcuda.so.550.54.15", source], check=True)
+        source.unlink()
         (lib / "libcuda.so.1").symlink_to("libcuda.so.550.54.15")
         (root / "usr" / "bin").mkdir()
         (root / "usr" / "bin" / "nvidia-smi").write_text("#!/bin/sh\necho 'GPU 0: the host driver (UUID: GPU-x)'\n")
@@ -154,10 +159,11 @@ def test_passthrough_of_stand_in_nvidia_nodes(auto_mode: str, fake_driver: Path)
 
     What this proves, in a real bwrap sandbox: the host's (stand-in) ``dev/nvidia0`` reaches the
     sandbox's ``/dev`` as the same character device (195:0), with ``nvidiactl``; the driver's
-    library and ``nvidia-smi`` appear read-only at the same paths (the library's directory named
-    to the sandbox's ldconfig); the GPU variables are set and nothing says simulated; a request
-    for more GPUs than the host has nodes is refused before anything is created. Whether CUDA
-    works through them is for ``scripts/gpu-check.sh`` on a GPU host.
+    library and ``nvidia-smi`` appear read-only at the same paths, and ``dlopen("libcuda.so.1")``
+    finds the library (its directory named to the sandbox's ldconfig); the GPU variables are set
+    and nothing says simulated; a request for more GPUs than the host has nodes is refused before
+    anything is created. Whether CUDA works through them is for ``scripts/gpu-check.sh`` on a GPU
+    host.
     """
     with Sandbox.create(auto_mode, image="sandboxkit/base:bookworm", gpu="H100", block_network=True) as sb:
         assert Capability.GPU in sb.capabilities
@@ -165,16 +171,18 @@ def test_passthrough_of_stand_in_nvidia_nodes(auto_mode: str, fake_driver: Path)
         assert nodes == ["/dev/nvidia0 character special file c3:0", "/dev/nvidiactl character special file c3:ff"]
         assert sb.execute("ls /dev/nvidia1").exit_code != 0
         lib = "/usr/lib/x86_64-linux-gnu/libcuda.so.1"
-        assert sb.read_file(lib) == b"not really libcuda\n"
+        assert sb.read_file(lib) == (fake_driver / lib.lstrip("/")).read_bytes()
         assert sb.execute(f"echo x > {lib}").exit_code != 0, "the driver's library was writable"
         mounts = sb.execute("cat /proc/self/mountinfo", check=True).stdout
         assert re.search(rf" {re.escape(lib)} ro[, ]", mounts), "the library is not a read-only mount"
         assert sb.execute("nvidia-smi", check=True).stdout.startswith("GPU 0: the host driver")
         conf = sb.execute("cat /etc/ld.so.conf.d/000-sandboxkit-gpu.conf", check=True).stdout
         assert conf.split() == ["/usr/lib/x86_64-linux-gnu"]
+        assert "libcuda.so.1 " in sb.execute("/sbin/ldconfig -p", check=True).stdout, "ldconfig did not run"
+        loaded = "import ctypes; print(ctypes.CDLL('libcuda.so.1').sandboxkit_fake_cuda())"
+        assert sb.execute(["python3", "-c", loaded], check=True).stdout.strip() == "42", "dlopen missed the lib"
         env = sb.execute("echo $CUDA_VISIBLE_DEVICES/$SANDBOXKIT_GPU/${SANDBOXKIT_GPU_SIMULATED:-real}").stdout
         assert env.strip() == "0/H100/real"
-    assert (fake_driver / "usr/lib/x86_64-linux-gnu/libcuda.so.550.54.15").read_bytes() == b"not really libcuda\n"
     label = {"bwrap-gpu-test": uuid.uuid4().hex}
     with pytest.raises(SandboxError) as err:
         Sandbox.create(auto_mode, gpu="H100:2", labels=label)
