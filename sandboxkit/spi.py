@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sandboxkit._capabilities import Capability
 from sandboxkit._errors import ErrorCode, FileOperationError, SandboxError, file_error
+from sandboxkit._gpu import GpuMode, gpu_env, gpu_hint, gpu_refusal, nvidia_smi_script, resolve_gpu_mode
 from sandboxkit._hookspecs import ProviderRecord, hookimpl
 from sandboxkit._network import HeaderInjection, NetworkPolicy
 from sandboxkit._processes import InSandboxProcesses, SupervisedProcesses
@@ -35,6 +36,7 @@ __all__ = [
     "ExecExit",
     "ExecRequest",
     "FileOperationError",
+    "GpuMode",
     "HeaderInjection",
     "InSandboxProcesses",
     "NetworkEvent",
@@ -57,7 +59,12 @@ __all__ = [
     "Tunnel",
     "VolumeInfo",
     "file_error",
+    "gpu_env",
+    "gpu_hint",
+    "gpu_refusal",
     "hookimpl",
     "not_implemented",
+    "nvidia_smi_script",
     "parse_gpu",
+    "resolve_gpu_mode",
 ]

@@ -40,7 +40,7 @@ from sandboxkit.spi import (
     VolumeInfo,
     file_error,
 )
-from sandboxkit_bwrap import _agent, _exec, _native, _registry, _rootfs, _supervisor
+from sandboxkit_bwrap import _agent, _exec, _gpu, _native, _registry, _rootfs, _supervisor
 from sandboxkit_bwrap._cgroups import SandboxCgroups
 from sandboxkit_bwrap._host import PROVIDER, Host, require
 from sandboxkit_bwrap._registry import Record
@@ -67,6 +67,8 @@ class BwrapOptions(BaseModel):
     pids_limit: int = Field(4096, gt=16)
     #: the sandbox's hostname (default: "sandbox")
     hostname: str = Field("sandbox", pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$")
+    #: how ``gpu=`` is served: the host's GPUs, a simulation, or refused; None reads $SANDBOXKIT_BWRAP_GPU
+    gpu_mode: Literal["auto", "simulate", "off"] | None = None
 
 
 class BwrapProvider(Provider):
@@ -87,6 +89,7 @@ class BwrapProvider(Provider):
             Capability.RESOURCE_LIMITS,
             Capability.USER,
             Capability.RECONNECT,
+            Capability.GPU,  # current only with /dev/nvidia<N> on the host or SANDBOXKIT_BWRAP_GPU=simulate
         }
     )
     options_type: ClassVar[type[BaseModel]] = BwrapOptions
@@ -97,9 +100,18 @@ class BwrapProvider(Provider):
         except metadata.PackageNotFoundError:
             return "unknown"
 
+    async def current_capabilities(self) -> frozenset[Capability]:
+        """The declared set, without GPU unless the host has NVIDIA device nodes or simulate is set."""
+        declared = type(self).capabilities
+        return declared if _gpu.offered() else declared - {Capability.GPU}
+
+    def capability_hint(self, capability: Capability) -> str:
+        return _gpu.HINT if capability is Capability.GPU else ""
+
     async def create(self, spec: SandboxSpec, options: BaseModel) -> BwrapSandbox:
         assert isinstance(options, BwrapOptions)
         host = require()
+        gpu = _gpu.for_spec(spec, options.gpu_mode)  # or refused, before anything is created
         agent, launch = _native.binary("agent"), _native.binary("launch")  # compiled once per machine
         if options.network == "user" and not spec.block_network and host.slirp4netns is None:
             raise SandboxError(
@@ -130,7 +142,13 @@ class BwrapProvider(Provider):
             labels=dict(spec.labels),
             created_at=time.time(),
             timeout=spec.timeout,
-            env={**rootfs.env, "HOSTNAME": options.hostname, **_limit_env(spec, options), **spec.env},
+            env={
+                **rootfs.env,
+                "HOSTNAME": options.hostname,
+                **_limit_env(spec, options),
+                **(gpu.env() if gpu else {}),
+                **spec.env,
+            },
             workdir=spec.workdir or rootfs.workdir,
             secrets=list(spec.secrets),
             volumes=sorted(spec.volumes.values()),
@@ -151,6 +169,9 @@ class BwrapProvider(Provider):
             cgroups.create(memory_mib=spec.memory_mib, cpu=spec.cpu, pids_limit=options.pids_limit)
             self._prepare_root(record, spec, options)
             config = self._config(host, agent, record, spec, options, cgroups, volumes)
+            if gpu is not None:  # appended to BWRAP=(...): device nodes, driver files, the stand-in nvidia-smi
+                gpu.prepare_root(record.dir / "upper", _rootfs.SHIFT)
+                config += f"BWRAP+=({' '.join(map(shlex.quote, gpu.bwrap_args(record.dir)))})\n"
             _registry.write_private(record.dir / "config.sh", config)
             ready = await anyio.to_thread.run_sync(_launch, host, launch, rootfs.path, record)
         except BaseException as exc:
@@ -164,6 +185,8 @@ class BwrapProvider(Provider):
         sandbox = BwrapSandbox(self, record, ready, host)
         if spec.workdir is not None:
             await sandbox.run_quiet(["mkdir", "-p", "--", spec.workdir], cwd="/")
+        if gpu is not None and gpu.lib_dirs:  # the driver's libraries into the sandbox's ld.so cache
+            await sandbox.run_quiet(["sh", "-c", "PATH=$PATH:/sbin:/usr/sbin; ! command -v ldconfig || ldconfig"])
         return sandbox
 
     def _prepare_root(self, record: Record, spec: SandboxSpec, options: BwrapOptions) -> None:

@@ -17,6 +17,10 @@ from sandboxkit import Sandbox
 
 MakeSandbox = Callable[..., Sandbox]
 
+# No GPU here: the provider reports GPU, and the GPU tests run, in simulate mode (a stand-in
+# nvidia-smi). Set before any test asks the provider instance what it can honour.
+os.environ["SANDBOXKIT_BWRAP_GPU"] = "simulate"
+
 
 @pytest.fixture(scope="session")
 def sandboxkit_provider() -> str:
@@ -28,6 +32,18 @@ def sandboxkit_provider() -> str:
 def sandboxkit_create_options() -> dict[str, Any]:
     """Every suite sandbox runs the offline base image's rootfs (bash, coreutils, procps, python3)."""
     return {"image": "sandboxkit/base:bookworm"}
+
+
+@pytest.fixture(scope="session")
+def sandboxkit_gpus() -> list[str]:
+    """Simulated GPUs cost nothing: check one and several."""
+    return ["T4", "A100:2"]
+
+
+@pytest.fixture
+def sandboxkit_gpu_options() -> dict[str, Any]:
+    """Simulated even on a host with GPUs: the suite checks the request reaches nvidia-smi."""
+    return {"provider_options": {"gpu_mode": "simulate"}}
 
 
 @pytest.fixture
