@@ -95,8 +95,9 @@ def test_a_sandbox_whose_agent_does_not_answer_says_so(make: MakeSandbox) -> Non
     assert _listed(sb.id), "the sandbox itself still runs; close() ends it"
 
 
-def test_a_busybox_directory_is_a_root(make: MakeSandbox, tmp_path: Path) -> None:
+def test_a_busybox_directory_is_a_root(make: MakeSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """image= takes a root filesystem directory; a busybox root has no python and still works."""
+    monkeypatch.setenv("SANDBOXKIT_ROOTFS_DIR", str(tmp_path / "cache"))  # its copy goes with tmp_path
     busybox = shutil.which("busybox")
     assert busybox is not None, "scripts/setup.sh installs busybox-static"
     root = tmp_path / "rootfs"
@@ -111,6 +112,7 @@ def test_a_busybox_directory_is_a_root(make: MakeSandbox, tmp_path: Path) -> Non
     sb.write_file("/tmp/a/b.txt", b"\x00bytes")
     assert sb.read_file("/tmp/a/b.txt") == b"\x00bytes"
     assert not (root / "tmp" / "a").exists(), "writes land in the sandbox's own layer, not in the image"
+    assert list((tmp_path / "cache").glob("dir*/rootfs/bin/busybox")), "the directory is kept as a copy"
 
 
 def test_runs_without_a_docker_engine(tmp_path: Path) -> None:
