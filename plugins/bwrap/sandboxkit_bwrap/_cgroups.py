@@ -4,7 +4,9 @@ Layout, for sandbox ``ID``: ``memory``, ``cpu`` and ``pids`` hold ``/sys/fs/cgro
 with the sandbox's limits; ``freezer`` holds ``.../sandboxkit/ID/init`` (the sandbox's PID 1) and
 ``.../sandboxkit/ID/cmd-N`` per command. A command's whole tree (``setsid``, ``env -i`` and
 double-forked children too) stays in its freezer cgroup, so a timeout freezes it, SIGKILLs
-every member and thaws it: nothing can fork away in between. OOM kills are counted by the memory
+every member and thaws it: nothing can fork away in between. A spawned process's start runs in
+``.../sandboxkit/ID/proc-N`` instead, which its end leaves to the process (see ``_exec.run``).
+Closing the sandbox kills every member of all of them. OOM kills are counted by the memory
 cgroup's ``oom_kill`` field.
 """
 
@@ -16,11 +18,16 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 ROOT = Path(os.environ.get("SANDBOXKIT_BWRAP_CGROUP_ROOT", "/sys/fs/cgroup"))
 CONTROLLERS = ("memory", "cpu", "pids", "freezer")
 PARENT = "sandboxkit"
 CPU_PERIOD_US = 100_000
+#: A command's cgroup (killed when the command's call ends early) or a spawned process's (left to it).
+Kind = Literal["cmd", "proc"]
+#: Seconds after which an empty ``proc-N`` cgroup is removed (a start that long was killed: its timeout is 120 s).
+SWEEP_AGE = 600.0
 
 
 def unavailable_reason() -> str | None:
@@ -77,10 +84,27 @@ class SandboxCgroups:
             _set(self.dir("cpu") / "cpu.cfs_quota_us", str(max(1000, int(cpu * CPU_PERIOD_US))))
         _set(self.dir("pids") / "pids.max", str(pids_limit))
 
-    def new_command(self) -> CommandCgroup:
-        path = self.commands_dir / f"cmd-{uuid.uuid4().hex[:12]}"
+    def new_command(self, kind: Kind = "cmd") -> CommandCgroup:
+        """A freezer cgroup for one command (``cmd``) or one spawned process's start (``proc``)."""
+        if kind == "proc":
+            self.sweep("proc")
+        path = self.commands_dir / f"{kind}-{uuid.uuid4().hex[:12]}"
         path.mkdir()
         return CommandCgroup(path, [*self.limit_procs(), path / "cgroup.procs"])
+
+    def sweep(self, kind: Kind) -> None:
+        """Remove this kind's cgroups whose processes all ended (rmdir refuses a cgroup with members).
+
+        Only those older than :data:`SWEEP_AGE`: a younger one may be another client's, made for a
+        start that has not joined it yet.
+        """
+        young = time.time() - SWEEP_AGE
+        for path in self.commands_dir.glob(f"{kind}-*"):
+            try:
+                if path.stat().st_ctime < young:
+                    path.rmdir()
+            except OSError:
+                pass
 
     def oom_kills(self) -> int:
         try:

@@ -22,7 +22,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from sandboxkit.spi import OutputCallback, StreamName
 from sandboxkit_bwrap import _agent
-from sandboxkit_bwrap._cgroups import SandboxCgroups
+from sandboxkit_bwrap._cgroups import Kind, SandboxCgroups
 
 #: After the command's main process exits, how long background children may hold its output open
 #: before output stops being read (Docker's exec waits the same 2 s).
@@ -57,12 +57,15 @@ async def run(
     on_output: OutputCallback,
     ids: tuple[int, int] | None = None,
     op: _agent.Op = "x",
+    kind: Kind = "cmd",
 ) -> Finished:
     """Run ``argv`` to its end (or its timeout), passing output chunks to ``on_output`` in order.
 
+    ``kind="proc"``: the start of a spawned process, whose supervisor outlives this call in the
+    cgroup (still the sandbox's, killed at its end); only a timeout or a cancelled call kills it.
     OSError when the agent cannot be reached or cannot start the command (the sandbox ended).
     """
-    cgroup = target.cgroups.new_command()  # one mkdir: not worth a thread
+    cgroup = target.cgroups.new_command(kind)  # one mkdir: not worth a thread
     ooms = target.cgroups.oom_kills()
     ours: list[int] = []  # the client's ends of the pipes
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)

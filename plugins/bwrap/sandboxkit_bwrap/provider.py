@@ -28,6 +28,7 @@ from sandboxkit.spi import (
     ErrorCode,
     ExecExit,
     ExecRequest,
+    InSandboxProcesses,
     OutputCallback,
     Provider,
     SandboxError,
@@ -37,11 +38,12 @@ from sandboxkit.spi import (
     SandboxState,
     StaleSandbox,
     StreamName,
+    SupervisedProcesses,
     VolumeInfo,
     file_error,
 )
 from sandboxkit_bwrap import _agent, _exec, _gpu, _native, _registry, _rootfs, _supervisor
-from sandboxkit_bwrap._cgroups import SandboxCgroups
+from sandboxkit_bwrap._cgroups import Kind, SandboxCgroups
 from sandboxkit_bwrap._host import PROVIDER, Host, require
 from sandboxkit_bwrap._registry import Record
 
@@ -50,6 +52,8 @@ _VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 START_GRACE = 60.0
 #: slirp4netns's fixed addresses: the sandbox is 10.0.2.100, its DNS forwarder 10.0.2.3.
 SLIRP_DNS = "10.0.2.3"
+#: The size of the sandbox's /dev/shm (Docker's default ``shm_size``).
+SHM_BYTES = 64 << 20
 
 #: read_file/write_file exit codes of the agent (see agent.c)
 _FILE_KINDS = {3: "is_directory", 4: "file_not_found", 6: "invalid_path", 7: "permission_denied"}
@@ -90,6 +94,8 @@ class BwrapProvider(Provider):
             Capability.USER,
             Capability.RECONNECT,
             Capability.GPU,  # current only with /dev/nvidia<N> on the host or SANDBOXKIT_BWRAP_GPU=simulate
+            Capability.PROCESSES,  # the in-sandbox supervisor of sandboxkit._procd (needs python3 in the root)
+            Capability.PTY,
         }
     )
     options_type: ClassVar[type[BaseModel]] = BwrapOptions
@@ -221,6 +227,9 @@ class BwrapProvider(Provider):
         if spec.block_network or options.network == "user":
             bwrap += ["--unshare-net"]
         bwrap += ["--bind", str(merged), "/", "--proc", "/proc", "--dev", "/dev", "--hostname", options.hostname]
+        # /dev/shm as on Docker (a 64 MiB tmpfs anyone may write, sticky): POSIX shared memory, and
+        # where every user finds the spawned processes' supervisor (sandboxkit._procd)
+        bwrap += ["--perms", "1777", "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm"]
         for mount, path in sorted(volumes.items()):
             bwrap += ["--bind", str(path), mount]
         network_cmd = None
@@ -368,7 +377,7 @@ class BwrapProvider(Provider):
         await anyio.to_thread.run_sync(shutil.rmtree, path)
 
 
-class BwrapSandbox(SandboxHandle):
+class BwrapSandbox(SupervisedProcesses, SandboxHandle):
     """A live bwrap sandbox; every call checks that its supervisor still holds it."""
 
     def __init__(self, provider: BwrapProvider, record: Record, ready: Mapping[str, Any], host: Host) -> None:
@@ -380,6 +389,9 @@ class BwrapSandbox(SandboxHandle):
         self.ready = dict(ready)
         self.network_up = False
         self.target = _exec.Target(SandboxCgroups(record.id), record.dir / _agent.SOCKET)
+        # spawned processes: a supervisor inside the sandbox; it starts in a cgroup of its own that
+        # outlives the start (see ``_launch``), every other operation is an ordinary command
+        self.supervisor = InSandboxProcesses(self.exec, launch=self._launch, provider=PROVIDER, sandbox_id=self.id)
 
     def __repr__(self) -> str:
         return f"BwrapSandbox(id={self.id!r}, name={self.name!r}, app={self.app!r})"
@@ -425,6 +437,19 @@ class BwrapSandbox(SandboxHandle):
             self._check()
 
     async def exec(self, request: ExecRequest, on_output: OutputCallback) -> ExecExit:
+        return await self._exec(request, on_output, "cmd")
+
+    async def _launch(self, request: ExecRequest, on_output: OutputCallback) -> ExecExit:
+        """How a spawned process's supervisor starts: as a command, but in a ``proc-N`` cgroup.
+
+        The start's end leaves that cgroup alone (only its timeout or a cancelled call kills it),
+        so the supervisor outlives the call and the client; it still holds the sandbox's limits,
+        namespaces and root, and closing the sandbox kills it with everything else. Like a
+        command's background children it is not activity for ``idle_timeout``, as on Docker.
+        """
+        return await self._exec(request, on_output, "proc")
+
+    async def _exec(self, request: ExecRequest, on_output: OutputCallback, kind: Kind) -> ExecExit:
         env = self._env(request.env)
         ids = None
         if request.user is not None:
@@ -439,6 +464,7 @@ class BwrapSandbox(SandboxHandle):
             stdin=request.stdin,
             timeout=request.timeout,
             on_output=on_output,
+            kind=kind,
         )
         return ExecExit(exit_code=done.exit_code, timed_out=done.timed_out, oom_killed=done.oom_killed)
 

@@ -105,8 +105,10 @@ if ! read -r -t 30 -u "$ready" line || [ "$line" != ready ]; then
 fi
 # The command agent and the user-mode network (bwrap must have configured the loopback device
 # first) start now; a command waits for both (a shared flock on net.lock), create does not.
-"$AGENT" "$init_pid" "$dir/agent.sock" 6 6>"$dir/agent.ready" </dev/null >/dev/null 2>"$dir/agent.err" \
-  {tick}>&- {hold}>&- {ready}>&- {netlock}>&- &
+# (a subshell that resets SIGINT and SIGQUIT: bash ignores both in a plain background command, and
+# the agent's commands would inherit that, so Ctrl-C on a terminal or kill -INT would do nothing)
+(trap - INT QUIT; exec "$AGENT" "$init_pid" "$dir/agent.sock" 6) 6>"$dir/agent.ready" </dev/null >/dev/null \
+  2>"$dir/agent.err" {tick}>&- {hold}>&- {ready}>&- {netlock}>&- &
 agent_pid=$!
 if [ "${#NET[@]}" -gt 0 ]; then
   net=("${NET[@]//\{pid\}/$init_pid}")
