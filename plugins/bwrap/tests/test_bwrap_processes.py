@@ -115,3 +115,11 @@ def test_a_root_without_python_refuses_spawn_clearly(make: MakeSandbox) -> None:
 
 def _output(process: Process) -> str:
     return "".join(chunk.text for chunk in process.stream(follow=False))
+
+
+def test_commands_take_sigint_and_sigquit(make: MakeSandbox) -> None:
+    """No SIG_IGN inherited from the agent's start (bash ignores both in a background command)."""
+    sb = make(block_network=True)
+    assert sb.execute("grep SigIgn /proc/self/status").stdout.split() == ["SigIgn:", "0" * 16]
+    result = sb.execute("kill -INT $$; echo survived")
+    assert (result.exit_code, result.stdout) == (130, ""), "SIGINT did not end the command"
