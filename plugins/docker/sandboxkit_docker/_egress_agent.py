@@ -31,6 +31,7 @@ import fcntl
 import ipaddress
 import json
 import os
+import queue
 import re
 import select
 import socket
@@ -40,6 +41,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 STATE = "/run/sbk"
@@ -56,8 +58,10 @@ LINK_EGRESS, LINK_SANDBOX = "169.254.77.1", "169.254.77.2"
 SO_ORIGINAL_DST = 80
 MAX_HEAD = 65536
 MAX_EVENTS = 5000
-#: threads kept waiting in ``accept``
-SPARE_ACCEPTORS = 2
+#: threads waiting in ``accept`` at the start, and at most once connections are served
+SPARE_ACCEPTORS, MAX_ACCEPTORS = 2, 8
+#: relay threads kept parked for the next connection
+MAX_PARKED = 16
 #: bytes one read of a relay takes at most
 CHUNK = 1 << 18
 #: the files a policy update may write under STATE
@@ -78,6 +82,8 @@ class Policy:
         return any(_matches(p, host) for p in self.domains)
 
     def allows_ip(self, ip: str) -> bool:
+        if not self.cidrs or not (ip[:1].isdigit() or ":" in ip):  # a name (no exception raised for it)
+            return False
         try:
             addr = ipaddress.ip_address(ip)
         except ValueError:
@@ -264,8 +270,9 @@ class Agent:
     def accept(self, server: socket.socket, idle: list[int]) -> None:
         """Threads wait in ``accept`` ahead of time, so a connection never waits for a thread to start.
 
-        The one that takes a connection starts its replacement without waiting for it (``Thread.start``
-        would) and serves the connection; it then waits again unless enough others wait already.
+        The one that takes a connection serves it, and then waits again (unless many others wait). Only
+        when no other thread is left waiting does it first start one more (without waiting for it, as
+        ``Thread.start`` would): one connection at a time starts no thread at all.
         """
         while True:
             with self.idle_lock:
@@ -276,7 +283,7 @@ class Agent:
                 conn = None
             with self.idle_lock:
                 idle[0] -= 1
-                spawn = conn is not None and idle[0] < SPARE_ACCEPTORS
+                spawn = conn is not None and idle[0] == 0
             if conn is None:
                 time.sleep(0.05)
                 continue
@@ -284,7 +291,7 @@ class Agent:
                 _thread.start_new_thread(self.accept, (server, idle))
             self.handle(conn)
             with self.idle_lock:
-                if idle[0] >= SPARE_ACCEPTORS:
+                if idle[0] >= MAX_ACCEPTORS:
                     return
 
     def handle(self, conn: socket.socket) -> None:
@@ -297,8 +304,7 @@ class Agent:
             if ip not in self.listen:
                 if policy.allows_ip(ip):
                     upstream = connect(ip, port)
-                    self.log("allowed", None, ip, port, "cidr")
-                    splice(conn, upstream)
+                    splice(conn, upstream, back=lambda: self.log("allowed", None, ip, port, "cidr"))
                 else:
                     self.log("denied", None, ip, port, "address not in allow_cidrs")
                     reset(conn)
@@ -354,7 +360,7 @@ class Agent:
         host = host.strip("[]").lower()
         if policy.allows_ip(host) or (policy.allows_name(host) and port in policy.ports):
             if method == "CONNECT" and policy.injection(host) is None:  # pass-through: TLS or not, no matter
-                conn.sendall(ESTABLISHED)
+                conn.sendall(ESTABLISHED)  # first: connecting takes longer (the SYN is handled in the call)
                 upstream = connect(host, port, wait=False)  # its handshake overlaps the client's next step
                 connected(upstream)
                 self.forward(conn, host, port, False, policy, head.partition(b"\r\n\r\n")[2], upstream)
@@ -381,10 +387,10 @@ class Agent:
         injection = policy.injection(host) if tls else None
         if upstream is None:
             upstream = connect(host, port)
-        self.log("allowed", host, None, port, "injected" if injection else "domain")
         if injection is None:
-            splice(conn, upstream, head)
+            splice(conn, upstream, head, lambda: self.log("allowed", host, None, port, "domain"))
             return
+        self.log("allowed", host, None, port, "injected")
         upstream.settimeout(10)
         pattern, headers = injection
         server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -493,14 +499,59 @@ def sni(data: bytes) -> str | None:
     return None
 
 
-def splice(a: socket.socket, b: socket.socket, ahead: bytes = b"") -> None:
+class Workers:
+    """Threads parked between jobs: a job starts at once on a parked one, or on a new thread if none is."""
+
+    def __init__(self, most: int) -> None:
+        self.jobs: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]]] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.parked = 0
+        self.most = most
+
+    def run(self, job: Callable[..., None], *args: Any) -> None:
+        with self.lock:
+            if self.parked:
+                self.parked -= 1
+                self.jobs.put((job, args))
+                return
+        _thread.start_new_thread(self.work, (job, args))
+
+    def work(self, job: Callable[..., None], args: tuple[Any, ...]) -> None:
+        while True:
+            try:
+                job(*args)
+            except Exception as exc:  # one job's failure never ends the worker
+                say(f"relay error: {type(exc).__name__}")
+            with self.lock:
+                if self.parked >= self.most:
+                    return
+                self.parked += 1
+            job, args = self.jobs.get()
+
+
+WORKERS = Workers(MAX_PARKED)
+_local = threading.local()
+
+
+def _buffer() -> bytearray:
+    """This thread's relay buffer (made once: a thread relays one direction at a time)."""
+    buf: bytearray | None = getattr(_local, "buf", None)
+    if buf is None:
+        buf = _local.buf = bytearray(CHUNK)
+    return buf
+
+
+def splice(a: socket.socket, b: socket.socket, ahead: bytes = b"", back: Callable[[], None] | None = None) -> None:
     """Copy both ways (``ahead`` first, to ``b``) until both sides finished or either side fails.
 
     Plain sockets: one thread per direction, blocked in ``recv`` (no ``select``: one wake-up per burst;
-    ``splice(2)`` through a pipe measured slower for bulk data here); TLS ones (header injection) by
-    :func:`relay`.
+    ``splice(2)`` through a pipe measured slower for bulk data here), the ``b`` to ``a`` one a parked
+    :data:`WORKERS` thread, which first calls ``back`` (work kept off the way of ``a``'s first bytes);
+    TLS ones (header injection) by :func:`relay`.
     """
     if isinstance(a, ssl.SSLSocket) or isinstance(b, ssl.SSLSocket):
+        if back is not None:
+            back()
         relay(a, b)
         return
     for s in (a, b):
@@ -523,14 +574,21 @@ def splice(a: socket.socket, b: socket.socket, ahead: bytes = b"") -> None:
     except OSError:
         for s in (a, b):
             s.close()
+        if back is not None:
+            back()
         return
-    _thread.start_new_thread(one_way, (b, a, finish))
+    WORKERS.run(one_way, b, a, finish, back)
     one_way(a, b, finish)
 
 
-def one_way(src: socket.socket, dst: socket.socket, finish: Any) -> None:
+def one_way(src: socket.socket, dst: socket.socket, finish: Any, first: Callable[[], None] | None = None) -> None:
     """``src`` to ``dst``; at ``src``'s end, ``dst``'s write side is shut; on failure both sides end."""
-    buf = bytearray(CHUNK)
+    if first is not None:
+        try:
+            first()
+        except Exception as exc:  # the relay goes on (and ends both sides when it should) whatever happened
+            say(f"relay error: {type(exc).__name__}")
+    buf = _buffer()
     view = memoryview(buf)
     try:
         while n := src.recv_into(buf):
