@@ -31,7 +31,6 @@ import fcntl
 import ipaddress
 import json
 import os
-import queue
 import re
 import select
 import socket
@@ -60,8 +59,6 @@ MAX_HEAD = 65536
 MAX_EVENTS = 5000
 #: threads waiting in ``accept`` at the start, and at most once connections are served
 SPARE_ACCEPTORS, MAX_ACCEPTORS = 2, 8
-#: relay threads kept parked for the next connection
-MAX_PARKED = 16
 #: bytes one read of a relay takes at most
 CHUNK = 1 << 18
 #: the files a policy update may write under STATE
@@ -304,7 +301,7 @@ class Agent:
             if ip not in self.listen:
                 if policy.allows_ip(ip):
                     upstream = connect(ip, port)
-                    splice(conn, upstream, back=lambda: self.log("allowed", None, ip, port, "cidr"))
+                    splice(conn, upstream, later=lambda: self.log("allowed", None, ip, port, "cidr"))
                 else:
                     self.log("denied", None, ip, port, "address not in allow_cidrs")
                     reset(conn)
@@ -499,108 +496,107 @@ def sni(data: bytes) -> str | None:
     return None
 
 
-class Workers:
-    """Threads parked between jobs: a job starts at once on a parked one, or on a new thread if none is."""
-
-    def __init__(self, most: int) -> None:
-        self.jobs: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]]] = queue.SimpleQueue()
-        self.lock = threading.Lock()
-        self.parked = 0
-        self.most = most
-
-    def run(self, job: Callable[..., None], *args: Any) -> None:
-        with self.lock:
-            if self.parked:
-                self.parked -= 1
-                self.jobs.put((job, args))
-                return
-        _thread.start_new_thread(self.work, (job, args))
-
-    def work(self, job: Callable[..., None], args: tuple[Any, ...]) -> None:
-        while True:
-            try:
-                job(*args)
-            except Exception as exc:  # one job's failure never ends the worker
-                say(f"relay error: {type(exc).__name__}")
-            with self.lock:
-                if self.parked >= self.most:
-                    return
-                self.parked += 1
-            job, args = self.jobs.get()
-
-
-WORKERS = Workers(MAX_PARKED)
 _local = threading.local()
 
 
-def _buffer() -> bytearray:
-    """This thread's relay buffer (made once: a thread relays one direction at a time)."""
-    buf: bytearray | None = getattr(_local, "buf", None)
-    if buf is None:
-        buf = _local.buf = bytearray(CHUNK)
-    return buf
+def _buffers() -> tuple[bytearray, bytearray]:
+    """This thread's two relay buffers, one per direction (made once: a thread relays one connection at a time)."""
+    bufs: tuple[bytearray, bytearray] | None = getattr(_local, "bufs", None)
+    if bufs is None:
+        bufs = _local.bufs = (bytearray(CHUNK), bytearray(CHUNK))
+    return bufs
 
 
-def splice(a: socket.socket, b: socket.socket, ahead: bytes = b"", back: Callable[[], None] | None = None) -> None:
-    """Copy both ways (``ahead`` first, to ``b``) until both sides finished or either side fails.
+def splice(a: socket.socket, b: socket.socket, ahead: bytes = b"", later: Callable[[], None] | None = None) -> None:
+    """Copy both ways (``ahead`` first, to ``b``) until both directions ended or either side fails.
 
-    Plain sockets: one thread per direction, blocked in ``recv`` (no ``select``: one wake-up per burst;
-    ``splice(2)`` through a pipe measured slower for bulk data here), the ``b`` to ``a`` one a parked
-    :data:`WORKERS` thread, which first calls ``back`` (work kept off the way of ``a``'s first bytes);
-    TLS ones (header injection) by :func:`relay`.
+    Plain sockets: in this one thread, non-blocking, woken by one ``poll`` for whichever side has data:
+    a second thread for the return direction had to be woken and scheduled too, which on a busy machine
+    held up the server's first answer. A direction whose receiver cannot take more stops reading until it
+    can; at one side's end the other's write side is shut. ``later`` runs once the first bytes went on
+    (work kept off their way). TLS sockets (header injection) go by :func:`relay`.
     """
     if isinstance(a, ssl.SSLSocket) or isinstance(b, ssl.SSLSocket):
-        if back is not None:
-            back()
+        if later is not None:
+            later()
         relay(a, b)
         return
-    for s in (a, b):
-        s.setblocking(True)
-    left = [2]
-    lock = threading.Lock()
+    peer = {a: b, b: a}
+    first, second = _buffers()
+    bufs = {a: memoryview(first), b: memoryview(second)}
+    #: bytes read from a socket that its peer has not taken yet
+    pending: dict[socket.socket, memoryview] = {a: memoryview(ahead)} if ahead else {}
+    reading = {a, b}  # sockets whose read side has not ended
+    by_fd = {a.fileno(): a, b.fileno(): b}
+    poller = select.poll()
+    masks = {a: 0, b: 0}
 
-    def finish() -> None:
-        with lock:
-            left[0] -= 1
-            last = left[0] == 0
-        if last:
-            for s in (a, b):
-                with contextlib.suppress(OSError):
-                    s.close()
-
-    try:
-        if ahead:
-            b.sendall(ahead)
-    except OSError:
-        for s in (a, b):
-            s.close()
-        if back is not None:
-            back()
-        return
-    WORKERS.run(one_way, b, a, finish, back)
-    one_way(a, b, finish)
-
-
-def one_way(src: socket.socket, dst: socket.socket, finish: Any, first: Callable[[], None] | None = None) -> None:
-    """``src`` to ``dst``; at ``src``'s end, ``dst``'s write side is shut; on failure both sides end."""
-    if first is not None:
+    def flush(src: socket.socket) -> None:
+        data = pending[src]
         try:
-            first()
-        except Exception as exc:  # the relay goes on (and ends both sides when it should) whatever happened
-            say(f"relay error: {type(exc).__name__}")
-    buf = _buffer()
-    view = memoryview(buf)
+            rest = data[peer[src].send(data) :]
+        except BlockingIOError:
+            return
+        if rest:
+            pending[src] = rest
+            return
+        del pending[src]
+        if src not in reading:
+            peer[src].shutdown(socket.SHUT_WR)
+
+    def read(src: socket.socket) -> None:
+        try:
+            n = src.recv_into(bufs[src])
+        except BlockingIOError:
+            return
+        if n:
+            pending[src] = bufs[src][:n]
+            flush(src)
+            return
+        reading.discard(src)
+        peer[src].shutdown(socket.SHUT_WR)
+
     try:
-        while n := src.recv_into(buf):
-            dst.sendall(view[:n])
-        with contextlib.suppress(OSError):
-            dst.shutdown(socket.SHUT_WR)
-    except OSError:  # a reset on either side ends the other direction too
-        for s in (src, dst):
+        for s in (a, b):
+            s.setblocking(False)
+        while reading or pending:
+            for s in (a, b):
+                mask = (select.POLLIN if s in reading and s not in pending else 0) | (
+                    select.POLLOUT if peer[s] in pending else 0
+                )
+                if mask != masks[s]:  # (no system call: poll's set is kept here)
+                    if mask:
+                        poller.register(s, mask)
+                    else:
+                        poller.unregister(s)
+                    masks[s] = mask
+            for fd, events in poller.poll():
+                s = by_fd[fd]
+                if peer[s] in pending and events & (select.POLLOUT | select.POLLERR | select.POLLHUP):
+                    flush(peer[s])
+                if s in reading and s not in pending and events & (select.POLLIN | select.POLLERR | select.POLLHUP):
+                    read(s)
+            if later is not None:
+                _call(later)
+                later = None
+    except OSError:  # a reset on either side ends both
+        for s in (a, b):
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
     finally:
-        finish()
+        for s in (a, b):
+            with contextlib.suppress(OSError):
+                s.close()
+        if later is not None:
+            _call(later)
+
+
+def _call(work: Callable[[], None]) -> None:
+    """``work()``; its failure is said, and goes no further."""
+    try:
+        work()
+    except Exception as exc:
+        say(f"relay error: {type(exc).__name__}")
 
 
 def relay(a: socket.socket, b: socket.socket) -> None:
