@@ -531,7 +531,10 @@ def splice(a: socket.socket, b: socket.socket, ahead: bytes = b"", later: Callab
     poller = select.poll()
     masks = {a: 0, b: 0}
 
+    changed = True  # what to wait for changed
+
     def flush(src: socket.socket) -> None:
+        nonlocal changed
         data = pending[src]
         try:
             rest = data[peer[src].send(data) :]
@@ -541,26 +544,35 @@ def splice(a: socket.socket, b: socket.socket, ahead: bytes = b"", later: Callab
             pending[src] = rest
             return
         del pending[src]
+        changed = True
         if src not in reading:
             peer[src].shutdown(socket.SHUT_WR)
 
     def read(src: socket.socket) -> None:
+        nonlocal changed
         try:
             n = src.recv_into(bufs[src])
         except BlockingIOError:
             return
-        if n:
-            pending[src] = bufs[src][:n]
-            flush(src)
+        if not n:
+            reading.discard(src)
+            changed = True
+            peer[src].shutdown(socket.SHUT_WR)
             return
-        reading.discard(src)
-        peer[src].shutdown(socket.SHUT_WR)
+        data = bufs[src][:n]
+        try:  # mostly the peer takes it all at once
+            sent = peer[src].send(data)
+        except BlockingIOError:
+            sent = 0
+        if sent < n:
+            pending[src] = data[sent:]
+            changed = True
 
     try:
         for s in (a, b):
             s.setblocking(False)
         while reading or pending:
-            for s in (a, b):
+            for s in (a, b) if changed else ():
                 mask = (select.POLLIN if s in reading and s not in pending else 0) | (
                     select.POLLOUT if peer[s] in pending else 0
                 )
@@ -570,6 +582,7 @@ def splice(a: socket.socket, b: socket.socket, ahead: bytes = b"", later: Callab
                     else:
                         poller.unregister(s)
                     masks[s] = mask
+            changed = False
             for fd, events in poller.poll():
                 s = by_fd[fd]
                 if peer[s] in pending and events & (select.POLLOUT | select.POLLERR | select.POLLHUP):
