@@ -40,6 +40,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 STATE = "/run/sbk"
@@ -56,8 +57,8 @@ LINK_EGRESS, LINK_SANDBOX = "169.254.77.1", "169.254.77.2"
 SO_ORIGINAL_DST = 80
 MAX_HEAD = 65536
 MAX_EVENTS = 5000
-#: threads kept waiting in ``accept``
-SPARE_ACCEPTORS = 2
+#: threads waiting in ``accept`` at the start, and at most once connections are served
+SPARE_ACCEPTORS, MAX_ACCEPTORS = 2, 8
 #: bytes one read of a relay takes at most
 CHUNK = 1 << 18
 #: the files a policy update may write under STATE
@@ -78,6 +79,8 @@ class Policy:
         return any(_matches(p, host) for p in self.domains)
 
     def allows_ip(self, ip: str) -> bool:
+        if not self.cidrs or not (ip[:1].isdigit() or ":" in ip):  # a name (no exception raised for it)
+            return False
         try:
             addr = ipaddress.ip_address(ip)
         except ValueError:
@@ -264,8 +267,9 @@ class Agent:
     def accept(self, server: socket.socket, idle: list[int]) -> None:
         """Threads wait in ``accept`` ahead of time, so a connection never waits for a thread to start.
 
-        The one that takes a connection starts its replacement without waiting for it (``Thread.start``
-        would) and serves the connection; it then waits again unless enough others wait already.
+        The one that takes a connection serves it, and then waits again (unless many others wait). Only
+        when no other thread is left waiting does it first start one more (without waiting for it, as
+        ``Thread.start`` would): one connection at a time starts no thread at all.
         """
         while True:
             with self.idle_lock:
@@ -276,7 +280,7 @@ class Agent:
                 conn = None
             with self.idle_lock:
                 idle[0] -= 1
-                spawn = conn is not None and idle[0] < SPARE_ACCEPTORS
+                spawn = conn is not None and idle[0] == 0
             if conn is None:
                 time.sleep(0.05)
                 continue
@@ -284,7 +288,7 @@ class Agent:
                 _thread.start_new_thread(self.accept, (server, idle))
             self.handle(conn)
             with self.idle_lock:
-                if idle[0] >= SPARE_ACCEPTORS:
+                if idle[0] >= MAX_ACCEPTORS:
                     return
 
     def handle(self, conn: socket.socket) -> None:
@@ -297,8 +301,7 @@ class Agent:
             if ip not in self.listen:
                 if policy.allows_ip(ip):
                     upstream = connect(ip, port)
-                    self.log("allowed", None, ip, port, "cidr")
-                    splice(conn, upstream)
+                    splice(conn, upstream, later=lambda: self.log("allowed", None, ip, port, "cidr"))
                 else:
                     self.log("denied", None, ip, port, "address not in allow_cidrs")
                     reset(conn)
@@ -354,7 +357,7 @@ class Agent:
         host = host.strip("[]").lower()
         if policy.allows_ip(host) or (policy.allows_name(host) and port in policy.ports):
             if method == "CONNECT" and policy.injection(host) is None:  # pass-through: TLS or not, no matter
-                conn.sendall(ESTABLISHED)
+                conn.sendall(ESTABLISHED)  # first: connecting takes longer (the SYN is handled in the call)
                 upstream = connect(host, port, wait=False)  # its handshake overlaps the client's next step
                 connected(upstream)
                 self.forward(conn, host, port, False, policy, head.partition(b"\r\n\r\n")[2], upstream)
@@ -381,10 +384,10 @@ class Agent:
         injection = policy.injection(host) if tls else None
         if upstream is None:
             upstream = connect(host, port)
-        self.log("allowed", host, None, port, "injected" if injection else "domain")
         if injection is None:
-            splice(conn, upstream, head)
+            splice(conn, upstream, head, lambda: self.log("allowed", host, None, port, "domain"))
             return
+        self.log("allowed", host, None, port, "injected")
         upstream.settimeout(10)
         pattern, headers = injection
         server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -493,56 +496,120 @@ def sni(data: bytes) -> str | None:
     return None
 
 
-def splice(a: socket.socket, b: socket.socket, ahead: bytes = b"") -> None:
-    """Copy both ways (``ahead`` first, to ``b``) until both sides finished or either side fails.
+_local = threading.local()
 
-    Plain sockets: one thread per direction, blocked in ``recv`` (no ``select``: one wake-up per burst;
-    ``splice(2)`` through a pipe measured slower for bulk data here); TLS ones (header injection) by
-    :func:`relay`.
+
+def _buffers() -> tuple[bytearray, bytearray]:
+    """This thread's two relay buffers, one per direction (made once: a thread relays one connection at a time)."""
+    bufs: tuple[bytearray, bytearray] | None = getattr(_local, "bufs", None)
+    if bufs is None:
+        bufs = _local.bufs = (bytearray(CHUNK), bytearray(CHUNK))
+    return bufs
+
+
+def splice(a: socket.socket, b: socket.socket, ahead: bytes = b"", later: Callable[[], None] | None = None) -> None:
+    """Copy both ways (``ahead`` first, to ``b``) until both directions ended or either side fails.
+
+    Plain sockets: in this one thread, non-blocking, woken by one ``poll`` for whichever side has data:
+    a second thread for the return direction had to be woken and scheduled too, which on a busy machine
+    held up the server's first answer. A direction whose receiver cannot take more stops reading until it
+    can; at one side's end the other's write side is shut. ``later`` runs once the first bytes went on
+    (work kept off their way). TLS sockets (header injection) go by :func:`relay`.
     """
     if isinstance(a, ssl.SSLSocket) or isinstance(b, ssl.SSLSocket):
+        if later is not None:
+            later()
         relay(a, b)
         return
-    for s in (a, b):
-        s.setblocking(True)
-    left = [2]
-    lock = threading.Lock()
+    peer = {a: b, b: a}
+    first, second = _buffers()
+    bufs = {a: memoryview(first), b: memoryview(second)}
+    #: bytes read from a socket that its peer has not taken yet
+    pending: dict[socket.socket, memoryview] = {a: memoryview(ahead)} if ahead else {}
+    reading = {a, b}  # sockets whose read side has not ended
+    by_fd = {a.fileno(): a, b.fileno(): b}
+    poller = select.poll()
+    masks = {a: 0, b: 0}
 
-    def finish() -> None:
-        with lock:
-            left[0] -= 1
-            last = left[0] == 0
-        if last:
-            for s in (a, b):
-                with contextlib.suppress(OSError):
-                    s.close()
+    changed = True  # what to wait for changed
+
+    def flush(src: socket.socket) -> None:
+        nonlocal changed
+        data = pending[src]
+        try:
+            rest = data[peer[src].send(data) :]
+        except BlockingIOError:
+            return
+        if rest:
+            pending[src] = rest
+            return
+        del pending[src]
+        changed = True
+        if src not in reading:
+            peer[src].shutdown(socket.SHUT_WR)
+
+    def read(src: socket.socket) -> None:
+        nonlocal changed
+        try:
+            n = src.recv_into(bufs[src])
+        except BlockingIOError:
+            return
+        if not n:
+            reading.discard(src)
+            changed = True
+            peer[src].shutdown(socket.SHUT_WR)
+            return
+        data = bufs[src][:n]
+        try:  # mostly the peer takes it all at once
+            sent = peer[src].send(data)
+        except BlockingIOError:
+            sent = 0
+        if sent < n:
+            pending[src] = data[sent:]
+            changed = True
 
     try:
-        if ahead:
-            b.sendall(ahead)
-    except OSError:
         for s in (a, b):
-            s.close()
-        return
-    _thread.start_new_thread(one_way, (b, a, finish))
-    one_way(a, b, finish)
-
-
-def one_way(src: socket.socket, dst: socket.socket, finish: Any) -> None:
-    """``src`` to ``dst``; at ``src``'s end, ``dst``'s write side is shut; on failure both sides end."""
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
-    try:
-        while n := src.recv_into(buf):
-            dst.sendall(view[:n])
-        with contextlib.suppress(OSError):
-            dst.shutdown(socket.SHUT_WR)
-    except OSError:  # a reset on either side ends the other direction too
-        for s in (src, dst):
+            s.setblocking(False)
+        while reading or pending:
+            for s in (a, b) if changed else ():
+                mask = (select.POLLIN if s in reading and s not in pending else 0) | (
+                    select.POLLOUT if peer[s] in pending else 0
+                )
+                if mask != masks[s]:  # (no system call: poll's set is kept here)
+                    if mask:
+                        poller.register(s, mask)
+                    else:
+                        poller.unregister(s)
+                    masks[s] = mask
+            changed = False
+            for fd, events in poller.poll():
+                s = by_fd[fd]
+                if peer[s] in pending and events & (select.POLLOUT | select.POLLERR | select.POLLHUP):
+                    flush(peer[s])
+                if s in reading and s not in pending and events & (select.POLLIN | select.POLLERR | select.POLLHUP):
+                    read(s)
+            if later is not None:
+                _call(later)
+                later = None
+    except OSError:  # a reset on either side ends both
+        for s in (a, b):
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
     finally:
-        finish()
+        for s in (a, b):
+            with contextlib.suppress(OSError):
+                s.close()
+        if later is not None:
+            _call(later)
+
+
+def _call(work: Callable[[], None]) -> None:
+    """``work()``; its failure is said, and goes no further."""
+    try:
+        work()
+    except Exception as exc:
+        say(f"relay error: {type(exc).__name__}")
 
 
 def relay(a: socket.socket, b: socket.socket) -> None:
