@@ -7,11 +7,12 @@ only there and vanishes with it; the script forks itself away from the client at
 config (shell variables) comes on a pipe, and so do its channels to bwrap (:data:`PIPES`): the
 state directory holds only the record, ``ready.json``, ``supervisor.log`` (every helper's
 stderr), the writable layer and the agent's socket, so a create makes few inodes. It starts
-bwrap (unprivileged, as the sandbox root's host uid) with the sandbox in its cgroups and in a
-cgroup namespace made by the host, maps the ids of the user namespace bwrap made while bwrap
-waits for it, writes ``ready.json`` and prints one JSON line on stdout (``{"ok": ...}`` or
+bwrap (unprivileged, as the sandbox root's host uid), maps the ids of the user namespace bwrap
+made while bwrap waits for it, writes ``ready.json`` and prints one JSON line on stdout (``{"ok": ...}`` or
 ``{"error": ...}``). The command agent (``_agent``) and the user-mode network start when the
-first command asks for them (SIGUSR1); it releases the flock on the state directory (LOCK_FD)
+first command asks for them (SIGUSR1), and the sandbox's PID 1 and first process join the
+sandbox's cgroups meanwhile (commands join their own; each gets a cgroup namespace of its own
+from the agent); it releases the flock on the state directory (LOCK_FD)
 once both are up, and commands wait for that. It enforces the lifetime: it ends the sandbox at
 its deadline, after ``idle_timeout`` seconds without a running command (a command's main
 process is a child of the agent), on SIGTERM (``terminate``) or when bwrap ends. Ending means:

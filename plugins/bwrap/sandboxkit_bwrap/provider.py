@@ -201,8 +201,8 @@ class BwrapProvider(Provider):
         """The supervisor's ``config.sh``: shell-quoted variables and arrays."""
         # bwrap makes the sandbox's user namespace; the supervisor maps its ids (--userns-block-fd)
         bwrap = [host.tools["bwrap"], "--cap-drop", "ALL"]
-        # no --unshare-cgroup: the cgroup namespace is made by the host's unshare (see ``cgroupns``),
-        # so it belongs to the host's user namespace and root inside cannot setns() into another one
+        # no --unshare-cgroup: each command gets a cgroup namespace from the agent (host root), so it
+        # belongs to the host's user namespace and root inside cannot setns() into another one
         bwrap += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent"]
         if spec.block_network or options.network == "user":
             bwrap += ["--unshare-net"]
@@ -216,9 +216,9 @@ class BwrapProvider(Provider):
             network_cmd = [host.slirp4netns, "--configure", "--mtu=65520", "--disable-host-loopback", "{pid}", "tap0"]
         arrays = {
             "BWRAP": bwrap,
-            # a cgroup namespace of the host's user namespace; then bwrap runs as the sandbox's root's
-            # host uid, unprivileged, and makes the user namespace whose ids the supervisor maps
-            "CGROUPNS": [host.tools["unshare"], "--cgroup", "-G", str(_rootfs.SHIFT), "-S", str(_rootfs.SHIFT), "--"],
+            # bwrap runs as the sandbox's root's host uid, unprivileged, and makes the user namespace
+            # whose ids the supervisor maps
+            "AS_SHIFTED_ROOT": [host.tools["unshare"], "-G", str(_rootfs.SHIFT), "-S", str(_rootfs.SHIFT), "--"],
             "CGROUP_PROCS": [str(p) for p in cgroups.init_procs()],
             "CGROUP_DIRS": [str(d) for d in cgroups.all_dirs],
             "NET": network_cmd or [],

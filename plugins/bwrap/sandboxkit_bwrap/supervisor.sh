@@ -79,6 +79,12 @@ start_commands() {  # the command agent and the user-mode network, on the first 
     net_pid=$!
   fi
   exec {agent_w}>&- {net_w}>&-  # EOF on a ready pipe when its process dies before it is up
+  # while they start: the sandbox's PID 1 and first process join its cgroups (commands join their own)
+  local p f children=''
+  read -r children 2>/dev/null < "/proc/$init_pid/task/$init_pid/children"
+  for p in "$init_pid" $children; do
+    for f in "${CGROUP_PROCS[@]}"; do echo "$p" > "$f"; done 2>/dev/null
+  done
   read -r -t 30 -n 1 -u "$agent_r" x || x=''
   if [ "$x" != 1 ] && [ -z "$reason" ]; then
     reason=agent  # ends the sandbox; a command waiting for it finds it gone
@@ -116,17 +122,14 @@ ready=$out_r
 
 # bwrap makes the sandbox's namespaces, its user namespace included, and blocks (--userns-block-fd)
 # until this supervisor (root outside) has mapped ids 0-65535 inside to $ID_MAP's host ids (never
-# host root). It joins the sandbox's cgroups first (in a subshell: no exec) and a cgroup namespace
-# made by the host's unshare, so that namespace belongs to the host's user namespace. The sandbox's
-# first process says "ready" once bwrap has set everything up, then waits on a pipe only this
-# supervisor writes to: when the supervisor dies, it reads EOF and the sandbox ends.
-(
-  for f in "${CGROUP_PROCS[@]}"; do echo "$BASHPID" > "$f" || exit 125; done
-  exec "${CGROUPNS[@]}" "${BWRAP[@]}" --unshare-user --uid 0 --gid 0 --userns-block-fd 6 --info-fd 5 \
-    -- /bin/sh -c 'echo ready; read -r x' <&"$hold_r" >&"$out_w" 5>&"$info_w" 6<&"$block_r" \
-    {tick}<&- {tick_w}>&- {hold_r}<&- {hold_w}>&- {info_r}<&- {info_w}>&- {block_r}<&- {block_w}>&- \
-    {out_r}<&- {out_w}>&- {agent_r}<&- {agent_w}>&- {net_r}<&- {net_w}>&- {lock}<&-
-) &
+# host root). The sandbox's first process says "ready" once bwrap has set everything up, then
+# waits on a pipe only this supervisor writes to: when the supervisor dies, it reads EOF and the
+# sandbox ends. It joins the sandbox's cgroups when commands start (see start_commands): a first
+# write to cgroup.procs waits for an RCU grace period, which create does not pay for.
+"${AS_SHIFTED_ROOT[@]}" "${BWRAP[@]}" --unshare-user --uid 0 --gid 0 --userns-block-fd 6 --info-fd 5 \
+  -- /bin/sh -c 'echo ready; read -r x' <&"$hold_r" >&"$out_w" 5>&"$info_w" 6<&"$block_r" \
+  {tick}<&- {tick_w}>&- {hold_r}<&- {hold_w}>&- {info_r}<&- {info_w}>&- {block_r}<&- {block_w}>&- \
+  {out_r}<&- {out_w}>&- {agent_r}<&- {agent_w}>&- {net_r}<&- {net_w}>&- {lock}<&- &
 bw_pid=$!
 exec {hold_r}<&- {info_w}>&- {block_r}<&- {out_w}>&-  # bwrap holds them now: EOF when it dies
 started_us=${EPOCHREALTIME/./}
