@@ -140,7 +140,7 @@ class BwrapProvider(Provider):
         )
         cgroups = SandboxCgroups(record.id)  # made by _start, with the registry entry
         layers = [_etc_layer(options.hostname, _resolv_conf(spec, options)), rootfs.path]
-        config = self._config(host, agent, record, spec, options, cgroups, volumes)
+        config = self._config(host, agent, launch, record, spec, options, cgroups, volumes)
         try:
             ready = await anyio.to_thread.run_sync(self._start, host, launch, layers, record, spec, options, config)
         except BaseException as exc:
@@ -192,6 +192,7 @@ class BwrapProvider(Provider):
         self,
         host: Host,
         agent: str,
+        launch: str,
         record: Record,
         spec: SandboxSpec,
         options: BwrapOptions,
@@ -218,7 +219,7 @@ class BwrapProvider(Provider):
             "BWRAP": bwrap,
             # bwrap runs as the sandbox's root's host uid, unprivileged, and makes the user namespace
             # whose ids the supervisor maps
-            "AS_SHIFTED_ROOT": [host.tools["unshare"], "-G", str(_rootfs.SHIFT), "-S", str(_rootfs.SHIFT), "--"],
+            "AS_SHIFTED_ROOT": [launch, "--as", str(_rootfs.SHIFT)],
             "CGROUP_PROCS": [str(p) for p in cgroups.init_procs()],
             "CGROUP_DIRS": [str(d) for d in cgroups.all_dirs],
             "NET": network_cmd or [],
