@@ -10,9 +10,9 @@ stderr), the writable layer and the agent's socket, so a create makes few inodes
 bwrap (unprivileged, as the sandbox root's host uid), maps the ids of the user namespace bwrap
 made while bwrap waits for it, writes ``ready.json`` and prints one JSON line on stdout (``{"ok": ...}`` or
 ``{"error": ...}``). The command agent (``_agent``) and the user-mode network start when the
-first command asks for them (SIGUSR1), and the sandbox's PID 1 and first process join the
-sandbox's cgroups meanwhile (commands join their own; each gets a cgroup namespace of its own
-from the agent); it releases the flock on the state directory (LOCK_FD)
+first command asks for them (SIGUSR1); the sandbox's PID 1 and first process join the
+sandbox's cgroups once create has returned (commands join their own; each gets a cgroup
+namespace of its own from the agent); it releases the flock on the state directory (LOCK_FD)
 once both are up, and commands wait for that. It enforces the lifetime: it ends the sandbox at
 its deadline, after ``idle_timeout`` seconds without a running command (a command's main
 process is a child of the agent), on SIGTERM (``terminate``) or when bwrap ends. Ending means:

@@ -7,7 +7,7 @@ set -u
 dir=$1 cfg=$2 lock=$3  # fd $3: the client's exclusive flock on $dir, released once the agent is up
 # shellcheck source=/dev/null
 . "/dev/fd/$cfg"
-bw_pid='' nap_pid='' init_pid='' net_pid='' agent_pid='' reason='' me='' start_wanted='' started=''
+bw_pid='' nap_pid='' init_pid='' children='' net_pid='' agent_pid='' reason='' me='' start_wanted='' started=''
 
 starttime() {  # REPLY = field 22 of /proc/PID/stat; empty when gone or a zombie
   local stat
@@ -79,12 +79,6 @@ start_commands() {  # the command agent and the user-mode network, on the first 
     net_pid=$!
   fi
   exec {agent_w}>&- {net_w}>&-  # EOF on a ready pipe when its process dies before it is up
-  # while they start: the sandbox's PID 1 and first process join its cgroups (commands join their own)
-  local p f children=''
-  read -r children 2>/dev/null < "/proc/$init_pid/task/$init_pid/children"
-  for p in "$init_pid" $children; do
-    for f in "${CGROUP_PROCS[@]}"; do echo "$p" > "$f"; done 2>/dev/null
-  done
   read -r -t 30 -n 1 -u "$agent_r" x || x=''
   if [ "$x" != 1 ] && [ -z "$reason" ]; then
     reason=agent  # ends the sandbox; a command waiting for it finds it gone
@@ -124,8 +118,8 @@ ready=$out_r
 # until this supervisor (root outside) has mapped ids 0-65535 inside to $ID_MAP's host ids (never
 # host root). The sandbox's first process says "ready" once bwrap has set everything up, then
 # waits on a pipe only this supervisor writes to: when the supervisor dies, it reads EOF and the
-# sandbox ends. It joins the sandbox's cgroups when commands start (see start_commands): a first
-# write to cgroup.procs waits for an RCU grace period, which create does not pay for.
+# sandbox ends. It joins the sandbox's cgroups once create has returned (below): a first write to
+# cgroup.procs waits for an RCU grace period, which create does not pay for.
 "${AS_SHIFTED_ROOT[@]}" "${BWRAP[@]}" --unshare-user --uid 0 --gid 0 --userns-block-fd 6 --info-fd 5 \
   -- /bin/sh -c 'echo ready; read -r x' <&"$hold_r" >&"$out_w" 5>&"$info_w" 6<&"$block_r" \
   {tick}<&- {tick_w}>&- {hold_r}<&- {hold_w}>&- {info_r}<&- {info_w}>&- {block_r}<&- {block_w}>&- \
@@ -160,6 +154,13 @@ state="{\"supervisor_pid\": $me, \"supervisor_start\": \"$sup_start\", \"init_pi
 printf '%s' "$state" > "$dir/ready.json"  # one small write; a reader that sees it empty waits
 printf '{"ok": %s}\n' "$state"
 exec >/dev/null
+# Now that create has returned: the sandbox's PID 1 and first process join its cgroups (commands
+# join their own). The first of these writes may wait for an RCU grace period; a command coming
+# right after create then finds the kernel past it.
+read -r children 2>/dev/null < "/proc/$init_pid/task/$init_pid/children"
+for p in "$init_pid" $children; do
+  for f in "${CGROUP_PROCS[@]}"; do echo "$p" > "$f"; done 2>/dev/null
+done
 
 busy() {  # a command still running: its main process is a child of the agent; processes it left
   local d p stat  # in the background (orphans, adopted by the sandbox's PID 1) do not count
