@@ -122,9 +122,10 @@ class GpuPlan:
         if not self.lib_dirs:
             return
         conf = upper / LD_CONF
-        conf.parent.mkdir(exist_ok=True)
+        conf.parent.mkdir(parents=True, exist_ok=True)
         conf.write_text("".join(d + "\n" for d in self.lib_dirs))
-        for path, mode in ((conf.parent, 0o755), (conf, 0o644)):  # root inside owns them, as in the image
+        # root inside owns them, as in the image (etc/ too: an upper directory sets the merged one's owner)
+        for path, mode in ((conf.parent.parent, 0o755), (conf.parent, 0o755), (conf, 0o644)):
             os.chown(path, owner, owner)
             path.chmod(mode)
 

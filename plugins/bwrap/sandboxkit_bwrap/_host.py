@@ -14,8 +14,6 @@ from sandboxkit_bwrap import _cgroups
 PROVIDER = "bwrap"
 _TOOLS = {
     "bwrap": "bubblewrap",
-    "unshare": "util-linux",
-    "mount": "mount",
     "bash": "bash",
 }
 

@@ -2,8 +2,8 @@
 
 ``STATE/sandboxes/ID/record.json`` is written by the creating client before the supervisor
 starts; ``ready.json`` by the supervisor once the sandbox runs (its own and the sandbox PID 1's
-pid and start time); ``ended`` when it decides to end it. ``net.lock`` is flocked exclusively
-from before the supervisor starts until its network is up (or it ended): commands wait for it.
+pid and start time); ``ended`` when it decides to end it. The directory itself is flocked exclusively from before the
+supervisor starts until its command agent and network are up (or it ended): commands wait for it.
 The supervisor removes the directory last, so a directory whose supervisor is alive is a live
 sandbox.
 """
@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import re
+import signal
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -109,10 +111,31 @@ def supervisor_alive(record: Record) -> bool:
     return ready is not None and bool(starttime(int(ready["supervisor_pid"])) == ready["supervisor_start"])
 
 
+def mountpoint() -> Path:
+    """The empty directory every supervisor mounts its sandbox's root on, in its own mount namespace."""
+    return state_root() / "mnt"
+
+
+def ensure_dirs() -> None:
+    """The state directories: others may pass through (bwrap runs as uid 100000), not list."""
+    _ensure(state_root())
+
+
+@functools.cache
+def _ensure(root: Path) -> None:
+    for path in (root, root / "sandboxes", root / "mnt"):
+        path.mkdir(parents=True, exist_ok=True)
+        path.chmod(0o711)
+
+
 @contextlib.contextmanager
-def network_lock(record: Record) -> Iterator[int]:
-    """An fd holding the exclusive flock on ``net.lock``, for the supervisor to inherit and release."""
-    fd = os.open(record.dir / "net.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+def start_lock(record: Record) -> Iterator[int]:
+    """An fd holding the exclusive flock on the entry's directory, for the supervisor to inherit.
+
+    The supervisor releases it once the command agent and the network are up (or the sandbox
+    ended); commands wait for that with a shared flock.
+    """
+    fd = os.open(record.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield fd
@@ -120,24 +143,34 @@ def network_lock(record: Record) -> Iterator[int]:
         os.close(fd)
 
 
-def wait_network(record: Record) -> None:
-    """Block until the supervisor has released ``net.lock`` (network up, or the sandbox ended)."""
+def start_commands(record: Record, supervisor_pid: int) -> None:
+    """Have the supervisor start the agent and the network (SIGUSR1) unless up; block until they are.
+
+    They start with the first command, not at create: every process in a sandbox is started by a
+    command through the agent, so nothing inside can see them missing.
+    """
     try:
-        fd = os.open(record.dir / "net.lock", os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(record.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except FileNotFoundError:
         return  # the sandbox is gone
     try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        os.kill(supervisor_pid, signal.SIGUSR1)  # the caller has checked that it is that supervisor
         fcntl.flock(fd, fcntl.LOCK_SH)
+    except ProcessLookupError:
+        return  # the supervisor is gone: the caller finds the sandbox ended
     finally:
         os.close(fd)
 
 
 @contextlib.contextmanager
 def locked() -> Iterator[None]:
-    """Serialise name checks and registrations across processes."""
-    sandboxes_dir().mkdir(parents=True, exist_ok=True)
-    for path in (state_root(), sandboxes_dir()):  # others may pass through (bwrap runs as uid 100000), not list
-        path.chmod(0o711)
+    """Serialise name checks and registrations of named sandboxes across processes."""
+    ensure_dirs()
     with open(state_root() / "registry.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield

@@ -1,21 +1,26 @@
 """The supervisor of one sandbox (``supervisor.sh``) and the process helpers clients share with it.
 
-The client makes the state directory's fifos and starts ``supervisor.sh STATE_DIR LOCK_FD``
-through ``launch.c``, in a session of its own and a private mount namespace where the launcher
-has mounted the copy-on-write root (an overlay), so that mount exists only there and vanishes
-with it; the script forks itself away from the client at once. It reads ``STATE_DIR/config.sh``
-(written by the client), starts bwrap (unprivileged, as the sandbox root's host uid) with the
-sandbox in its cgroups and in a cgroup namespace made by the host, maps the ids of the user
-namespace bwrap made while bwrap waits for it, writes ``ready.json`` and prints one JSON line on
-stdout (``{"ok": ...}`` or ``{"error": ...}``). Then it starts the command agent (``_agent``) and
-the user-mode network, releases ``net.lock`` once both are up (commands wait for it), and
-enforces the lifetime: it ends the sandbox at its deadline, after ``idle_timeout`` seconds
-without a running command (a command's main process is a child of the agent), on SIGTERM
-(``terminate``) or when bwrap ends. Ending means: ``ended`` written, SIGKILL to the sandbox's
-PID 1 (which takes its whole pid namespace) and to the agent, every process left in the
-sandbox's cgroups killed, the cgroups and the writable layer removed, and the state directory
-(the registry entry) removed last. If the supervisor itself is killed, bwrap and the agent die
-with it (``--die-with-parent``, ``PR_SET_PDEATHSIG``) and ``gc`` removes what is left.
+The client starts ``supervisor.sh STATE_DIR CONFIG_FD LOCK_FD PIPE_FD...`` through ``launch.c``,
+in a session of its own and a private mount namespace where the launcher has mounted the
+copy-on-write root (an overlay) on the shared mount point ``STATE/mnt``, so that mount exists
+only there and vanishes with it; the script forks itself away from the client at once. Its
+config (shell variables) comes on a pipe, and so do its channels to bwrap (:data:`PIPES`): the
+state directory holds only the record, ``ready.json``, ``supervisor.log`` (every helper's
+stderr), the writable layer and the agent's socket, so a create makes few inodes. It starts
+bwrap (unprivileged, as the sandbox root's host uid), maps the ids of the user namespace bwrap
+made while bwrap waits for it, writes ``ready.json`` and prints one JSON line on stdout (``{"ok": ...}`` or
+``{"error": ...}``). The command agent (``_agent``) and the user-mode network start when the
+first command asks for them (SIGUSR1); the sandbox's PID 1 and first process join the
+sandbox's cgroups once create has returned (commands join their own; each gets a cgroup
+namespace of its own from the agent); it releases the flock on the state directory (LOCK_FD)
+once both are up, and commands wait for that. It enforces the lifetime: it ends the sandbox at
+its deadline, after ``idle_timeout`` seconds without a running command (a command's main
+process is a child of the agent), on SIGTERM (``terminate``) or when bwrap ends. Ending means:
+``ended`` written, SIGKILL to the sandbox's PID 1 (which takes its whole pid namespace) and to
+the agent, every process left in the sandbox's cgroups killed, the cgroups and the writable
+layer removed, and the state directory (the registry entry) removed last. If the supervisor
+itself is killed, bwrap and the agent die with it (``--die-with-parent``, ``PR_SET_PDEATHSIG``)
+and ``gc`` removes what is left.
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ from pathlib import Path
 
 #: The supervisor script (bash: it starts in a millisecond and waits with builtins).
 SCRIPT = Path(__file__).with_name("supervisor.sh")
-#: The fifos the client makes in the state directory before it starts the supervisor.
-FIFOS = ("tick", "hold", "info", "block", "out", "net.ready", "agent.ready")
+#: The pipes the client makes for the supervisor (each passed as its read and write end, in order):
+#: a pipe only it holds (naps), PID 1's stdin, bwrap's info and userns-block fds, PID 1's stdout,
+#: the agent's and the network's ready fds.
+PIPES = ("tick", "hold", "info", "block", "out", "agent", "net")
 
 
 def starttime(pid: int) -> str | None:

@@ -6,8 +6,8 @@
  * or ptrace it), listens on SOCKET_PATH (a host directory the sandbox does not mount; mode 0600)
  * and writes "1" to READY_FD. Per connection: one request (a length, then NUL-terminated fields:
  * what to do, uid, gid, cwd, the cgroup.procs files to join, argv, env) with the command's stdin,
- * stdout and stderr as SCM_RIGHTS; it forks once, and the child joins the cgroups, enters the
- * sandbox's cgroup, ipc, uts, net, mount and user namespaces and root, takes the ids, changes
+ * stdout and stderr as SCM_RIGHTS; it forks once, and the child joins the cgroups, makes a cgroup
+ * namespace rooted there, enters the sandbox's ipc, uts, net, mount and user namespaces and root, takes the ids, changes
  * directory and execs the command ("x"), or copies a file to stdout ("r", read_file) or stdin
  * to a file ("w", write_file) itself, with no exec at all. When the command exits the agent writes its wait status ("%d\n") to the
  * connection and closes it. It dies with the supervisor (PR_SET_PDEATHSIG).
@@ -38,9 +38,7 @@
 extern char **environ;
 
 static const struct { const char *name; int type; } NAMESPACES[] = {
-    /* cgroup first: it belongs to the host's user namespace, so it must be entered before the user one */
-    {"cgroup", CLONE_NEWCGROUP}, {"ipc", CLONE_NEWIPC}, {"uts", CLONE_NEWUTS},
-    {"net", CLONE_NEWNET},       {"mnt", CLONE_NEWNS},  {"user", CLONE_NEWUSER},
+    {"ipc", CLONE_NEWIPC}, {"uts", CLONE_NEWUTS}, {"net", CLONE_NEWNET}, {"mnt", CLONE_NEWNS}, {"user", CLONE_NEWUSER},
 };
 #define N_NS (sizeof NAMESPACES / sizeof NAMESPACES[0])
 
@@ -154,6 +152,9 @@ static void start(char **fields, int n, int io[3]) {
     char **envp = &fields[i];
     fields[i + envc] = NULL; /* the spare slot after the last field */
 
+    /* A cgroup namespace of its own, rooted at the command's cgroups; made here, as host root, so it
+     * belongs to the host's user namespace and nothing inside can enter another one. */
+    if (unshare(CLONE_NEWCGROUP) < 0) fail(125, "cannot make the command's cgroup namespace", NULL);
     for (size_t k = 0; k < N_NS; k++)
         if (setns(ns_fd[k], NAMESPACES[k].type) < 0) fail(125, "cannot enter the sandbox's namespace", NAMESPACES[k].name);
     if (fchdir(root_fd) < 0 || chroot(".") < 0) fail(125, "cannot enter the sandbox's root", NULL);

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
+import fcntl
+import functools
+import hashlib
 import json
 import math
 import os
@@ -12,6 +15,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -159,27 +163,12 @@ class BwrapProvider(Provider):
             secrets=list(spec.secrets),
             volumes=sorted(spec.volumes.values()),
         )
-        with _registry.locked():
-            if spec.name is not None and self._by_name(spec.app, spec.name, starting=True) is not None:
-                raise SandboxError(
-                    ErrorCode.ALREADY_EXISTS,
-                    f"a sandbox named {spec.name!r} already runs in app {spec.app!r}; pick another name, or "
-                    "reach it with Sandbox.from_name",
-                    provider=PROVIDER,
-                )
-            record.dir.mkdir(mode=0o711)
-            record.dir.chmod(0o711)
-            record.save()
-        cgroups = SandboxCgroups(record.id)
+        cgroups = SandboxCgroups(record.id)  # made by _start, with the registry entry
+        layers = [_etc_layer(options.hostname, _resolv_conf(spec, options)), rootfs.path]
+        config = self._config(host, agent, launch, record, spec, options, cgroups, volumes)
         try:
-            cgroups.create(memory_mib=spec.memory_mib, cpu=spec.cpu, pids_limit=options.pids_limit)
-            self._prepare_root(record, spec, options)
-            config = self._config(host, agent, record, spec, options, cgroups, volumes)
-            if gpu is not None:  # appended to BWRAP=(...): device nodes, driver files, the stand-in nvidia-smi
-                gpu.prepare_root(record.dir / "upper", _rootfs.SHIFT)
-                config += f"BWRAP+=({' '.join(map(shlex.quote, gpu.bwrap_args(record.dir)))})\n"
-            _registry.write_private(record.dir / "config.sh", config)
-            ready = await anyio.to_thread.run_sync(_launch, host, launch, rootfs.path, record)
+            start = functools.partial(self._start, host, launch, layers, record, spec, options, config, gpu)
+            ready = await anyio.to_thread.run_sync(start)
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(_cleanup, record)
@@ -195,22 +184,47 @@ class BwrapProvider(Provider):
             await sandbox.run_quiet(["sh", "-c", "PATH=$PATH:/sbin:/usr/sbin; ! command -v ldconfig || ldconfig"])
         return sandbox
 
-    def _prepare_root(self, record: Record, spec: SandboxSpec, options: BwrapOptions) -> None:
-        """Files the sandbox gets in its writable layer before it starts: hosts, resolv.conf."""
-        upper = record.dir / "upper"
-        etc = upper / "etc"
-        etc.mkdir(parents=True)
-        (etc / "hosts").write_text(f"127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t{options.hostname}\n")
-        (etc / "hostname").write_text(options.hostname + "\n")
-        if not spec.block_network and options.network == "user":
-            (etc / "resolv.conf").write_text(f"nameserver {SLIRP_DNS}\n")
-        for path in (upper, etc, *etc.iterdir()):  # root inside owns them
-            os.chown(path, _rootfs.SHIFT, _rootfs.SHIFT)
+    def _start(
+        self,
+        host: Host,
+        launch: str,
+        layers: Sequence[Path],
+        record: Record,
+        spec: SandboxSpec,
+        options: BwrapOptions,
+        config: str,
+        gpu: _gpu.GpuPlan | None,
+    ) -> dict[str, Any]:
+        """Register the sandbox, make its cgroups and writable layer, start its supervisor (in a thread)."""
+        if spec.name is None:
+            _registry.ensure_dirs()
+            _register(record)
+        else:
+            with _registry.locked():  # one live sandbox per app and name
+                if self._by_name(spec.app, spec.name, starting=True) is not None:
+                    raise SandboxError(
+                        ErrorCode.ALREADY_EXISTS,
+                        f"a sandbox named {spec.name!r} already runs in app {spec.app!r}; pick another name, or "
+                        "reach it with Sandbox.from_name",
+                        provider=PROVIDER,
+                    )
+                _register(record)
+        SandboxCgroups(record.id).create(memory_mib=spec.memory_mib, cpu=spec.cpu, pids_limit=options.pids_limit)
+        upper = record.dir / "upper"  # the sandbox's root directory: root inside owns it, every user enters it
+        os.mkdir(upper)
+        os.chmod(upper, 0o755)
+        os.chown(upper, _rootfs.SHIFT, _rootfs.SHIFT)
+        os.mkdir(record.dir / "work", 0o700)
+        if gpu is not None:  # appended to BWRAP=(...): device nodes, driver files, the stand-in nvidia-smi
+            gpu.prepare_root(upper, _rootfs.SHIFT)
+            config += f"BWRAP+=({' '.join(map(shlex.quote, gpu.bwrap_args(record.dir)))})\n"
+        return _launch(host, launch, layers, record, config)
 
     def _config(
         self,
         host: Host,
         agent: str,
+        launch: str,
         record: Record,
         spec: SandboxSpec,
         options: BwrapOptions,
@@ -218,15 +232,15 @@ class BwrapProvider(Provider):
         volumes: Mapping[str, Path],
     ) -> str:
         """The supervisor's ``config.sh``: shell-quoted variables and arrays."""
-        merged = record.dir / "merged"
         # bwrap makes the sandbox's user namespace; the supervisor maps its ids (--userns-block-fd)
         bwrap = [host.tools["bwrap"], "--cap-drop", "ALL"]
-        # no --unshare-cgroup: the cgroup namespace is made by the host's unshare (see ``cgroupns``),
-        # so it belongs to the host's user namespace and root inside cannot setns() into another one
+        # no --unshare-cgroup: each command gets a cgroup namespace from the agent (host root), so it
+        # belongs to the host's user namespace and root inside cannot setns() into another one
         bwrap += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent"]
         if spec.block_network or options.network == "user":
             bwrap += ["--unshare-net"]
-        bwrap += ["--bind", str(merged), "/", "--proc", "/proc", "--dev", "/dev", "--hostname", options.hostname]
+        bwrap += ["--bind", str(_registry.mountpoint()), "/", "--proc", "/proc", "--dev", "/dev"]
+        bwrap += ["--hostname", options.hostname]
         # /dev/shm as on Docker (a 64 MiB tmpfs anyone may write, sticky): POSIX shared memory, and
         # where every user finds the spawned processes' supervisor (sandboxkit._procd)
         bwrap += ["--perms", "1777", "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm"]
@@ -238,16 +252,15 @@ class BwrapProvider(Provider):
             network_cmd = [host.slirp4netns, "--configure", "--mtu=65520", "--disable-host-loopback", "{pid}", "tap0"]
         arrays = {
             "BWRAP": bwrap,
-            # a cgroup namespace of the host's user namespace; then bwrap runs as the sandbox's root's
-            # host uid, unprivileged, and makes the user namespace whose ids the supervisor maps
-            "CGROUPNS": [host.tools["unshare"], "--cgroup", "-G", str(_rootfs.SHIFT), "-S", str(_rootfs.SHIFT), "--"],
+            # bwrap runs as the sandbox's root's host uid, unprivileged, and makes the user namespace
+            # whose ids the supervisor maps
+            "AS_SHIFTED_ROOT": [launch, "--as", str(_rootfs.SHIFT)],
             "CGROUP_PROCS": [str(p) for p in cgroups.init_procs()],
             "CGROUP_DIRS": [str(d) for d in cgroups.all_dirs],
             "NET": network_cmd or [],
         }
         scalars = {
             "AGENT": agent,
-            "MERGED": str(merged),
             "CMD_CGROUPS": str(cgroups.commands_dir),
             "ID_MAP": f"0 {_rootfs.SHIFT} {_rootfs.ID_RANGE}",
             "TIMEOUT_US": str(math.ceil(spec.timeout * 1e6)),
@@ -387,7 +400,7 @@ class BwrapSandbox(SupervisedProcesses, SandboxHandle):
         self.name = record.name
         self.app = record.app
         self.ready = dict(ready)
-        self.network_up = False
+        self.started = False
         self.target = _exec.Target(SandboxCgroups(record.id), record.dir / _agent.SOCKET)
         # spawned processes: a supervisor inside the sandbox; it starts in a cgroup of its own that
         # outlives the start (see ``_launch``), every other operation is an ordinary command
@@ -418,9 +431,10 @@ class BwrapSandbox(SupervisedProcesses, SandboxHandle):
         return {**base, **{k: v for k, v in secrets.items() if k not in base}, **extra}
 
     async def _run(self, argv: Sequence[str], **kwargs: Any) -> _exec.Finished:
-        if not self.network_up:  # the supervisor starts the network after create returns
-            await anyio.to_thread.run_sync(_registry.wait_network, self.record)
-            self.network_up = True
+        if not self.started:  # the supervisor starts the agent and the network for the first command
+            self._check()
+            await anyio.to_thread.run_sync(_registry.start_commands, self.record, int(self.ready["supervisor_pid"]))
+            self.started = True
         self._check()
         try:
             return await _exec.run(self.target, argv, **kwargs)
@@ -540,24 +554,47 @@ class BwrapSandbox(SupervisedProcesses, SandboxHandle):
         await anyio.to_thread.run_sync(_terminate, self.record)
 
 
-def _launch(host: Host, launch: str, rootfs: Path, record: Record) -> dict[str, Any]:
-    """Start the supervisor over the mounted root (it forks itself away from us); wait for its first line."""
-    for name in _supervisor.FIFOS:
-        os.mkfifo(record.dir / name, 0o600)
-    for name in ("work", "merged"):
-        (record.dir / name).mkdir()
-    with _registry.network_lock(record) as lock, open(record.dir / "supervisor.log", "wb") as log:
-        layers = [str(rootfs), str(record.dir / "upper"), str(record.dir / "work"), str(record.dir / "merged")]
-        argv = [launch, *layers, host.tools["bash"], str(_supervisor.SCRIPT), str(record.dir), str(lock)]
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            cwd="/",
-            start_new_session=True,
-            pass_fds=(lock,),
-        )
+def _register(record: Record) -> None:
+    record.dir.mkdir(mode=0o711)
+    record.dir.chmod(0o711)  # whatever the umask: bwrap (uid 100000) passes through to the mount point
+    record.save()
+
+
+def _launch(host: Host, launch: str, layers: Sequence[Path], record: Record, config: str) -> dict[str, Any]:
+    """Start the supervisor over the mounted root (it forks itself away from us); wait for its first line.
+
+    Its config and its pipes (see ``_supervisor``) are inherited fds: no file in the state directory.
+    """
+    fds: list[int] = []
+    try:
+        cfg, cfg_w = os.pipe2(os.O_CLOEXEC)
+        fds += (cfg, cfg_w)
+        data = config.encode()
+        if len(data) > 60_000:  # more than a pipe holds before anyone reads (many volumes)
+            fcntl.fcntl(cfg_w, fcntl.F_SETPIPE_SZ, len(data) + 4096)
+        os.write(cfg_w, data)
+        os.close(fds.pop())
+        pipes = [fd for _ in _supervisor.PIPES for fd in os.pipe2(os.O_CLOEXEC)]
+        fds += pipes
+        log = os.open(record.dir / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        fds.append(log)
+        with _registry.start_lock(record) as lock:
+            lower = ":".join(map(str, layers))
+            mounts = [lower, str(record.dir / "upper"), str(record.dir / "work"), str(_registry.mountpoint())]
+            inherited = [cfg, lock, *pipes]
+            argv = [launch, *mounts, host.tools["bash"], str(_supervisor.SCRIPT), str(record.dir), *map(str, inherited)]
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                cwd="/",
+                start_new_session=True,
+                pass_fds=inherited,
+            )
+    finally:
+        for fd in fds:
+            os.close(fd)
     assert proc.stdout is not None
     with proc.stdout:
         line = proc.stdout.readline()
@@ -600,8 +637,46 @@ def _cleanup(record: Record) -> None:
     dirs = [str(d) for d in cgroups.all_dirs]
     _supervisor.kill_cgroups(dirs)
     _supervisor.remove_cgroups(dirs)
-    subprocess.run(["umount", "-l", str(record.dir / "merged")], capture_output=True)
     shutil.rmtree(record.dir, ignore_errors=True)
+
+
+def _resolv_conf(spec: SandboxSpec, options: BwrapOptions) -> str | None:
+    return f"nameserver {SLIRP_DNS}\n" if not spec.block_network and options.network == "user" else None
+
+
+def _etc_layer(hostname: str, resolv_conf: str | None) -> Path:
+    """A read-only layer over the image with ``/etc/hosts``, ``hostname`` (and ``resolv.conf``).
+
+    One per hostname and network kind, made once and shared: a sandbox that edits them gets its
+    own copy in its writable layer (copy-up), and creates write no files for them.
+    """
+    files = {
+        "hosts": f"127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t{hostname}\n",
+        "hostname": hostname + "\n",
+    }
+    if resolv_conf is not None:
+        files["resolv.conf"] = resolv_conf
+    key = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+    layer = _registry.state_root() / "etc" / f"{hostname}-{key}"
+    if layer.is_dir():
+        return layer
+    layer.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=layer.parent))
+    try:
+        etc = tmp / "etc"
+        etc.mkdir()
+        for name, text in files.items():
+            (etc / name).write_text(text)
+        for path in (tmp, etc, *etc.iterdir()):  # root inside owns them
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+            os.chown(path, _rootfs.SHIFT, _rootfs.SHIFT)
+        os.rename(tmp, layer)
+    except OSError:
+        if not layer.is_dir():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return layer
 
 
 def _lookup(table: bytes, key: str) -> builtins.list[str] | None:

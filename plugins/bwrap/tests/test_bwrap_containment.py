@@ -204,7 +204,7 @@ def test_other_host_users_cannot_list_or_read_the_registry(make: MakeSandbox) ->
     root = Path("/var/lib/sandboxkit/bwrap")
     for path in (root, root / "sandboxes", root / "sandboxes" / sb.id):
         assert path.stat().st_mode & 0o777 == 0o711, f"{path} is listable by other users"
-    for name in ("record.json", "config.sh"):
+    for name in ("record.json", "supervisor.log"):
         assert (root / "sandboxes" / sb.id / name).stat().st_mode & 0o777 == 0o600
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import shutil
 import signal
@@ -222,3 +223,20 @@ def test_background_processes_do_not_keep_an_idle_sandbox_alive(make: MakeSandbo
     started = time.monotonic()
     assert _wait_for(lambda: not _listed(sb.id), 60), "the idle sandbox still runs"
     assert time.monotonic() - started >= 2
+
+
+def test_the_agent_and_the_network_start_with_the_first_command(make: MakeSandbox) -> None:
+    """create starts neither the command agent nor slirp4netns; the first commands (here several at
+    once, from two handles) start them once and all find the network up."""
+    sb = make(timeout=120)
+    record = _registry.load(sb.id)
+    assert record is not None
+    assert not (record.dir / "agent.sock").exists(), "create started the command agent"
+    other = Sandbox.from_id(sb.id, provider="bwrap")
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda s: s.execute("grep -c tap0 /proc/net/dev"), [sb, other, sb, other]))
+    assert [(r.exit_code, r.stdout) for r in results] == [(0, "1\n")] * 4, results
+    assert (record.dir / "agent.sock").is_socket()
+    sandbox_pids = (_cgroups.SandboxCgroups(sb.id).dir("pids") / "cgroup.procs").read_text().split()
+    ready = _registry.ready_state(record)
+    assert ready is not None and str(ready["init_pid"]) in sandbox_pids, "PID 1 joined the sandbox's cgroups"
