@@ -255,14 +255,22 @@ class CommandCgroup:
 
     def kill(self) -> None:
         """Kill every member at once (v2 ``cgroup.kill``; else freeze, SIGKILL all, thaw), until empty (bounded)."""
-        kill_file = self.path / "cgroup.kill"
+        if (self.path / "cgroup.kill").exists():
+            self._kill_at_once()
+        else:
+            self._freeze_and_kill()
+
+    def _kill_at_once(self) -> None:
         for _ in range(100):
             if not self.pids():
                 return
-            if kill_file.exists():
-                _write(kill_file, "1")
-                time.sleep(0.005)
-                continue
+            _write(self.path / "cgroup.kill", "1")
+            time.sleep(0.005)
+
+    def _freeze_and_kill(self) -> None:
+        for _ in range(100):
+            if not self.pids():
+                return
             self._freeze(True)
             for pid in self.pids():
                 try:

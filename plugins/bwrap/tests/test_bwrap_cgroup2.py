@@ -32,6 +32,7 @@ GUEST_TESTS = [
     "test_bwrap_containment.py::test_cpu_limit_throttles_the_sandbox",
     "test_bwrap_lifetime.py::test_close_kills_everything_and_removes_the_cgroups",
     "test_bwrap_lifetime.py::test_gc_removes_cgroups_and_entries_nobody_owns",
+    "test_bwrap_lifetime.py::test_the_freezing_kill_empties_a_command_cgroup",
     "test_bwrap_processes.py::test_a_spawned_process_runs_inside_the_sandbox_and_ends_with_it",
 ]
 #: the guest's hard limit (boot, tests, power-off), seconds

@@ -92,6 +92,31 @@ def test_close_kills_everything_and_removes_the_cgroups(make: MakeSandbox) -> No
     assert _wait_for(lambda: not any(_supervisor.starttime(p) for p in pids), 10), "close leaves a process"
 
 
+def test_the_freezing_kill_empties_a_command_cgroup() -> None:
+    """The whole-tree kill where there is no ``cgroup.kill`` (v1; v2 before Linux 5.14): freeze, SIGKILL, thaw."""
+    cgroups = _cgroups.sandbox_cgroups("fedcba9876543210")
+    cgroups.create(memory_mib=None, cpu=None, pids_limit=256)
+    try:
+        command = cgroups.new_command()
+
+        def join() -> None:
+            for procs in command.procs:
+                Path(procs).write_text("0")
+
+        tree = "for i in 1 2 3 4; do (while :; do sleep 0.01; done) & done; setsid sh -c 'sleep 300' & wait"
+        proc = subprocess.Popen(["sh", "-c", tree], preexec_fn=join, stdout=subprocess.DEVNULL)
+        assert _wait_for(lambda: len(command.pids()) >= 6, 30), command.pids()
+        command._freeze_and_kill()
+        assert command.pids() == [], "a member survived"
+        assert proc.wait(10) == -signal.SIGKILL
+        command.remove()
+        assert not command.path.exists()
+    finally:
+        dirs = [str(d) for d in cgroups.all_dirs]
+        _supervisor.kill_cgroups(dirs)
+        _supervisor.remove_cgroups(dirs)
+
+
 def test_a_sandbox_whose_agent_does_not_answer_says_so(make: MakeSandbox) -> None:
     """A running sandbox with no agent to reach (started by another version, or its agent killed from
     the host) refuses commands with a SandboxError that says what to do, not a bare OSError."""
