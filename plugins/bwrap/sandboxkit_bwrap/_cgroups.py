@@ -1,13 +1,22 @@
-"""The cgroups of a sandbox (cgroup v1, as root): limits for the whole sandbox, one cgroup per command.
+"""The cgroups of a sandbox, as root: limits for the whole sandbox, one cgroup per command.
 
-Layout, for sandbox ``ID``: ``memory``, ``cpu`` and ``pids`` hold ``/sys/fs/cgroup/C/sandboxkit/ID``
-with the sandbox's limits; ``freezer`` holds ``.../sandboxkit/ID/init`` (the sandbox's PID 1) and
-``.../sandboxkit/ID/cmd-N`` per command. A command's whole tree (``setsid``, ``env -i`` and
-double-forked children too) stays in its freezer cgroup, so a timeout freezes it, SIGKILLs
-every member and thaws it: nothing can fork away in between. A spawned process's start runs in
-``.../sandboxkit/ID/proc-N`` instead, which its end leaves to the process (see ``_exec.run``).
-Closing the sandbox kills every member of all of them. OOM kills are counted by the memory
-cgroup's ``oom_kill`` field.
+Two layouts, picked per host by :func:`sandbox_cgroups` (cgroup v2 where ``ROOT`` is a cgroup2
+mount, else v1), behind one interface:
+
+- **v1**: ``memory``, ``cpu`` and ``pids`` hold ``/sys/fs/cgroup/C/sandboxkit/ID`` with the
+  sandbox's limits; ``freezer`` holds ``.../sandboxkit/ID/init`` (the sandbox's PID 1) and
+  ``.../sandboxkit/ID/cmd-N`` per command. A process joins one cgroup per hierarchy.
+- **v2**: one tree, ``/sys/fs/cgroup/sandboxkit/ID`` with the limits (``memory.max``,
+  ``memory.swap.max``, ``cpu.max``, ``pids.max``; the controllers enabled in the parents'
+  ``cgroup.subtree_control``), and processes only in its leaves (v2 allows none in a cgroup whose
+  children have controllers): ``ID/init``, ``ID/cmd-N``, ``ID/proc-N``. A process joins its leaf.
+
+A command's whole tree (``setsid``, ``env -i`` and double-forked children too) stays in its
+cgroup, so a timeout kills every member at once (v2 ``cgroup.kill``; v1, and v2 kernels before
+5.14: freeze, SIGKILL every member, thaw): nothing can fork away in between. A spawned process's
+start runs in ``ID/proc-N`` instead, which its end leaves to the process (see ``_exec.run``).
+Closing the sandbox kills every member of all of them. OOM kills are counted by the sandbox's
+memory cgroup (v1 ``memory.oom_control``, v2 ``memory.events``, which counts its whole subtree).
 """
 
 from __future__ import annotations
@@ -22,6 +31,8 @@ from typing import Literal
 
 ROOT = Path(os.environ.get("SANDBOXKIT_BWRAP_CGROUP_ROOT", "/sys/fs/cgroup"))
 CONTROLLERS = ("memory", "cpu", "pids", "freezer")
+#: The controllers a cgroup v2 sandbox needs (v2 freezes without a controller).
+V2_CONTROLLERS = ("memory", "cpu", "pids")
 PARENT = "sandboxkit"
 CPU_PERIOD_US = 100_000
 #: A command's cgroup (killed when the command's call ends early) or a spawned process's (left to it).
@@ -30,13 +41,15 @@ Kind = Literal["cmd", "proc"]
 SWEEP_AGE = 600.0
 
 
+def is_v2() -> bool:
+    """Whether ``ROOT`` is a cgroup2 mount (the unified hierarchy)."""
+    return (ROOT / "cgroup.controllers").exists()
+
+
 def unavailable_reason() -> str | None:
     """Why sandbox cgroups cannot be made on this host, or None when they can."""
-    if (ROOT / "cgroup.controllers").exists():
-        return (
-            "this host uses cgroup v2, which the bwrap provider does not drive yet (it needs cgroup v1 "
-            "with the memory, cpu, pids and freezer controllers)"
-        )
+    if is_v2():
+        return _v2_unavailable_reason()
     missing = [c for c in CONTROLLERS if not (ROOT / c / "cgroup.procs").exists()]
     if missing:
         return f"cgroup v1 controllers {', '.join(missing)} are not mounted under {ROOT}"
@@ -45,47 +58,68 @@ def unavailable_reason() -> str | None:
     return None
 
 
+def _v2_unavailable_reason() -> str | None:
+    available = (ROOT / "cgroup.controllers").read_text().split()
+    missing = [c for c in V2_CONTROLLERS if c not in available]
+    if missing:
+        return (
+            f"the cgroup v2 hierarchy at {ROOT} lacks the {', '.join(missing)} controller(s) "
+            f"({ROOT}/cgroup.controllers lists {' '.join(available) or 'none'}); a controller is there only when "
+            "no cgroup v1 hierarchy holds it: boot with systemd.unified_cgroup_hierarchy=1 (or unmount its v1 "
+            f"hierarchy), or point SANDBOXKIT_BWRAP_CGROUP_ROOT at a cgroup whose cgroup.controllers has them"
+        )
+    if os.geteuid() != 0:
+        return (
+            "the bwrap provider needs root to make cgroups (delegated cgroup v2 for non-root users is not "
+            "supported yet)"
+        )
+    if (ROOT / "cgroup.type").exists() and (ROOT / "cgroup.procs").read_text().strip():
+        return (
+            f"the cgroup {ROOT} holds processes, so cgroup v2 cannot enable controllers below it; point "
+            "SANDBOXKIT_BWRAP_CGROUP_ROOT at the root of the hierarchy or at an empty cgroup"
+        )
+    return None
+
+
+def sandbox_cgroups(sandbox_id: str) -> SandboxCgroups:
+    """The cgroups of one sandbox, in this host's layout (v2 or v1)."""
+    return (CgroupsV2 if is_v2() else CgroupsV1)(sandbox_id)
+
+
 @dataclass(frozen=True)
 class SandboxCgroups:
-    """Paths of one sandbox's cgroups."""
+    """Paths of one sandbox's cgroups; what both layouts share."""
 
     sandbox_id: str
 
     def dir(self, controller: str) -> Path:
-        return ROOT / controller / PARENT / self.sandbox_id
+        """The sandbox's cgroup that holds ``controller``'s limit (and, below it, its processes)."""
+        raise NotImplementedError
 
     @property
     def all_dirs(self) -> list[Path]:
-        return [self.dir(c) for c in CONTROLLERS]
+        raise NotImplementedError
 
     @property
     def commands_dir(self) -> Path:
-        return self.dir("freezer")
+        """Where ``init``, ``cmd-N`` and ``proc-N`` are."""
+        raise NotImplementedError
 
     def limit_procs(self) -> list[Path]:
-        """The ``cgroup.procs`` files every process of the sandbox joins (limits)."""
-        return [self.dir(c) / "cgroup.procs" for c in ("memory", "cpu", "pids")]
+        """The ``cgroup.procs`` files every process of the sandbox joins besides its own cgroup (limits)."""
+        raise NotImplementedError
+
+    def create(self, *, memory_mib: int | None, cpu: float | None, pids_limit: int) -> None:
+        raise NotImplementedError
+
+    def oom_kills(self) -> int:
+        raise NotImplementedError
 
     def init_procs(self) -> list[Path]:
         return [*self.limit_procs(), self.commands_dir / "init" / "cgroup.procs"]
 
-    def create(self, *, memory_mib: int | None, cpu: float | None, pids_limit: int) -> None:
-        for d in self.all_dirs:
-            d.mkdir(parents=True, exist_ok=True)
-        (self.commands_dir / "init").mkdir(exist_ok=True)
-        if memory_mib is not None:
-            limit = str(memory_mib << 20)
-            _set(self.dir("memory") / "memory.limit_in_bytes", limit)
-            memsw = self.dir("memory") / "memory.memsw.limit_in_bytes"
-            if memsw.exists():  # no swap beyond the limit
-                _set(memsw, limit)
-        if cpu is not None:
-            _set(self.dir("cpu") / "cpu.cfs_period_us", str(CPU_PERIOD_US))
-            _set(self.dir("cpu") / "cpu.cfs_quota_us", str(max(1000, int(cpu * CPU_PERIOD_US))))
-        _set(self.dir("pids") / "pids.max", str(pids_limit))
-
     def new_command(self, kind: Kind = "cmd") -> CommandCgroup:
-        """A freezer cgroup for one command (``cmd``) or one spawned process's start (``proc``)."""
+        """A cgroup for one command (``cmd``) or one spawned process's start (``proc``)."""
         if kind == "proc":
             self.sweep("proc")
         path = self.commands_dir / f"{kind}-{uuid.uuid4().hex[:12]}"
@@ -106,21 +140,105 @@ class SandboxCgroups:
             except OSError:
                 pass
 
+
+class CgroupsV1(SandboxCgroups):
+    """cgroup v1: a cgroup per controller hierarchy; commands in the freezer's."""
+
+    def dir(self, controller: str) -> Path:
+        return ROOT / controller / PARENT / self.sandbox_id
+
+    @property
+    def all_dirs(self) -> list[Path]:
+        return [self.dir(c) for c in CONTROLLERS]
+
+    @property
+    def commands_dir(self) -> Path:
+        return self.dir("freezer")
+
+    def limit_procs(self) -> list[Path]:
+        return [self.dir(c) / "cgroup.procs" for c in ("memory", "cpu", "pids")]
+
+    def create(self, *, memory_mib: int | None, cpu: float | None, pids_limit: int) -> None:
+        for d in self.all_dirs:
+            d.mkdir(parents=True, exist_ok=True)
+        (self.commands_dir / "init").mkdir(exist_ok=True)
+        if memory_mib is not None:
+            limit = str(memory_mib << 20)
+            _set(self.dir("memory") / "memory.limit_in_bytes", limit)
+            memsw = self.dir("memory") / "memory.memsw.limit_in_bytes"
+            if memsw.exists():  # no swap beyond the limit
+                _set(memsw, limit)
+        if cpu is not None:
+            _set(self.dir("cpu") / "cpu.cfs_period_us", str(CPU_PERIOD_US))
+            _set(self.dir("cpu") / "cpu.cfs_quota_us", str(max(1000, int(cpu * CPU_PERIOD_US))))
+        _set(self.dir("pids") / "pids.max", str(pids_limit))
+
     def oom_kills(self) -> int:
-        try:
-            text = (self.dir("memory") / "memory.oom_control").read_text()
-        except OSError:
-            return 0
-        for line in text.splitlines():
-            key, _, value = line.partition(" ")
-            if key == "oom_kill":
-                return int(value)
+        return _field(self.dir("memory") / "memory.oom_control", "oom_kill")
+
+
+class CgroupsV2(SandboxCgroups):
+    """cgroup v2: one tree; limits on ``sandboxkit/ID``, processes only in its leaves."""
+
+    def dir(self, controller: str = "") -> Path:
+        return ROOT / PARENT / self.sandbox_id
+
+    @property
+    def all_dirs(self) -> list[Path]:
+        return [self.dir()]
+
+    @property
+    def commands_dir(self) -> Path:
+        return self.dir()
+
+    def limit_procs(self) -> list[Path]:
+        return []  # a process is in exactly one cgroup: its leaf, below the limits
+
+    def create(self, *, memory_mib: int | None, cpu: float | None, pids_limit: int) -> None:
+        _enable_controllers(ROOT)
+        parent = ROOT / PARENT
+        parent.mkdir(exist_ok=True)
+        _enable_controllers(parent)
+        d = self.dir()
+        d.mkdir(exist_ok=True)
+        (d / "init").mkdir(exist_ok=True)
+        if memory_mib is not None:
+            _set(d / "memory.max", str(memory_mib << 20))
+            swap = d / "memory.swap.max"
+            if swap.exists():  # no swap beyond the limit (absent when the kernel accounts no swap)
+                _set(swap, "0")
+        if cpu is not None:
+            _set(d / "cpu.max", f"{max(1000, int(cpu * CPU_PERIOD_US))} {CPU_PERIOD_US}")
+        _set(d / "pids.max", str(pids_limit))
+
+    def oom_kills(self) -> int:
+        return _field(self.dir() / "memory.events", "oom_kill")
+
+
+def _enable_controllers(cgroup: Path) -> None:
+    """Enable the sandbox controllers for ``cgroup``'s children (once; a write per missing one)."""
+    enabled = (cgroup / "cgroup.subtree_control").read_text().split()
+    missing = [c for c in V2_CONTROLLERS if c not in enabled]
+    if missing:
+        _set(cgroup / "cgroup.subtree_control", " ".join(f"+{c}" for c in missing))
+
+
+def _field(path: Path, key: str) -> int:
+    """The value of ``key`` in a flat-keyed cgroup file (``key value`` lines), 0 when absent."""
+    try:
+        text = path.read_text()
+    except OSError:
         return 0
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name == key:
+            return int(value)
+    return 0
 
 
 @dataclass(frozen=True)
 class CommandCgroup:
-    """The freezer cgroup of one command; ``procs`` are the files its first process joins."""
+    """The cgroup of one command; ``procs`` are the files its first process joins."""
 
     path: Path
     procs: list[Path]
@@ -136,25 +254,49 @@ class CommandCgroup:
         return pids
 
     def kill(self) -> None:
-        """Freeze, SIGKILL every member, thaw; repeat until empty (bounded)."""
-        state = self.path / "freezer.state"
+        """Kill every member at once (v2 ``cgroup.kill``; else freeze, SIGKILL all, thaw), until empty (bounded)."""
+        if (self.path / "cgroup.kill").exists():
+            self._kill_at_once()
+        else:
+            self._freeze_and_kill()
+
+    def _kill_at_once(self) -> None:
         for _ in range(100):
             if not self.pids():
                 return
-            _write(state, "FROZEN")
-            for _ in range(100):
-                try:
-                    if state.read_text().strip() != "FREEZING":
-                        break
-                except OSError:
-                    return
-                time.sleep(0.005)
+            _write(self.path / "cgroup.kill", "1")
+            time.sleep(0.005)
+
+    def _freeze_and_kill(self) -> None:
+        for _ in range(100):
+            if not self.pids():
+                return
+            self._freeze(True)
             for pid in self.pids():
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            _write(state, "THAWED")
+            self._freeze(False)
+            time.sleep(0.005)
+
+    def _freeze(self, frozen: bool) -> None:
+        """Freeze (and wait until frozen, bounded) or thaw: v1 ``freezer.state``, v2 ``cgroup.freeze``."""
+        v1 = (self.path / "freezer.state").exists()
+        if v1:
+            _write(self.path / "freezer.state", "FROZEN" if frozen else "THAWED")
+        else:
+            _write(self.path / "cgroup.freeze", "1" if frozen else "0")
+        if not frozen:
+            return
+        for _ in range(100):
+            try:
+                if v1 and (self.path / "freezer.state").read_text().strip() != "FREEZING":
+                    return
+                if not v1 and "frozen 1" in (self.path / "cgroup.events").read_text().splitlines():
+                    return
+            except OSError:
+                return
             time.sleep(0.005)
 
     def remove(self) -> None:

@@ -47,7 +47,7 @@ from sandboxkit.spi import (
     file_error,
 )
 from sandboxkit_bwrap import _agent, _exec, _gpu, _native, _registry, _rootfs, _supervisor
-from sandboxkit_bwrap._cgroups import Kind, SandboxCgroups
+from sandboxkit_bwrap._cgroups import Kind, SandboxCgroups, sandbox_cgroups
 from sandboxkit_bwrap._host import PROVIDER, Host, require
 from sandboxkit_bwrap._registry import Record
 
@@ -163,7 +163,7 @@ class BwrapProvider(Provider):
             secrets=list(spec.secrets),
             volumes=sorted(spec.volumes.values()),
         )
-        cgroups = SandboxCgroups(record.id)  # made by _start, with the registry entry
+        cgroups = sandbox_cgroups(record.id)  # made by _start, with the registry entry
         layers = [_etc_layer(options.hostname, _resolv_conf(spec, options)), rootfs.path]
         config = self._config(host, agent, launch, record, spec, options, cgroups, volumes)
         try:
@@ -209,7 +209,7 @@ class BwrapProvider(Provider):
                         provider=PROVIDER,
                     )
                 _register(record)
-        SandboxCgroups(record.id).create(memory_mib=spec.memory_mib, cpu=spec.cpu, pids_limit=options.pids_limit)
+        sandbox_cgroups(record.id).create(memory_mib=spec.memory_mib, cpu=spec.cpu, pids_limit=options.pids_limit)
         upper = record.dir / "upper"  # the sandbox's root directory: root inside owns it, every user enters it
         os.mkdir(upper)
         os.chmod(upper, 0o755)
@@ -401,7 +401,7 @@ class BwrapSandbox(SupervisedProcesses, SandboxHandle):
         self.app = record.app
         self.ready = dict(ready)
         self.started = False
-        self.target = _exec.Target(SandboxCgroups(record.id), record.dir / _agent.SOCKET)
+        self.target = _exec.Target(sandbox_cgroups(record.id), record.dir / _agent.SOCKET)
         # spawned processes: a supervisor inside the sandbox; it starts in a cgroup of its own that
         # outlives the start (see ``_launch``), every other operation is an ordinary command
         self.supervisor = InSandboxProcesses(self.exec, launch=self._launch, provider=PROVIDER, sandbox_id=self.id)
@@ -633,7 +633,7 @@ def _terminate(record: Record) -> None:
 
 def _cleanup(record: Record) -> None:
     """What a dead supervisor left: processes, cgroups, the registry entry and writable layer."""
-    cgroups = SandboxCgroups(record.id)
+    cgroups = sandbox_cgroups(record.id)
     dirs = [str(d) for d in cgroups.all_dirs]
     _supervisor.kill_cgroups(dirs)
     _supervisor.remove_cgroups(dirs)
@@ -705,10 +705,10 @@ def _remove_orphans() -> None:
     root = _registry.sandboxes_dir()
     for path in root.glob("*.gone") if root.is_dir() else []:
         shutil.rmtree(path, ignore_errors=True)
-    parent = SandboxCgroups("x").commands_dir.parent
+    parent = sandbox_cgroups("x").commands_dir.parent
     for cgroup in parent.iterdir() if parent.is_dir() else []:
         if cgroup.is_dir() and _registry.ID.match(cgroup.name) and cgroup.name not in known:
-            dirs = [str(d) for d in SandboxCgroups(cgroup.name).all_dirs]
+            dirs = [str(d) for d in sandbox_cgroups(cgroup.name).all_dirs]
             _supervisor.kill_cgroups(dirs)
             _supervisor.remove_cgroups(dirs)
 

@@ -30,6 +30,9 @@ kill_cgroups() {  # SIGKILL every process in the sandbox's cgroups until none is
   local i f p any
   for ((i = 0; i < 200; i++)); do
     any=''
+    for f in "${CGROUP_DIRS[@]}"; do  # cgroup v2 (5.14+): the kernel kills the whole tree at once
+      [ -f "$f/cgroup.kill" ] && echo 1 2>/dev/null > "$f/cgroup.kill"
+    done
     for f in $(find "${CGROUP_DIRS[@]}" -name cgroup.procs 2>/dev/null); do
       while read -r p; do any=1; kill -9 "$p" 2>/dev/null; done < "$f"
     done

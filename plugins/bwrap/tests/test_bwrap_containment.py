@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sandboxkit_bwrap._cgroups import sandbox_cgroups
 
 from sandboxkit import ErrorCode, Sandbox, SandboxError
 
@@ -136,10 +137,23 @@ def test_block_network_is_only_loopback_and_default_is_not_the_hosts(make: MakeS
 
 def test_pids_limit_contains_a_fork_flood(make: MakeSandbox) -> None:
     sb = make(block_network=True, provider_options={"pids_limit": 64})
-    current = Path(f"/sys/fs/cgroup/pids/sandboxkit/{sb.id}/pids.current")
+    current = sandbox_cgroups(sb.id).dir("pids") / "pids.current"
     sb.execute("for i in $(seq 200); do sleep 3 >/dev/null 2>&1 & done 2>/dev/null; true", timeout=60)
     assert int(current.read_text()) <= 64, "more processes run than pids_limit allows"
     assert _wait_for(lambda: _answers(sb), 60), "the sandbox answers again once the flood ends"
+
+
+def test_cpu_limit_throttles_the_sandbox(make: MakeSandbox) -> None:
+    """A busy loop in a ``cpu=0.2`` sandbox is throttled by its cgroup (CFS bandwidth, v1 or v2)."""
+    sb = make(cpu=0.2, block_network=True)
+    stat = sandbox_cgroups(sb.id).dir("cpu") / "cpu.stat"
+    started = time.monotonic()
+    sb.execute("timeout 2 sh -c 'while :; do :; done'; true", timeout=60)
+    wall = time.monotonic() - started
+    stats = {k: int(v) for k, v in (line.split() for line in stat.read_text().splitlines())}
+    assert stats["nr_throttled"] > 0, f"the busy loop was never throttled: {stats}"
+    if "usage_usec" in stats:  # cgroup v2: the cgroup's own CPU time, at most its quota (one period of slack)
+        assert stats["usage_usec"] <= (0.2 * wall + 0.1) * 1e6, (stats, wall)
 
 
 def _answers(sb: Sandbox) -> bool:

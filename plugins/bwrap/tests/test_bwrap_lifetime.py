@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sandboxkit_bwrap import _cgroups, _host, _native, _registry, _rootfs
+from sandboxkit_bwrap import _cgroups, _host, _native, _registry, _rootfs, _supervisor
 
 from sandboxkit import ErrorCode, Sandbox, SandboxError
 
@@ -78,7 +78,43 @@ def test_a_killed_supervisor_takes_its_sandbox_and_gc_cleans_up(make: MakeSandbo
     gc = subprocess.run([SANDBOXKIT, "gc", "--provider", "bwrap"], capture_output=True, text=True, timeout=60)
     assert gc.returncode == 0, gc.stderr
     assert _wait_for(lambda: not record.dir.exists(), 10), "gc removes the dead sandbox's registry entry"
-    assert not any(d.exists() for d in _cgroups.SandboxCgroups(sb.id).all_dirs), "gc removes its cgroups"
+    assert not any(d.exists() for d in _cgroups.sandbox_cgroups(sb.id).all_dirs), "gc removes its cgroups"
+
+
+def test_close_kills_everything_and_removes_the_cgroups(make: MakeSandbox) -> None:
+    sb = make(block_network=True)
+    sb.execute("setsid sleep 300 >/dev/null 2>&1 & sleep 301 >/dev/null 2>&1 &")
+    cgroups = _cgroups.sandbox_cgroups(sb.id)
+    pids = [p for d in cgroups.all_dirs for p in _supervisor.cgroup_pids(str(d))]
+    assert len(pids) >= 3, "PID 1 and the background sleeps are in the sandbox's cgroups"
+    sb.close()
+    assert _wait_for(lambda: not any(d.exists() for d in cgroups.all_dirs), 30), "close leaves a cgroup"
+    assert _wait_for(lambda: not any(_supervisor.starttime(p) for p in pids), 10), "close leaves a process"
+
+
+def test_the_freezing_kill_empties_a_command_cgroup() -> None:
+    """The whole-tree kill where there is no ``cgroup.kill`` (v1; v2 before Linux 5.14): freeze, SIGKILL, thaw."""
+    cgroups = _cgroups.sandbox_cgroups("fedcba9876543210")
+    cgroups.create(memory_mib=None, cpu=None, pids_limit=256)
+    try:
+        command = cgroups.new_command()
+
+        def join() -> None:
+            for procs in command.procs:
+                Path(procs).write_text("0")
+
+        tree = "for i in 1 2 3 4; do (while :; do sleep 0.01; done) & done; setsid sh -c 'sleep 300' & wait"
+        proc = subprocess.Popen(["sh", "-c", tree], preexec_fn=join, stdout=subprocess.DEVNULL)
+        assert _wait_for(lambda: len(command.pids()) >= 6, 30), command.pids()
+        command._freeze_and_kill()
+        assert command.pids() == [], "a member survived"
+        assert proc.wait(10) == -signal.SIGKILL
+        command.remove()
+        assert not command.path.exists()
+    finally:
+        dirs = [str(d) for d in cgroups.all_dirs]
+        _supervisor.kill_cgroups(dirs)
+        _supervisor.remove_cgroups(dirs)
 
 
 def test_a_sandbox_whose_agent_does_not_answer_says_so(make: MakeSandbox) -> None:
@@ -179,8 +215,14 @@ def test_cgroup_checks_name_what_is_missing(monkeypatch: pytest.MonkeyPatch, tmp
     assert "needs root" in str(_cgroups.unavailable_reason())
     monkeypatch.setattr(_cgroups, "ROOT", tmp_path)
     assert "memory, cpu, pids, freezer" in str(_cgroups.unavailable_reason())
+    (tmp_path / "cgroup.controllers").write_text("cpu io\n")  # cgroup v2 without memory and pids
+    reason = str(_cgroups.unavailable_reason())
+    assert "cgroup v2" in reason and "memory, pids" in reason and "systemd.unified_cgroup_hierarchy=1" in reason
     (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
-    assert "cgroup v2" in str(_cgroups.unavailable_reason())
+    assert "delegated cgroup v2" in str(_cgroups.unavailable_reason()), "non-root on v2 is refused"
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert _cgroups.unavailable_reason() is None
+    assert isinstance(_cgroups.sandbox_cgroups("x"), _cgroups.CgroupsV2)
 
 
 def test_images_bootstrap_keeps_a_rootfs_without_any_engine(
@@ -205,7 +247,7 @@ def test_images_bootstrap_keeps_a_rootfs_without_any_engine(
 
 def test_gc_removes_cgroups_and_entries_nobody_owns() -> None:
     orphan = "0123456789abcdef"
-    cgroups = _cgroups.SandboxCgroups(orphan)
+    cgroups = _cgroups.sandbox_cgroups(orphan)
     cgroups.create(memory_mib=None, cpu=None, pids_limit=64)
     half_removed = _registry.sandboxes_dir() / f"{orphan}.gone"
     (half_removed / "upper").mkdir(parents=True)
@@ -237,6 +279,6 @@ def test_the_agent_and_the_network_start_with_the_first_command(make: MakeSandbo
         results = list(pool.map(lambda s: s.execute("grep -c tap0 /proc/net/dev"), [sb, other, sb, other]))
     assert [(r.exit_code, r.stdout) for r in results] == [(0, "1\n")] * 4, results
     assert (record.dir / "agent.sock").is_socket()
-    sandbox_pids = (_cgroups.SandboxCgroups(sb.id).dir("pids") / "cgroup.procs").read_text().split()
+    sandbox_pids = _supervisor.cgroup_pids(str(_cgroups.sandbox_cgroups(sb.id).dir("pids")))
     ready = _registry.ready_state(record)
-    assert ready is not None and str(ready["init_pid"]) in sandbox_pids, "PID 1 joined the sandbox's cgroups"
+    assert ready is not None and ready["init_pid"] in sandbox_pids, "PID 1 joined the sandbox's cgroups"

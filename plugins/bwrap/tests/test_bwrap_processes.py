@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 from sandboxkit_bwrap import _registry
-from sandboxkit_bwrap._cgroups import ROOT, SandboxCgroups
+from sandboxkit_bwrap._cgroups import sandbox_cgroups
+from sandboxkit_bwrap._supervisor import cgroup_pids
 
 from sandboxkit import ErrorCode, Process, Sandbox, SandboxError
 
@@ -34,7 +35,7 @@ def _wait_for(check: Callable[[], bool], seconds: float) -> bool:
 def _spawned_pids(sandbox_id: str) -> list[int]:
     """Host pids of every process in the sandbox's spawned-process cgroups (``proc-N``)."""
     pids = []
-    for procs in SandboxCgroups(sandbox_id).commands_dir.glob("proc-*/cgroup.procs"):
+    for procs in sandbox_cgroups(sandbox_id).commands_dir.glob("proc-*/cgroup.procs"):
         pids += [int(p) for p in procs.read_text().split()]
     return pids
 
@@ -71,8 +72,8 @@ def test_a_spawned_process_runs_inside_the_sandbox_and_ends_with_it(make: MakeSa
             assert os.readlink(f"/proc/{pid}/ns/{ns}") == os.readlink(f"/proc/{init}/ns/{ns}"), (pid, ns)
         cgroups = Path(f"/proc/{pid}/cgroup").read_text()
         for controller in ("memory", "pids", "cpu"):
-            procs = (ROOT / controller / "sandboxkit" / sb.id / "cgroup.procs").read_text().split()
-            assert str(pid) in procs, f"pid {pid} is not held by the sandbox's {controller} cgroup: {cgroups}"
+            procs = cgroup_pids(str(sandbox_cgroups(sb.id).dir(controller)))
+            assert pid in procs, f"pid {pid} is not held by the sandbox's {controller} cgroup: {cgroups}"
         assert os.stat(f"/proc/{pid}").st_uid >= 100000, "it runs as the sandbox's root, never host root"
 
     sb.close()
