@@ -47,7 +47,11 @@ mount -t proc proc $r/proc && mount -t sysfs sys $r/sys && mount -t cgroup2 cgro
 mount -t devtmpfs dev $r/dev && mkdir -p $r/dev/pts $r/dev/shm
 mount -t devpts devpts $r/dev/pts && mount -t tmpfs shm $r/dev/shm
 ln -s /proc/self/fd $r/dev/fd && ln -s fd/0 $r/dev/stdin && ln -s fd/1 $r/dev/stdout && ln -s fd/2 $r/dev/stderr
-for d in /tmp /run /var/tmp /var/lib/sandboxkit/bwrap; do mkdir -p $r$d && mount -t tmpfs tmp $r$d; done
+keep=$(cat /keep)  # the directory the script works in stays visible (a clone under /tmp, say)
+for d in /tmp /run /var/tmp /var/lib/sandboxkit/bwrap; do
+  case "$keep/" in "$d"/*) continue ;; esac
+  mkdir -p $r$d && mount -t tmpfs tmp $r$d
+done
 chmod 1777 $r/tmp $r/var/tmp
 cp -a /lower/var/lib/sandboxkit/bwrap/bin $r/var/lib/sandboxkit/bwrap/ 2>/dev/null  # the host's built helpers
 cp /guest.sh $r/guest.sh
@@ -131,15 +135,18 @@ def _cpio(entries: list[tuple[str, int, bytes, int]]) -> bytes:
     return bytes(out)
 
 
-def initramfs(kernel_dir: Path, script: str, dest: Path) -> None:
-    """Write the guest's initramfs: busybox, the modules, our init and the script it runs."""
+def initramfs(kernel_dir: Path, script: str, dest: Path, keep: str = "") -> None:
+    """Write the guest's initramfs: busybox, the modules, our init and the script it runs.
+
+    ``keep``: a host directory the script needs that the guest's tmpfs mounts (/tmp, /run...) must not hide.
+    """
     dirs = ["bin", "dev", "proc", "sys", "lib", "lib/modules"]
     entries = [(d, 0o40755, b"", 0) for d in dirs]
     entries += [("dev/console", 0o20600, b"", (5 << 8) | 1)]
     entries += [("bin/busybox", 0o100755, BUSYBOX.read_bytes(), 0)]
     entries += [("init", 0o100755, INIT.encode(), 0), ("guest.sh", 0o100755, script.encode(), 0)]
     order = (kernel_dir / "modules.order").read_text()
-    entries += [("modules.order", 0o100644, order.encode(), 0)]
+    entries += [("modules.order", 0o100644, order.encode(), 0), ("keep", 0o100644, keep.encode(), 0)]
     entries += [(f"lib/modules/{n}.ko", 0o100644, (kernel_dir / f"{n}.ko").read_bytes(), 0) for n in order.split()]
     dest.write_bytes(_cpio(entries))
 
@@ -154,12 +161,17 @@ class GuestRun:
     boot_seconds: float | None
 
 
-def run(script: str, *, timeout: float, memory_mib: int = 2048, cpus: int = 2, accel: str = ACCEL) -> GuestRun:
-    """Boot a guest that runs ``script`` (sh, as root, over the host's root) and wait until it powers off."""
+def run(
+    script: str, *, timeout: float, keep: str = "", memory_mib: int = 2048, cpus: int = 2, accel: str = ACCEL
+) -> GuestRun:
+    """Boot a guest that runs ``script`` (sh, as root, over the host's root) and wait until it powers off.
+
+    ``keep``: the host directory the script works in (see :func:`initramfs`).
+    """
     kernel_dir = kernel()
     with tempfile.TemporaryDirectory() as tmp:
         initrd = Path(tmp) / "initrd.cpio"
-        initramfs(kernel_dir, script, initrd)
+        initramfs(kernel_dir, script, initrd, keep)
         cpu = ["-cpu", "host,-arch-capabilities"] if accel == "kvm" else ["-cpu", "max"]
         argv = [QEMU, "-nodefaults", "-no-user-config", "-accel", accel, *cpu, "-m", str(memory_mib)]
         argv += ["-smp", str(cpus), "-nic", "none", "-display", "none", "-serial", "stdio", "-no-reboot"]

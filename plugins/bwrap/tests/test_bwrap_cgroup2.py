@@ -60,7 +60,7 @@ def test_the_cgroup_tests_pass_on_a_cgroup_v2_only_kernel() -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"the cgroup v2 lane needs a guest VM: {reason}")
         pytest.skip(reason)
-    guest = _vm.run(_script(), timeout=VM_TIMEOUT)
+    guest = _vm.run(_script(), timeout=VM_TIMEOUT, keep=str(REPO))
     out = guest.output
     print(out[-20000:])  # shown on failure
     print(f"[host] guest: {guest.seconds:.1f} s in all, booted in {guest.boot_seconds} s")
