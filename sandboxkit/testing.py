@@ -31,15 +31,37 @@ the core distribution's ``sandboxkit`` entry point, the way every plugin registe
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import uuid
+from collections.abc import Iterable, Iterator
 
 from sandboxkit._hookspecs import ProviderRecord, hookimpl
 from sandboxkit._memory import RESPONDER, MemoryProvider, Responder
 
-__all__ = ["MemoryProvider", "Responder", "responses", "sandboxkit_providers"]
+__all__ = ["MemoryProvider", "Responder", "registered", "responses", "sandboxkit_providers"]
 
 #: Canned command results and the record of commands run, shared by every memory sandbox.
 responses: Responder = RESPONDER
+
+
+@contextlib.contextmanager
+def registered(provider_class: type, prefix: str | None = None) -> Iterator[str]:
+    """Register ``provider_class`` under a new unique name for the ``with`` block; yields the name.
+
+    The name's first use makes a fresh instance, so a test can change the environment the
+    provider reads when it starts (a GPU mode, a host probe) without touching the shared one::
+
+        with registered(MyProvider) as name:
+            assert Capability.GPU not in Sandbox(name).capabilities
+    """
+    from sandboxkit import register_provider, unregister_provider
+
+    name = f"{prefix or provider_class.__name__.lower()}-{uuid.uuid4().hex[:6]}"
+    register_provider(provider_class, name=name)
+    try:
+        yield name
+    finally:
+        unregister_provider(name)
 
 
 @hookimpl

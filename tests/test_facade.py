@@ -7,6 +7,7 @@ pool, the registry's public API and the volumes/gc facades. The grace test patch
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -33,24 +34,20 @@ from sandboxkit import (
 )
 from sandboxkit._registry import registry
 from sandboxkit.spi import ExecExit, ExecRequest, OutputCallback, SandboxSpec
-from sandboxkit.testing import MemoryProvider, responses
+from sandboxkit.testing import MemoryProvider, registered, responses
 
 # every provider these tests register lives under a unique name, so reruns and other tests never clash
-_registered: list[str] = []
+_registrations = contextlib.ExitStack()
 
 
 def register(cls: type[MemoryProvider]) -> str:
-    name = f"{cls.__name__.lower()}-{uuid.uuid4().hex[:6]}"
-    sandboxkit.register_provider(cls, name=name)
-    _registered.append(name)
-    return name
+    return _registrations.enter_context(registered(cls))
 
 
 @pytest.fixture(autouse=True)
 def _forget_registrations() -> Iterator[None]:
     yield
-    while _registered:
-        sandboxkit.unregister_provider(_registered.pop())
+    _registrations.close()
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ import pytest
 from sandboxkit_bwrap import _gpu, _registry, _rootfs
 from sandboxkit_bwrap.provider import BwrapProvider
 
-import sandboxkit
 from sandboxkit import Capability, ErrorCode, Sandbox, SandboxError
+from sandboxkit.testing import registered
 
 MakeSandbox = Callable[..., Sandbox]
 REPO = Path(__file__).resolve().parents[3]
@@ -43,10 +43,8 @@ def _records(label: dict[str, str]) -> list[str]:
 def auto_mode(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A provider name whose instance is new and sees no ``$SANDBOXKIT_BWRAP_GPU`` (auto mode)."""
     monkeypatch.delenv("SANDBOXKIT_BWRAP_GPU", raising=False)
-    name = f"bwrap-auto-{uuid.uuid4().hex[:6]}"
-    sandboxkit.register_provider(BwrapProvider, name=name)
-    yield name
-    sandboxkit.unregister_provider(name)
+    with registered(BwrapProvider, "bwrap-auto") as name:
+        yield name
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,8 @@ import pytest
 from sandboxkit_docker.images import BUSYBOX_IMAGE
 from sandboxkit_docker.provider import DockerProvider
 
-import sandboxkit
 from sandboxkit import Capability, ErrorCode, Sandbox, SandboxError
+from sandboxkit.testing import registered
 
 pytestmark = pytest.mark.usefixtures("docker_engine")
 SIMULATE = {"provider_options": {"gpu_mode": "simulate"}}
@@ -40,10 +39,8 @@ def _session_containers(docker_engine: Any, session_label: str) -> set[str]:
 def auto_mode(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A provider name whose instance is new and sees no ``$SANDBOXKIT_DOCKER_GPU`` (auto mode)."""
     monkeypatch.delenv("SANDBOXKIT_DOCKER_GPU", raising=False)
-    name = f"docker-auto-{uuid.uuid4().hex[:6]}"
-    sandboxkit.register_provider(DockerProvider, name=name)
-    yield name
-    sandboxkit.unregister_provider(name)
+    with registered(DockerProvider, "docker-auto") as name:
+        yield name
 
 
 def test_the_provider_class_declares_gpu() -> None:
