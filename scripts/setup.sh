@@ -20,6 +20,7 @@ apt_packages=(
   gcc  # and its command agent, built once from C
   libc6-dev
   qemu-system-x86  # the bwrap provider's cgroup v2 lane: a guest VM on Debian's kernel (tests/test_bwrap_cgroup2.py)
+  shellcheck  # scripts/check.sh lints the shell scripts
 )
 installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
 need_apt=()

@@ -33,9 +33,9 @@ kill_cgroups() {  # SIGKILL every process in the sandbox's cgroups until none is
     for f in "${CGROUP_DIRS[@]}"; do  # cgroup v2 (5.14+): the kernel kills the whole tree at once
       [ -f "$f/cgroup.kill" ] && echo 1 2>/dev/null > "$f/cgroup.kill"
     done
-    for f in $(find "${CGROUP_DIRS[@]}" -name cgroup.procs 2>/dev/null); do
+    while read -r f; do
       while read -r p; do any=1; kill -9 "$p" 2>/dev/null; done < "$f"
-    done
+    done < <(find "${CGROUP_DIRS[@]}" -name cgroup.procs 2>/dev/null)
     [ -z "$any" ] && return
     nap 0.01
   done
