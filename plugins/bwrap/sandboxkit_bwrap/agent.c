@@ -1,13 +1,14 @@
 /* The command agent of one bwrap sandbox; the contract is in _agent.py.
  *
- * Usage: agent INIT_PID SOCKET_PATH READY_FD. Started by the supervisor (host root, in the host's
+ * Usage: agent INIT_PID SOCKET_PATH READY_FD SECCOMP_BPF. Started by the supervisor (host root, in the host's
  * namespaces) once the sandbox runs. It enters the sandbox's pid namespace for its children only
  * (setns: it stays in the host's pid namespace itself, so nothing in the sandbox can see, signal
  * or ptrace it), listens on SOCKET_PATH (a host directory the sandbox does not mount; mode 0600)
  * and writes "1" to READY_FD. Per connection: one request (a length, then NUL-terminated fields:
  * what to do, uid, gid, cwd, the cgroup.procs files to join, argv, env) with the command's stdin,
  * stdout and stderr as SCM_RIGHTS; it forks once, and the child joins the cgroups, makes a cgroup
- * namespace rooted there, enters the sandbox's ipc, uts, net, mount and user namespaces and root, takes the ids, changes
+ * namespace rooted there, enters the sandbox's ipc, uts, net, mount and user namespaces and root, loads the
+ * sandboxes' seccomp filter (SECCOMP_BPF, compiled by _seccomp.py; bwrap gives PID 1 the same), takes the ids, changes
  * directory and execs the command ("x"), or copies a file to stdout ("r", read_file) or stdin
  * to a file ("w", write_file) itself, with no exec at all. When the command exits the agent writes its wait status ("%d\n") to the
  * connection and closes it. It dies with the supervisor (PR_SET_PDEATHSIG).
@@ -23,6 +24,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -43,6 +46,7 @@ static const struct { const char *name; int type; } NAMESPACES[] = {
 #define N_NS (sizeof NAMESPACES / sizeof NAMESPACES[0])
 
 static int ns_fd[N_NS], root_fd, lfd, sfd;
+static struct sock_fprog seccomp_filter;
 static struct { pid_t pid; int conn; } running[MAX_RUNNING];
 
 static void die(const char *what) {
@@ -158,6 +162,8 @@ static void start(char **fields, int n, int io[3]) {
     for (size_t k = 0; k < N_NS; k++)
         if (setns(ns_fd[k], NAMESPACES[k].type) < 0) fail(125, "cannot enter the sandbox's namespace", NAMESPACES[k].name);
     if (fchdir(root_fd) < 0 || chroot(".") < 0) fail(125, "cannot enter the sandbox's root", NULL);
+    /* root of the sandbox's user namespace here, so no no_new_privs is needed to load it */
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &seccomp_filter) < 0) fail(125, "cannot load the seccomp filter", NULL);
     /* ids: first the namespace's root, so that a switch to another user drops every capability */
     if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(0, 0, 0) < 0 || setresuid(uid, uid, uid) < 0)
         fail(125, "cannot switch to the command's user", NULL);
@@ -231,9 +237,25 @@ static void reap(void) {
             }
 }
 
+/* Read the compiled seccomp filter (a struct sock_filter array) once; every child loads it. */
+static void load_filter(const char *path) {
+    static struct sock_filter program[BPF_MAXINSNS];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) die(path);
+    ssize_t got = read(fd, program, sizeof program);
+    char extra;
+    if (got <= 0 || got % (ssize_t)sizeof program[0] != 0 || read(fd, &extra, 1) != 0) {
+        errno = EINVAL;
+        die(path);
+    }
+    close(fd);
+    seccomp_filter.len = (unsigned short)(got / (ssize_t)sizeof program[0]);
+    seccomp_filter.filter = program;
+}
+
 int main(int argc, char **argv) {
-    if (argc != 4) {
-        fprintf(stderr, "usage: agent INIT_PID SOCKET_PATH READY_FD\n");
+    if (argc != 5) {
+        fprintf(stderr, "usage: agent INIT_PID SOCKET_PATH READY_FD SECCOMP_BPF\n");
         return 2;
     }
     pid_t parent = getppid();
@@ -244,6 +266,7 @@ int main(int argc, char **argv) {
         ns_fd[k] = open_proc(argv[1], what, O_RDONLY);
     }
     root_fd = open_proc(argv[1], "root", O_RDONLY | O_DIRECTORY);
+    load_filter(argv[4]);
     int pid_ns = open_proc(argv[1], "ns/pid", O_RDONLY);
     if (setns(pid_ns, CLONE_NEWPID) < 0) die("entering the sandbox's pid namespace");
     close(pid_ns);
