@@ -44,6 +44,8 @@ from sandboxkit.spi import (
     StreamName,
     SupervisedProcesses,
     VolumeInfo,
+    default_cpu,
+    default_memory_mib,
     file_error,
 )
 from sandboxkit_bwrap import _agent, _exec, _gpu, _native, _registry, _rootfs, _supervisor
@@ -144,6 +146,7 @@ class BwrapProvider(Provider):
             resolve_secrets(spec.secrets)
         except SandboxError as exc:
             raise SandboxError(ErrorCode.SANDBOX_CREATION_FAILED, exc.message, provider=PROVIDER) from None
+        spec = _with_default_limits(spec)  # capped like an asked-for limit (cgroups, env, OOM), as on Docker
         record = Record(
             id=uuid.uuid4().hex[:16],
             name=spec.name,
@@ -686,6 +689,16 @@ def _lookup(table: bytes, key: str) -> builtins.list[str] | None:
         if len(fields) > 2 and (fields[0] == key or (key.isdigit() and fields[2] == key)):
             return fields
     return None
+
+
+def _with_default_limits(spec: SandboxSpec) -> SandboxSpec:
+    """``spec`` with the shared default memory and CPU caps where it asks for none (``sandboxkit.spi``)."""
+    update: dict[str, Any] = {}
+    if spec.memory_mib is None:
+        update["memory_mib"] = default_memory_mib(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    if spec.cpu is None:
+        update["cpu"] = default_cpu(os.cpu_count() or 1)
+    return spec.model_copy(update=update) if update else spec
 
 
 def _limit_env(spec: SandboxSpec, options: BwrapOptions) -> dict[str, str]:

@@ -9,9 +9,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sandboxkit_bwrap._cgroups import sandbox_cgroups
+from sandboxkit_bwrap._cgroups import CPU_PERIOD_US, CgroupsV2, sandbox_cgroups
 
 from sandboxkit import ErrorCode, Sandbox, SandboxError
+from sandboxkit.spi import default_cpu, default_memory_mib
 
 MakeSandbox = Callable[..., Sandbox]
 
@@ -169,6 +170,35 @@ def test_memory_limit_oom_is_resource_limit_exceeded(make: MakeSandbox) -> None:
         sb.execute("python3 -c 'x = bytearray(512 << 20); print(len(x))'", timeout=60)
     assert err.value.code == ErrorCode.RESOURCE_LIMIT_EXCEEDED
     assert sb.execute("echo alive").stdout == "alive\n", "the sandbox survives its command's OOM"
+
+
+def _cgroup_limits(sandbox_id: str) -> tuple[int, int]:
+    """The memory limit (bytes) and CFS quota (us per period) the host holds on a sandbox's cgroups."""
+    cgroups = sandbox_cgroups(sandbox_id)
+    if isinstance(cgroups, CgroupsV2):
+        memory = (cgroups.dir() / "memory.max").read_text()
+        quota = (cgroups.dir() / "cpu.max").read_text().split()[0]
+    else:
+        memory = (cgroups.dir("memory") / "memory.limit_in_bytes").read_text()
+        quota = (cgroups.dir("cpu") / "cpu.cfs_quota_us").read_text()
+    return int(memory), int(quota)
+
+
+def test_a_sandbox_that_asks_for_nothing_is_capped_by_the_shared_defaults(make: MakeSandbox) -> None:
+    """No ``memory_mib``/``cpu``: the cgroups hold the defaults Docker applies too (``sandboxkit.spi``),
+    reported like asked-for limits; the OOM past any memory cap is the test above. Explicit values replace them."""
+    memory_mib = default_memory_mib(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    cpu = default_cpu(os.cpu_count() or 1)
+    assert memory_mib is not None
+    sb = make(block_network=True)
+    assert _cgroup_limits(sb.id) == (memory_mib << 20, int(cpu * CPU_PERIOD_US)), "no default cap in the cgroups"
+    assert sb.execute("echo $SANDBOXKIT_MEMORY_MIB $SANDBOXKIT_CPU").stdout.split() == [str(memory_mib), f"{cpu:g}"]
+    # root inside cannot lift them: it has no cgroupfs
+    assert sb.execute("echo max > /sys/fs/cgroup/memory.max").exit_code != 0
+    assert _cgroup_limits(sb.id) == (memory_mib << 20, int(cpu * CPU_PERIOD_US))
+    asked = make(block_network=True, memory_mib=100, cpu=0.5)
+    assert _cgroup_limits(asked.id) == (100 << 20, CPU_PERIOD_US // 2)
+    assert asked.execute("echo $SANDBOXKIT_MEMORY_MIB $SANDBOXKIT_CPU").stdout.split() == ["100", "0.5"]
 
 
 def test_the_hosts_loopback_is_out_of_reach_unless_the_host_network_is_asked_for(make: MakeSandbox) -> None:
