@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sandboxkit_bwrap import _disk, _registry
 from sandboxkit_bwrap._cgroups import CPU_PERIOD_US, CgroupsV2, sandbox_cgroups
 
 from sandboxkit import ErrorCode, Sandbox, SandboxError
@@ -228,8 +229,11 @@ def test_root_inside_is_not_root_on_the_host(make: MakeSandbox) -> None:
     assert "WROTE" not in sb.execute(attack).stdout, "root inside wrote a host-wide sysctl"
     assert sb.execute("mount -t proc proc /mnt && echo '60' > /mnt/sys/vm/swappiness && echo WROTE").stdout == ""
     sb.execute("echo made > /tmp/owned", check=True)
-    upper = Path(f"/var/lib/sandboxkit/bwrap/sandboxes/{sb.id}/upper/tmp/owned")
-    assert upper.stat().st_uid == 100000, "files root inside makes belong to uid 100000 on the host"
+    supervisor = _registry.ready_state(_registry.load(sb.id))["supervisor_pid"]  # type: ignore[arg-type,index]
+    upper, _ = _disk.layer_dirs(_registry.sandboxes_dir() / sb.id, True)  # mounted in the supervisor's namespace
+    assert Path(f"/proc/{supervisor}/root{upper}/tmp/owned").stat().st_uid == 100000, (
+        "files root inside makes belong to uid 100000 on the host"
+    )
 
 
 def test_a_non_root_user_holds_no_capabilities(make: MakeSandbox) -> None:
