@@ -60,6 +60,14 @@ def plan(asked: int | None) -> int | None:
     """The cap for a sandbox (``asked``, else the default), None where no cap can hold; refuses ``asked`` there."""
     reason = unavailable_reason()
     if reason is None:
+        host_mib = (lambda st: st.f_blocks * st.f_frsize >> 20)(os.statvfs(_registry.state_root()))
+        if asked is not None and asked > host_mib:
+            raise SandboxError(
+                ErrorCode.INVALID_ARGUMENT,
+                f"disk_mib={asked} is larger than the disk that holds the sandboxes' layers ({host_mib} MiB, "
+                f"{_registry.state_root()}), so it would cap nothing; ask for less",
+                provider=PROVIDER,
+            )
         return asked or DEFAULT_DISK_MIB
     if asked is not None:
         raise SandboxError(

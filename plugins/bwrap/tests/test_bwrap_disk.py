@@ -127,9 +127,10 @@ def test_the_default_cap_and_a_host_that_cannot_hold_one(make: MakeSandbox, monk
     assert sb.execute("echo $SANDBOXKIT_DISK_MIB").stdout == f"{DEFAULT_DISK_MIB}\n"
     size_mib = int(sb.execute("df -m / | awk 'NR==2 {print $2}'").stdout)
     assert DEFAULT_DISK_MIB * 0.9 <= size_mib <= DEFAULT_DISK_MIB, f"/ is {size_mib} MiB"
-    with pytest.raises(SandboxError) as err:
-        make(block_network=True, provider_options={"disk_mib": 8})
-    assert err.value.code == ErrorCode.INVALID_ARGUMENT
+    for too_small_or_large in (8, 1 << 40):
+        with pytest.raises(SandboxError) as err:
+            make(block_network=True, provider_options={"disk_mib": too_small_or_large})
+        assert err.value.code == ErrorCode.INVALID_ARGUMENT
     monkeypatch.setattr(_disk, "unavailable_reason", lambda: "there is no /dev/loop-control")
     with pytest.raises(SandboxError) as err:
         make(block_network=True, provider_options={"disk_mib": 64})
