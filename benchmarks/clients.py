@@ -419,12 +419,12 @@ class SandboxkitUnhardened(Sandboxkit):
     def _create(self) -> Any:
         from unittest import mock
 
-        from sandboxkit_docker import _limits, _security
+        from sandboxkit_docker import _security, provider
 
         with (
             mock.patch.object(_security, "container_kwargs", lambda *a: {}),
-            mock.patch.object(_limits, "default_cpu", lambda ncpu: None),
-            mock.patch.object(_limits, "default_memory_mib", lambda total: None),
+            mock.patch.object(provider, "default_cpu", lambda ncpu: None),
+            mock.patch.object(provider, "default_memory_mib", lambda total: None),
         ):
             return super()._create()
 

@@ -11,6 +11,7 @@ from sandboxkit._capabilities import Capability
 from sandboxkit._errors import ErrorCode, FileOperationError, SandboxError, file_error
 from sandboxkit._gpu import GpuMode, gpu_env, gpu_hint, gpu_refusal, nvidia_smi_script, resolve_gpu_mode
 from sandboxkit._hookspecs import ProviderRecord, hookimpl
+from sandboxkit._limits import DEFAULT_DISK_MIB, DEFAULT_MEMORY_MAX_MIB, default_cpu, default_memory_mib
 from sandboxkit._network import HeaderInjection, NetworkPolicy
 from sandboxkit._processes import InSandboxProcesses, SupervisedProcesses
 from sandboxkit._provider import NoOptions, OutputCallback, Provider, SandboxHandle, not_implemented
@@ -31,6 +32,8 @@ from sandboxkit._types import (
 )
 
 __all__ = [
+    "DEFAULT_DISK_MIB",
+    "DEFAULT_MEMORY_MAX_MIB",
     "Capability",
     "ErrorCode",
     "ExecExit",
@@ -58,6 +61,8 @@ __all__ = [
     "SupervisedProcesses",
     "Tunnel",
     "VolumeInfo",
+    "default_cpu",
+    "default_memory_mib",
     "file_error",
     "gpu_env",
     "gpu_hint",

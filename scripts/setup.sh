@@ -20,6 +20,7 @@ apt_packages=(
   gcc  # and its command agent, built once from C
   libc6-dev
   libseccomp-dev  # (its seccomp filter is compiled with libseccomp)
+  e2fsprogs  # mkfs.ext4: the bwrap provider's disk cap (Debian installs it by default)
   qemu-system-x86  # the bwrap provider's cgroup v2 lane: a guest VM on Debian's kernel (tests/test_bwrap_cgroup2.py)
   shellcheck  # scripts/check.sh lints the shell scripts
 )

@@ -7,17 +7,25 @@
  * start instead of unshare(1) and mount(8). On failure it prints the supervisor's error line,
  * {"error": "..."}, and exits 1.
  *
+ * launch --disk IMAGE DIR LOWER UPPER WORK MERGED PROGRAM [ARG...]: the same, after attaching the
+ * filesystem image IMAGE (ext4, the sandbox's disk cap; UPPER and WORK are in it) to a free loop
+ * device and mounting it on DIR, in that mount namespace too. The device detaches itself
+ * (autoclear) once the mount is gone, with the namespace's last process.
+ *
  * launch --as ID PROGRAM [ARG...]: drop every group and switch to uid and gid ID (the sandbox's
  * root's host ids), then exec PROGRAM (bwrap, which must run unprivileged). The supervisor uses
  * it instead of unshare(1) -S/-G: one process start that does not load util-linux's libraries.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
+#include <linux/loop.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <unistd.h>
 
@@ -43,14 +51,57 @@ static int run_as(char **argv) {
     return 127;
 }
 
+/* Attach IMAGE to a free loop device (autoclear) and mount its ext4 on DIR; -1 with errno on failure. */
+static int mount_disk(const char *image, const char *dir) {
+    int img = open(image, O_RDWR | O_CLOEXEC);
+    int ctl = img < 0 ? -1 : open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+    int rc = -1;
+    for (int tries = 0; ctl >= 0 && tries < 100; tries++) {
+        int n = ioctl(ctl, LOOP_CTL_GET_FREE);
+        if (n < 0) break;
+        char dev[32];
+        snprintf(dev, sizeof dev, "/dev/loop%d", n);
+        int loop = open(dev, O_RDWR | O_CLOEXEC);
+        if (loop < 0) break;
+        struct loop_config config;
+        memset(&config, 0, sizeof config);
+        config.fd = (unsigned)img;
+        config.info.lo_flags = LO_FLAGS_AUTOCLEAR;
+        if (ioctl(loop, LOOP_CONFIGURE, &config) == 0) {  /* the mount holds the device; closing ours leaves it */
+            rc = mount(dev, dir, "ext4", 0, "noinit_itable");
+            int saved = errno;
+            close(loop);
+            errno = saved;
+            break;
+        }
+        int saved = errno;
+        close(loop);
+        errno = saved;
+        if (errno != EBUSY) break;  /* another create took it first: ask for another */
+    }
+    int saved = errno;
+    if (ctl >= 0) close(ctl);
+    if (img >= 0) close(img);
+    errno = saved;
+    return rc;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 4 && strcmp(argv[1], "--as") == 0) return run_as(argv);
+    const char *disk = NULL, *disk_dir = NULL;
+    if (argc >= 4 && strcmp(argv[1], "--disk") == 0) {
+        disk = argv[2];
+        disk_dir = argv[3];
+        argv += 3;
+        argc -= 3;
+    }
     if (argc < 6) {
-        fprintf(stderr, "usage: launch LOWER UPPER WORK MERGED PROGRAM [ARG...]\n");
+        fprintf(stderr, "usage: launch [--disk IMAGE DIR] LOWER UPPER WORK MERGED PROGRAM [ARG...]\n");
         return 2;
     }
     if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
         return fail("making the supervisor's mount namespace failed");
+    if (disk && mount_disk(disk, disk_dir) < 0) return fail("mounting the sandbox's capped writable layer failed");
     size_t size = strlen(argv[1]) + strlen(argv[2]) + strlen(argv[3]) + 64;
     char *options = malloc(size);
     if (!options) return fail("out of memory");

@@ -44,9 +44,11 @@ from sandboxkit.spi import (
     StreamName,
     SupervisedProcesses,
     VolumeInfo,
+    default_cpu,
+    default_memory_mib,
     file_error,
 )
-from sandboxkit_bwrap import _agent, _exec, _gpu, _native, _registry, _rootfs, _seccomp, _supervisor
+from sandboxkit_bwrap import _agent, _disk, _exec, _gpu, _native, _registry, _rootfs, _seccomp, _supervisor
 from sandboxkit_bwrap._cgroups import Kind, SandboxCgroups, sandbox_cgroups
 from sandboxkit_bwrap._host import PROVIDER, Host, require
 from sandboxkit_bwrap._registry import Record
@@ -77,6 +79,9 @@ class BwrapOptions(BaseModel):
     hostname: str = Field("sandbox", pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$")
     #: how ``gpu=`` is served: the host's GPUs, a simulation, or refused; None reads $SANDBOXKIT_BWRAP_GPU
     gpu_mode: Literal["auto", "simulate", "off"] | None = None
+    #: cap on the sandbox's writable layer, MiB (its own ext4 filesystem); None: 10 GiB where the host
+    #: can hold one (root, loop devices, ext4), else no cap
+    disk_mib: int | None = Field(None, ge=_disk.MIN_MIB)
 
 
 class BwrapProvider(Provider):
@@ -132,6 +137,7 @@ class BwrapProvider(Provider):
                 provider=PROVIDER,
             )
         rootfs = await anyio.to_thread.run_sync(_rootfs.resolve, spec.image)
+        disk_mib = await anyio.to_thread.run_sync(_disk.plan, options.disk_mib)  # or refused
         volumes = {mount: _volume_dir(name) for mount, name in spec.volumes.items()}
         for mount, path in volumes.items():
             if not path.is_dir():
@@ -145,6 +151,7 @@ class BwrapProvider(Provider):
             resolve_secrets(spec.secrets)
         except SandboxError as exc:
             raise SandboxError(ErrorCode.SANDBOX_CREATION_FAILED, exc.message, provider=PROVIDER) from None
+        spec = _with_default_limits(spec)  # capped like an asked-for limit (cgroups, env, OOM), as on Docker
         record = Record(
             id=uuid.uuid4().hex[:16],
             name=spec.name,
@@ -156,7 +163,7 @@ class BwrapProvider(Provider):
             env={
                 **rootfs.env,
                 "HOSTNAME": options.hostname,
-                **_limit_env(spec, options),
+                **_limit_env(spec, options, disk_mib),
                 **(gpu.env() if gpu else {}),
                 **spec.env,
             },
@@ -168,7 +175,7 @@ class BwrapProvider(Provider):
         layers = [_etc_layer(options.hostname, _resolv_conf(spec, options)), rootfs.path]
         config = self._config(host, agent, launch, record, spec, options, cgroups, volumes)
         try:
-            start = functools.partial(self._start, host, launch, layers, record, spec, options, config, gpu)
+            start = functools.partial(self._start, host, launch, layers, record, spec, options, config, gpu, disk_mib)
             ready = await anyio.to_thread.run_sync(start)
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
@@ -195,6 +202,7 @@ class BwrapProvider(Provider):
         options: BwrapOptions,
         config: str,
         gpu: _gpu.GpuPlan | None,
+        disk_mib: int | None,
     ) -> dict[str, Any]:
         """Register the sandbox, make its cgroups and writable layer, start its supervisor (in a thread)."""
         if spec.name is None:
@@ -211,15 +219,21 @@ class BwrapProvider(Provider):
                     )
                 _register(record)
         sandbox_cgroups(record.id).create(memory_mib=spec.memory_mib, cpu=spec.cpu, pids_limit=options.pids_limit)
-        upper = record.dir / "upper"  # the sandbox's root directory: root inside owns it, every user enters it
-        os.mkdir(upper)
-        os.chmod(upper, 0o755)
-        os.chown(upper, _rootfs.SHIFT, _rootfs.SHIFT)
-        os.mkdir(record.dir / "work", 0o700)
+        if disk_mib is not None:  # a filesystem of its own, with upper and work in it (see _disk)
+            _disk.copy_template(disk_mib, record.dir / _disk.IMAGE)
+        else:
+            upper, work = _disk.layer_dirs(record.dir, False)
+            os.mkdir(upper)  # the sandbox's root directory: root inside owns it, every user enters it
+            os.chmod(upper, 0o755)
+            os.chown(upper, _rootfs.SHIFT, _rootfs.SHIFT)
+            os.mkdir(work, 0o700)
         if gpu is not None:  # appended to BWRAP=(...): device nodes, driver files, the stand-in nvidia-smi
-            gpu.prepare_root(upper, _rootfs.SHIFT)
+            if gpu.lib_dirs:  # a read-only layer over the image naming the driver's libraries to ldconfig
+                (record.dir / "gpu").mkdir(0o755)
+                gpu.prepare_root(record.dir / "gpu", _rootfs.SHIFT)
+                layers = [record.dir / "gpu", *layers]
             config += f"BWRAP+=({' '.join(map(shlex.quote, gpu.bwrap_args(record.dir)))})\n"
-        return _launch(host, launch, layers, record, config)
+        return _launch(host, launch, layers, record, config, disk_mib is not None)
 
     def _config(
         self,
@@ -562,7 +576,9 @@ def _register(record: Record) -> None:
     record.save()
 
 
-def _launch(host: Host, launch: str, layers: Sequence[Path], record: Record, config: str) -> dict[str, Any]:
+def _launch(
+    host: Host, launch: str, layers: Sequence[Path], record: Record, config: str, capped: bool
+) -> dict[str, Any]:
     """Start the supervisor over the mounted root (it forks itself away from us); wait for its first line.
 
     Its config and its pipes (see ``_supervisor``) are inherited fds: no file in the state directory.
@@ -582,7 +598,8 @@ def _launch(host: Host, launch: str, layers: Sequence[Path], record: Record, con
         fds.append(log)
         with _registry.start_lock(record) as lock:
             lower = ":".join(map(str, layers))
-            mounts = [lower, str(record.dir / "upper"), str(record.dir / "work"), str(_registry.mountpoint())]
+            disk = ["--disk", str(record.dir / _disk.IMAGE), str(_disk.mountpoint())] if capped else []
+            mounts = [*disk, lower, *map(str, _disk.layer_dirs(record.dir, capped)), str(_registry.mountpoint())]
             inherited = [cfg, lock, *pipes]
             argv = [launch, *mounts, host.tools["bash"], str(_supervisor.SCRIPT), str(record.dir), *map(str, inherited)]
             proc = subprocess.Popen(
@@ -639,6 +656,7 @@ def _cleanup(record: Record) -> None:
     dirs = [str(d) for d in cgroups.all_dirs]
     _supervisor.kill_cgroups(dirs)
     _supervisor.remove_cgroups(dirs)
+    _disk.release(record.dir)
     shutil.rmtree(record.dir, ignore_errors=True)
 
 
@@ -690,7 +708,17 @@ def _lookup(table: bytes, key: str) -> builtins.list[str] | None:
     return None
 
 
-def _limit_env(spec: SandboxSpec, options: BwrapOptions) -> dict[str, str]:
+def _with_default_limits(spec: SandboxSpec) -> SandboxSpec:
+    """``spec`` with the shared default memory and CPU caps where it asks for none (``sandboxkit.spi``)."""
+    update: dict[str, Any] = {}
+    if spec.memory_mib is None:
+        update["memory_mib"] = default_memory_mib(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    if spec.cpu is None:
+        update["cpu"] = default_cpu(os.cpu_count() or 1)
+    return spec.model_copy(update=update) if update else spec
+
+
+def _limit_env(spec: SandboxSpec, options: BwrapOptions, disk_mib: int | None) -> dict[str, str]:
     """The limits as ``SANDBOXKIT_*`` variables, as on Docker (``nproc`` and ``free`` show the host's)."""
     env = {"SANDBOXKIT_TIMEOUT": f"{spec.timeout:g}", "SANDBOXKIT_PIDS_LIMIT": str(options.pids_limit)}
     if spec.cpu is not None:
@@ -699,6 +727,8 @@ def _limit_env(spec: SandboxSpec, options: BwrapOptions) -> dict[str, str]:
         env["SANDBOXKIT_MEMORY_MIB"] = str(spec.memory_mib)
     if spec.idle_timeout is not None:
         env["SANDBOXKIT_IDLE_TIMEOUT"] = f"{spec.idle_timeout:g}"
+    if disk_mib is not None:
+        env["SANDBOXKIT_DISK_MIB"] = str(disk_mib)
     return env
 
 

@@ -29,6 +29,7 @@ GUEST_TESTS = [
     "test_bwrap_containment.py::test_the_whole_tree_dies_on_timeout",
     "test_bwrap_containment.py::test_pids_limit_contains_a_fork_flood",
     "test_bwrap_containment.py::test_memory_limit_oom_is_resource_limit_exceeded",
+    "test_bwrap_containment.py::test_a_sandbox_that_asks_for_nothing_is_capped_by_the_shared_defaults",
     "test_bwrap_containment.py::test_cpu_limit_throttles_the_sandbox",
     "test_bwrap_lifetime.py::test_close_kills_everything_and_removes_the_cgroups",
     "test_bwrap_lifetime.py::test_gc_removes_cgroups_and_entries_nobody_owns",

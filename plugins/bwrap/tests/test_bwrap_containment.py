@@ -9,9 +9,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sandboxkit_bwrap._cgroups import sandbox_cgroups
+from sandboxkit_bwrap import _disk, _registry
+from sandboxkit_bwrap._cgroups import CPU_PERIOD_US, CgroupsV2, sandbox_cgroups
 
 from sandboxkit import ErrorCode, Sandbox, SandboxError
+from sandboxkit.spi import default_cpu, default_memory_mib
 
 MakeSandbox = Callable[..., Sandbox]
 
@@ -171,6 +173,35 @@ def test_memory_limit_oom_is_resource_limit_exceeded(make: MakeSandbox) -> None:
     assert sb.execute("echo alive").stdout == "alive\n", "the sandbox survives its command's OOM"
 
 
+def _cgroup_limits(sandbox_id: str) -> tuple[int, int]:
+    """The memory limit (bytes) and CFS quota (us per period) the host holds on a sandbox's cgroups."""
+    cgroups = sandbox_cgroups(sandbox_id)
+    if isinstance(cgroups, CgroupsV2):
+        memory = (cgroups.dir() / "memory.max").read_text()
+        quota = (cgroups.dir() / "cpu.max").read_text().split()[0]
+    else:
+        memory = (cgroups.dir("memory") / "memory.limit_in_bytes").read_text()
+        quota = (cgroups.dir("cpu") / "cpu.cfs_quota_us").read_text()
+    return int(memory), int(quota)
+
+
+def test_a_sandbox_that_asks_for_nothing_is_capped_by_the_shared_defaults(make: MakeSandbox) -> None:
+    """No ``memory_mib``/``cpu``: the cgroups hold the defaults Docker applies too (``sandboxkit.spi``),
+    reported like asked-for limits; the OOM past any memory cap is the test above. Explicit values replace them."""
+    memory_mib = default_memory_mib(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    cpu = default_cpu(os.cpu_count() or 1)
+    assert memory_mib is not None
+    sb = make(block_network=True)
+    assert _cgroup_limits(sb.id) == (memory_mib << 20, int(cpu * CPU_PERIOD_US)), "no default cap in the cgroups"
+    assert sb.execute("echo $SANDBOXKIT_MEMORY_MIB $SANDBOXKIT_CPU").stdout.split() == [str(memory_mib), f"{cpu:g}"]
+    # root inside cannot lift them: it has no cgroupfs
+    assert sb.execute("echo max > /sys/fs/cgroup/memory.max").exit_code != 0
+    assert _cgroup_limits(sb.id) == (memory_mib << 20, int(cpu * CPU_PERIOD_US))
+    asked = make(block_network=True, memory_mib=100, cpu=0.5)
+    assert _cgroup_limits(asked.id) == (100 << 20, CPU_PERIOD_US // 2)
+    assert asked.execute("echo $SANDBOXKIT_MEMORY_MIB $SANDBOXKIT_CPU").stdout.split() == ["100", "0.5"]
+
+
 def test_the_hosts_loopback_is_out_of_reach_unless_the_host_network_is_asked_for(make: MakeSandbox) -> None:
     """slirp4netns runs with --disable-host-loopback: 10.0.2.2 does not lead to the host's 127.0.0.1."""
     import socket
@@ -198,8 +229,11 @@ def test_root_inside_is_not_root_on_the_host(make: MakeSandbox) -> None:
     assert "WROTE" not in sb.execute(attack).stdout, "root inside wrote a host-wide sysctl"
     assert sb.execute("mount -t proc proc /mnt && echo '60' > /mnt/sys/vm/swappiness && echo WROTE").stdout == ""
     sb.execute("echo made > /tmp/owned", check=True)
-    upper = Path(f"/var/lib/sandboxkit/bwrap/sandboxes/{sb.id}/upper/tmp/owned")
-    assert upper.stat().st_uid == 100000, "files root inside makes belong to uid 100000 on the host"
+    supervisor = _registry.ready_state(_registry.load(sb.id))["supervisor_pid"]  # type: ignore[arg-type,index]
+    upper, _ = _disk.layer_dirs(_registry.sandboxes_dir() / sb.id, True)  # mounted in the supervisor's namespace
+    assert Path(f"/proc/{supervisor}/root{upper}/tmp/owned").stat().st_uid == 100000, (
+        "files root inside makes belong to uid 100000 on the host"
+    )
 
 
 def test_a_non_root_user_holds_no_capabilities(make: MakeSandbox) -> None:

@@ -8,7 +8,8 @@ max_file_mib -> ``ulimit -f``.
 
 Every sandbox is capped even when the spec says nothing: a CFS quota of half the host's CPUs (at
 least one; ``cpu=`` replaces it), memory at half the host's RAM up to 8 GiB (``memory_mib=``
-replaces it), 4096 pids (``pids_limit``) and 10 GiB of disk (where quotas or ``_diskcap`` hold one).
+replaces it), 4096 pids (``pids_limit``) and 10 GiB of disk (where quotas or ``_diskcap`` hold one):
+the defaults of ``sandboxkit.spi`` (``default_cpu``, ``default_memory_mib``, ``DEFAULT_DISK_MIB``).
 """
 
 from __future__ import annotations
@@ -36,20 +37,6 @@ def choose_cpuset(cpu: float, ncpu: int, in_use: Iterable[str]) -> str | None:
                 load[int(part)] += 1
     order = sorted(range(ncpu), key=lambda i: (load[i], random.random()))
     return ",".join(str(i) for i in sorted(order[:want]))
-
-
-#: Ceiling of the default memory cap, MiB.
-DEFAULT_MEMORY_MAX_MIB = 8192
-
-
-def default_cpu(ncpu: int) -> float:
-    """The CPU quota of a sandbox that asked for none: half the host's CPUs, at least one."""
-    return max(1.0, ncpu / 2)
-
-
-def default_memory_mib(mem_total: int) -> int | None:
-    """The memory cap of a sandbox that asked for none: half the host's RAM, at most 8 GiB."""
-    return min(DEFAULT_MEMORY_MAX_MIB, max(512, (mem_total >> 20) // 2)) if mem_total > 0 else None
 
 
 #: What PID 1 prints (nothing, unless root in the sandbox writes to ``/proc/1/fd/1``) is kept in at
@@ -81,10 +68,6 @@ def host_config(
         size = max_file_mib << 20
         kwargs["ulimits"] = [docker.types.Ulimit(name="fsize", soft=size, hard=size)]
     return kwargs
-
-
-#: The disk cap of a sandbox that asked for none, MiB, where the engine can enforce one.
-DEFAULT_DISK_MIB = 10240
 
 
 def disk_quota_problem(info: dict[str, Any]) -> str | None:

@@ -36,9 +36,8 @@ from typing import Any, Protocol
 
 import docker.errors
 
-from sandboxkit.spi import ErrorCode, SandboxError
+from sandboxkit.spi import DEFAULT_DISK_MIB, ErrorCode, SandboxError
 from sandboxkit_docker._errors import PROVIDER
-from sandboxkit_docker._limits import DEFAULT_DISK_MIB
 from sandboxkit_docker.images import DEFAULT_IMAGE
 
 NAME = "sandboxkit-warden"

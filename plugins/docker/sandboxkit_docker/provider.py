@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sandboxkit import Capability
 from sandboxkit.secrets import resolve_secrets
 from sandboxkit.spi import (
+    DEFAULT_DISK_MIB,
     ErrorCode,
     ExecExit,
     ExecRequest,
@@ -40,6 +41,8 @@ from sandboxkit.spi import (
     SupervisedProcesses,
     Tunnel,
     VolumeInfo,
+    default_cpu,
+    default_memory_mib,
     file_error,
 )
 from sandboxkit_docker import (
@@ -296,7 +299,7 @@ class DockerProvider(Provider):
         await self.call(_warden.ensure, client.api, creating=True)  # enforces lifetimes from outside, mounts disk caps
         disk_mib, mount_disk = await self._disk_plan(client, options.disk_mib, info)
         if spec.memory_mib is None:  # the default cap, reported like an asked-for one (OOM, env, label)
-            spec = spec.model_copy(update={"memory_mib": _limits.default_memory_mib(int(info.get("MemTotal") or 0))})
+            spec = spec.model_copy(update={"memory_mib": default_memory_mib(int(info.get("MemTotal") or 0))})
         cpuset = await self._cpuset(spec.cpu) if spec.cpu is not None and options.pin_cpus else None
 
         gpu_label = None if gpu is None else (gpu.spec, gpu.simulated)
@@ -324,7 +327,7 @@ class DockerProvider(Provider):
                 spec,
                 pids_limit=options.pids_limit,
                 cpuset=cpuset,
-                fallback_cpu=_limits.default_cpu(int(info.get("NCPU") or 1)),
+                fallback_cpu=default_cpu(int(info.get("NCPU") or 1)),
                 disk_mib=None if mount_disk else disk_mib,
                 max_file_mib=options.max_file_mib,
             ),
@@ -397,11 +400,11 @@ class DockerProvider(Provider):
         (None, False) where neither driver quotas nor the warden's mounts can hold one."""
         problem = _limits.disk_quota_problem(dict(info))
         if problem is None and not self._quota_refused:
-            return asked or _limits.DEFAULT_DISK_MIB, False
+            return asked or DEFAULT_DISK_MIB, False
         if self._mounts is None and _warden.enabled():
             self._mounts = await _threads.run_sync(self.disk_caps().available, dict(info))
         if self._mounts and _warden.enabled():
-            return asked or _limits.DEFAULT_DISK_MIB, True
+            return asked or DEFAULT_DISK_MIB, True
         if asked is not None:
             raise SandboxError(
                 ErrorCode.CAPABILITY_NOT_SUPPORTED,

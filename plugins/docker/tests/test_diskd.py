@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 from sandboxkit_docker import _diskd, _warden
 from sandboxkit_docker._diskcap import CONTAINER_DIR_MIB, DiskCaps
-from sandboxkit_docker._limits import DEFAULT_DISK_MIB, disk_quota_problem
+from sandboxkit_docker._limits import disk_quota_problem
 
 from sandboxkit import ErrorCode, Sandbox, SandboxError
+from sandboxkit.spi import DEFAULT_DISK_MIB
 
 pytestmark = pytest.mark.usefixtures("docker_engine")
 SANDBOXKIT = str(Path(sys.executable).with_name("sandboxkit"))
