@@ -653,8 +653,10 @@ def _terminate(record: Record) -> None:
 
 def _cleanup(record: Record) -> None:
     """What a dead supervisor left: processes, cgroups, the registry entry and writable layer."""
-    cgroups = sandbox_cgroups(record.id)
-    dirs = [str(d) for d in cgroups.all_dirs]
+    try:
+        dirs = [str(d) for d in sandbox_cgroups(record.id).all_dirs]
+    except RuntimeError:  # a rootless client that has lost its delegated cgroup: none of its cgroups is left
+        dirs = []
     _supervisor.kill_cgroups(dirs)
     _supervisor.remove_cgroups(dirs)
     _kill_mount_holders(record)
@@ -769,8 +771,11 @@ def _remove_orphans() -> None:
     known = {r.id for r in _registry.all_records()}
     root = _registry.sandboxes_dir()
     for path in root.glob("*.gone") if root.is_dir() else []:
-        shutil.rmtree(path, ignore_errors=True)
-    parent = sandbox_cgroups("x").commands_dir.parent
+        _remove_tree(path)
+    try:
+        parent = sandbox_cgroups("x").commands_dir.parent
+    except RuntimeError:  # a rootless client without a delegated cgroup has no sandbox cgroups
+        return
     for cgroup in parent.iterdir() if parent.is_dir() else []:
         if cgroup.is_dir() and _registry.ID.match(cgroup.name) and cgroup.name not in known:
             dirs = [str(d) for d in sandbox_cgroups(cgroup.name).all_dirs]
