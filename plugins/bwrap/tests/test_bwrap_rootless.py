@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sandboxkit_bwrap import _cgroups, _host, _registry, _userns
+from sandboxkit_bwrap import _cgroups, _host, _registry, _rootfs, _userns
 
 from sandboxkit import ErrorCode, Sandbox, SandboxError
 
@@ -284,3 +284,29 @@ def test_a_missing_range_says_how_to_add_one(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(shutil, "which", lambda name: None)
     assert "apt-get install uidmap" in str(_userns.probe())
     assert _host.is_root() == (os.geteuid() == 0)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="makes files of other owners (root)")
+def test_a_cache_entry_records_its_shift_and_refuses_ids_the_user_cannot_map(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rootless shift runs in the user's namespace (recorded here, not run); an entry holding
+    ids outside the user's range (made by root, or for another subordinate range) is refused."""
+    ids = _userns.Ids(1000, 1000, SUBUID, SUBUID, "/usr/bin/newuidmap", "/usr/bin/newgidmap")
+    ran: list[list[str]] = []
+    monkeypatch.setattr(_userns, "run", lambda _ids, _launch, argv: ran.append(list(argv)))
+    entry = tmp_path / "entry"
+    (entry / "rootfs" / "bin").mkdir(parents=True)
+    (entry / "config.json").write_text(json.dumps({"shift": 100000}))
+    for path in (entry / "rootfs", entry / "rootfs" / "bin"):
+        os.chown(path, 1000, 1000)  # what the user made; and one of its subordinate ids (already shifted)
+    os.chown(entry / "rootfs" / "bin", SUBUID + 5, SUBUID + 5)
+    _rootfs._shift_rootless(entry, ids, "launch")
+    assert ran and ran[0][-1] == str(entry / "rootfs"), "the shift runs in the namespace, over the rootfs"
+    assert json.loads((entry / "config.json").read_text())["shift"] == [SUBUID, SUBUID], "and is recorded"
+    stranger = entry / "rootfs" / "bin" / "made-by-root"
+    stranger.write_text("x")  # owned by host root: outside the user's namespace
+    with pytest.raises(SandboxError) as err:
+        _rootfs._shift_rootless(entry, ids, "launch")
+    assert err.value.code == ErrorCode.SANDBOX_CREATION_FAILED
+    assert str(stranger) in str(err.value) and "make it again as this user" in str(err.value)
