@@ -17,6 +17,7 @@ apt_packages=(
   runsc  # gVisor
   bubblewrap  # the bwrap provider,
   slirp4netns  # with its user-mode network
+  uidmap  # newuidmap/newgidmap: the bwrap provider for non-root users (rootless)
   gcc  # and its command agent, built once from C
   libc6-dev
   libseccomp-dev  # (its seccomp filter is compiled with libseccomp)

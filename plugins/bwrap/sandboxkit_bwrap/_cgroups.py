@@ -11,6 +11,13 @@ mount, else v1), behind one interface:
   ``cgroup.subtree_control``), and processes only in its leaves (v2 allows none in a cgroup whose
   children have controllers): ``ID/init``, ``ID/cmd-N``, ``ID/proc-N``. A process joins its leaf.
 
+A non-root client (rootless, cgroup v2 only: v1 has no safe delegation) puts the v2 tree under a
+cgroup it was given (:func:`delegated`: ``$SANDBOXKIT_BWRAP_CGROUP_ROOT``, else the nearest
+ancestor of its own cgroup that it owns, as systemd's ``Delegate=yes`` leaves it), never the
+hierarchy's root. v2 allows no process in a cgroup whose children have controllers: a client
+alone in its delegated cgroup moves itself into a leaf of its own there (:data:`CLIENT_LEAF`, as
+rootless Podman does); a delegated cgroup that holds other processes is refused.
+
 A command's whole tree (``setsid``, ``env -i`` and double-forked children too) stays in its
 cgroup, so a timeout kills every member at once (v2 ``cgroup.kill``; v1, and v2 kernels before
 5.14: freeze, SIGKILL every member, thaw): nothing can fork away in between. A spawned process's
@@ -37,6 +44,8 @@ PARENT = "sandboxkit"
 CPU_PERIOD_US = 100_000
 #: A command's cgroup (killed when the command's call ends early) or a spawned process's (left to it).
 Kind = Literal["cmd", "proc"]
+#: The leaf a rootless client alone in its delegated cgroup moves itself into (its children start there).
+CLIENT_LEAF = "sandboxkit-client"
 #: Seconds after which an empty ``proc-N`` cgroup is removed (a start that long was killed: its timeout is 120 s).
 SWEEP_AGE = 600.0
 
@@ -49,12 +58,133 @@ def is_v2() -> bool:
 def unavailable_reason() -> str | None:
     """Why sandbox cgroups cannot be made on this host, or None when they can."""
     if is_v2():
-        return _v2_unavailable_reason()
+        return _v2_unavailable_reason() if os.geteuid() == 0 else _delegated_unavailable_reason()
     missing = [c for c in CONTROLLERS if not (ROOT / c / "cgroup.procs").exists()]
     if missing:
         return f"cgroup v1 controllers {', '.join(missing)} are not mounted under {ROOT}"
     if os.geteuid() != 0:
-        return "the bwrap provider needs root to make cgroups (cgroup v1 has no delegation to users)"
+        return (
+            "this host runs cgroup v1, which has no safe delegation to a user (a user-owned v1 cgroup can still "
+            "move processes anywhere it may write), so a non-root client cannot give sandboxes limits or kill a "
+            "command's whole tree; run it as root, or on a cgroup v2 host with a delegated cgroup "
+            "(systemd.unified_cgroup_hierarchy=1)"
+        )
+    return None
+
+
+def base() -> Path:
+    """Where ``sandboxkit/ID`` goes on cgroup v2: ``ROOT`` as root, the delegated cgroup otherwise."""
+    if os.geteuid() == 0:
+        return ROOT
+    found = delegated()
+    if found is None:
+        raise RuntimeError(_delegated_unavailable_reason() or "no delegated cgroup")
+    return found
+
+
+def _own_cgroup() -> Path:
+    """This process's cgroup v2 directory (``0::/path`` of /proc/self/cgroup under the v2 mount)."""
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        if line.startswith("0::"):
+            return Path("/sys/fs/cgroup") / line[3:].strip().lstrip("/")
+    return Path("/sys/fs/cgroup")
+
+
+def delegated() -> Path | None:
+    """The cgroup a non-root client puts sandboxes under, or None when it has none.
+
+    ``$SANDBOXKIT_BWRAP_CGROUP_ROOT`` if set; else the nearest ancestor of the client's own cgroup
+    (itself included; the parent of :data:`CLIENT_LEAF`) that the user owns and may write
+    ``cgroup.procs`` and ``cgroup.subtree_control`` in.
+    """
+    if os.environ.get("SANDBOXKIT_BWRAP_CGROUP_ROOT"):
+        return ROOT
+    path = _own_cgroup()
+    if path.name == CLIENT_LEAF:
+        path = path.parent
+    while path != Path("/sys/fs/cgroup") and Path("/sys/fs/cgroup") in path.parents:
+        if _delegated_to_me(path):
+            return path
+        path = path.parent
+    return None
+
+
+def _delegated_to_me(path: Path) -> bool:
+    try:
+        owned = path.stat().st_uid == os.geteuid()
+    except OSError:
+        return False
+    writable = all(os.access(path / f, os.W_OK) for f in ("cgroup.procs", "cgroup.subtree_control"))
+    return owned and writable
+
+
+def _delegated_unavailable_reason() -> str | None:
+    """Why a non-root client cannot make sandbox cgroups here (cgroup v2), or None.
+
+    A client alone in its delegated cgroup moves itself into :data:`CLIENT_LEAF` below it, so that
+    controllers can be enabled for the sandboxes' cgroups.
+    """
+    root = delegated()
+    how = (
+        "a non-root client needs a cgroup v2 subtree delegated to it: run it under systemd with Delegate=yes "
+        "(`systemd-run --user --scope -p Delegate=yes ...`, or a service of your user@UID.service), or have root "
+        "make one (mkdir a cgroup, enable +memory +cpu +pids in its parent's cgroup.subtree_control, chown it and "
+        "its cgroup.procs, cgroup.subtree_control and cgroup.threads to you) and set SANDBOXKIT_BWRAP_CGROUP_ROOT"
+    )
+    if root is None:
+        return f"no cgroup among {_own_cgroup()} and its ancestors is delegated to uid {os.geteuid()}; {how}"
+    if not _delegated_to_me(root):
+        return f"SANDBOXKIT_BWRAP_CGROUP_ROOT={root} is not a cgroup delegated to uid {os.geteuid()}; {how}"
+    available = (root / "cgroup.controllers").read_text().split()
+    missing = [c for c in V2_CONTROLLERS if c not in available]
+    if missing:
+        return (
+            f"the delegated cgroup {root} lacks the {', '.join(missing)} controller(s) (its cgroup.controllers lists "
+            f"{' '.join(available) or 'none'}); its parent must enable them for it: systemd's Delegate=memory cpu "
+            f"pids (user@.service delegates only memory and pids by default), or as root `echo +{' +'.join(missing)} "
+            f"> {root.parent}/cgroup.subtree_control`"
+        )
+    if not (root / "cgroup.kill").exists():
+        return (
+            "the kernel has no cgroup.kill (Linux 5.14+): a non-root client cannot signal its sandboxes' processes "
+            "(they run as its subordinate ids), so it needs cgroup.kill for the whole-tree kill"
+        )
+    own = _own_cgroup()
+    if own != root and root not in own.parents and not os.access(_common(own, root) / "cgroup.procs", os.W_OK):
+        return (
+            f"this client runs in cgroup {own}, outside SANDBOXKIT_BWRAP_CGROUP_ROOT={root}, and cannot move "
+            f"processes between them (cgroup v2 needs write access to their common ancestor's cgroup.procs); run "
+            "the client inside that cgroup"
+        )
+    return _leave_for_leaf(root)
+
+
+def _common(a: Path, b: Path) -> Path:
+    parts = []
+    for x, y in zip(a.parts, b.parts, strict=False):
+        if x != y:
+            break
+        parts.append(x)
+    return Path(*parts)
+
+
+def _leave_for_leaf(root: Path) -> str | None:
+    """Make ``root`` able to enable controllers: move this client, if alone there, into :data:`CLIENT_LEAF`."""
+    enabled = (root / "cgroup.subtree_control").read_text().split()
+    if all(c in enabled for c in V2_CONTROLLERS):
+        return None
+    members = {int(p) for p in (root / "cgroup.procs").read_text().split()}
+    if members - {os.getpid()}:
+        return (
+            f"the delegated cgroup {root} holds processes ({', '.join(map(str, sorted(members)))}), and cgroup v2 "
+            "enables controllers for a cgroup's children only when it holds none: start the client in an empty "
+            "delegated cgroup of its own (`systemd-run --user --scope -p Delegate=yes ...` puts it alone in one, "
+            "and it moves itself into a leaf below it), or move those processes into a child cgroup"
+        )
+    if members:
+        leaf = root / CLIENT_LEAF
+        leaf.mkdir(exist_ok=True)
+        (leaf / "cgroup.procs").write_text(str(os.getpid()))
     return None
 
 
@@ -67,11 +197,6 @@ def _v2_unavailable_reason() -> str | None:
             f"({ROOT}/cgroup.controllers lists {' '.join(available) or 'none'}); a controller is there only when "
             "no cgroup v1 hierarchy holds it: boot with systemd.unified_cgroup_hierarchy=1 (or unmount its v1 "
             f"hierarchy), or point SANDBOXKIT_BWRAP_CGROUP_ROOT at a cgroup whose cgroup.controllers has them"
-        )
-    if os.geteuid() != 0:
-        return (
-            "the bwrap provider needs root to make cgroups (delegated cgroup v2 for non-root users is not "
-            "supported yet)"
         )
     if (ROOT / "cgroup.type").exists() and (ROOT / "cgroup.procs").read_text().strip():
         return (
@@ -181,7 +306,7 @@ class CgroupsV2(SandboxCgroups):
     """cgroup v2: one tree; limits on ``sandboxkit/ID``, processes only in its leaves."""
 
     def dir(self, controller: str = "") -> Path:
-        return ROOT / PARENT / self.sandbox_id
+        return base() / PARENT / self.sandbox_id
 
     @property
     def all_dirs(self) -> list[Path]:
@@ -195,8 +320,8 @@ class CgroupsV2(SandboxCgroups):
         return []  # a process is in exactly one cgroup: its leaf, below the limits
 
     def create(self, *, memory_mib: int | None, cpu: float | None, pids_limit: int) -> None:
-        _enable_controllers(ROOT)
-        parent = ROOT / PARENT
+        _enable_controllers(base())  # the delegated cgroup for a non-root client, never the hierarchy's root
+        parent = base() / PARENT
         parent.mkdir(exist_ok=True)
         _enable_controllers(parent)
         d = self.dir()

@@ -17,6 +17,8 @@ import json
 import os
 import re
 import signal
+import stat
+import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,8 +31,17 @@ ID = re.compile(r"^[0-9a-f]{16}$")
 
 
 def state_root() -> Path:
-    """``$SANDBOXKIT_BWRAP_DIR``, else /var/lib/sandboxkit/bwrap."""
-    return Path(os.environ.get("SANDBOXKIT_BWRAP_DIR") or "/var/lib/sandboxkit/bwrap")
+    """``$SANDBOXKIT_BWRAP_DIR``, else /var/lib/sandboxkit/bwrap (root) or ``$XDG_STATE_HOME/sandboxkit/bwrap``.
+
+    ``XDG_STATE_HOME`` defaults to ``~/.local/state``: a non-root client's sandboxes, volumes and
+    compiled helpers are its own.
+    """
+    if os.environ.get("SANDBOXKIT_BWRAP_DIR"):
+        return Path(os.environ["SANDBOXKIT_BWRAP_DIR"])
+    if os.geteuid() == 0:
+        return Path("/var/lib/sandboxkit/bwrap")
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(state) / "sandboxkit" / "bwrap"
 
 
 def sandboxes_dir() -> Path:
@@ -112,20 +123,36 @@ def supervisor_alive(record: Record) -> bool:
 
 
 def mountpoint() -> Path:
-    """The empty directory every supervisor mounts its sandbox's root on, in its own mount namespace."""
-    return state_root() / "mnt"
+    """The empty directory every supervisor mounts its sandbox's root on, in its own mount namespace.
+
+    A non-root client's is ``/tmp/sandboxkit-bwrap-UID``: bwrap runs as the user's subordinate id
+    (see ``_userns``) and binds it as the sandbox's ``/``, and it could not pass through a home
+    directory of mode 0700 to the state directory.
+    """
+    if os.geteuid() == 0 or os.environ.get("SANDBOXKIT_BWRAP_DIR"):
+        return state_root() / "mnt"
+    return Path(tempfile.gettempdir()) / f"sandboxkit-bwrap-{os.geteuid()}"
 
 
 def ensure_dirs() -> None:
-    """The state directories: others may pass through (bwrap runs as uid 100000), not list."""
+    """The state directories: others may pass through (bwrap runs as the sandbox root's id), not list."""
     _ensure(state_root())
+    if os.geteuid() != 0:  # in /tmp, where a cleaner may remove it between two creates
+        _ensure_dir(mountpoint())
 
 
 @functools.cache
 def _ensure(root: Path) -> None:
     for path in (root, root / "sandboxes", root / "mnt"):
-        path.mkdir(parents=True, exist_ok=True)
-        path.chmod(0o711)
+        _ensure_dir(path)
+
+
+def _ensure_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    st = path.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():  # /tmp is everyone's
+        raise PermissionError(f"{path} is not a directory of uid {os.geteuid()}; remove it")
+    path.chmod(0o711)
 
 
 @contextlib.contextmanager

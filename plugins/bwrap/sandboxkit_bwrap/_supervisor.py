@@ -79,8 +79,8 @@ def kill_cgroups(directories: list[str]) -> None:
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            except (ProcessLookupError, PermissionError):
+                pass  # gone; or a rootless client's sandbox process (its subordinate ids): cgroup.kill above
         time.sleep(0.01)
 
 

@@ -48,9 +48,9 @@ from sandboxkit.spi import (
     default_memory_mib,
     file_error,
 )
-from sandboxkit_bwrap import _agent, _disk, _exec, _gpu, _native, _registry, _rootfs, _seccomp, _supervisor
+from sandboxkit_bwrap import _agent, _disk, _exec, _gpu, _native, _registry, _rootfs, _seccomp, _supervisor, _userns
 from sandboxkit_bwrap._cgroups import Kind, SandboxCgroups, sandbox_cgroups
-from sandboxkit_bwrap._host import PROVIDER, Host, require
+from sandboxkit_bwrap._host import PROVIDER, Host, is_root, probe, require
 from sandboxkit_bwrap._registry import Record
 
 _VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -116,8 +116,14 @@ class BwrapProvider(Provider):
             return "unknown"
 
     async def current_capabilities(self) -> frozenset[Capability]:
-        """The declared set, without GPU unless the host has NVIDIA device nodes or simulate is set."""
+        """The declared set, without GPU unless the host has NVIDIA device nodes or simulate is set.
+
+        A non-root client (rootless) gets neither GPU nor VOLUMES (see ``_userns``): bwrap runs as
+        the user's subordinate id there and cannot reach a host directory in the user's home.
+        """
         declared = type(self).capabilities
+        if not is_root():
+            return declared - {Capability.GPU, Capability.VOLUMES}
         return declared if _gpu.offered() else declared - {Capability.GPU}
 
     def capability_hint(self, capability: Capability) -> str:
@@ -136,7 +142,16 @@ class BwrapProvider(Provider):
                 "block_network=True, or provider_options={'network': 'host'} to share the host's network",
                 provider=PROVIDER,
             )
-        rootfs = await anyio.to_thread.run_sync(_rootfs.resolve, spec.image)
+        wants_network = options.network == "user" and not spec.block_network
+        if wants_network and host.userns is not None and not os.access("/dev/net/tun", os.R_OK | os.W_OK):
+            raise SandboxError(
+                ErrorCode.PROVIDER_UNAVAILABLE,
+                "the default network of a non-root client's sandbox needs /dev/net/tun readable and writable by it "
+                "(slirp4netns opens it as the user; udev's default rules make it mode 0666); or pass "
+                "block_network=True",
+                provider=PROVIDER,
+            )
+        rootfs = await anyio.to_thread.run_sync(_rootfs.resolve, spec.image, host.userns, launch)
         disk_mib = await anyio.to_thread.run_sync(_disk.plan, options.disk_mib)  # or refused
         volumes = {mount: _volume_dir(name) for mount, name in spec.volumes.items()}
         for mount, path in volumes.items():
@@ -172,7 +187,7 @@ class BwrapProvider(Provider):
             volumes=sorted(spec.volumes.values()),
         )
         cgroups = sandbox_cgroups(record.id)  # made by _start, with the registry entry
-        layers = [_etc_layer(options.hostname, _resolv_conf(spec, options)), rootfs.path]
+        layers = [_etc_layer(options.hostname, _resolv_conf(spec, options), host, launch), rootfs.path]
         config = self._config(host, agent, launch, record, spec, options, cgroups, volumes)
         try:
             start = functools.partial(self._start, host, launch, layers, record, spec, options, config, gpu, disk_mib)
@@ -225,7 +240,8 @@ class BwrapProvider(Provider):
             upper, work = _disk.layer_dirs(record.dir, False)
             os.mkdir(upper)  # the sandbox's root directory: root inside owns it, every user enters it
             os.chmod(upper, 0o755)
-            os.chown(upper, _rootfs.SHIFT, _rootfs.SHIFT)
+            if host.userns is None:  # rootless: launch gives it to root inside, in the sandbox's outer namespace
+                os.chown(upper, _rootfs.SHIFT, _rootfs.SHIFT)
             os.mkdir(work, 0o700)
         if gpu is not None:  # appended to BWRAP=(...): device nodes, driver files, the stand-in nvidia-smi
             if gpu.lib_dirs:  # a read-only layer over the image naming the driver's libraries to ldconfig
@@ -265,11 +281,13 @@ class BwrapProvider(Provider):
         if not spec.block_network and options.network == "user":
             assert host.slirp4netns is not None
             network_cmd = [host.slirp4netns, "--configure", "--mtu=65520", "--disable-host-loopback", "{pid}", "tap0"]
+        # bwrap runs as the sandbox's root's host uid, unprivileged, and makes the user namespace whose
+        # ids the supervisor maps. Rootless: the sandbox's ids 0..65535 are 1..65536 in its outer
+        # namespace (the user's subordinate ids), and bwrap runs as 1 there.
+        shift = _rootfs.SHIFT if host.userns is None else _userns.INNER_ROOT
         arrays = {
             "BWRAP": bwrap,
-            # bwrap runs as the sandbox's root's host uid, unprivileged, and makes the user namespace
-            # whose ids the supervisor maps
-            "AS_SHIFTED_ROOT": [launch, "--as", str(_rootfs.SHIFT)],
+            "AS_SHIFTED_ROOT": [launch, "--as", str(shift)],
             "CGROUP_PROCS": [str(p) for p in cgroups.init_procs()],
             "CGROUP_DIRS": [str(d) for d in cgroups.all_dirs],
             "NET": network_cmd or [],
@@ -278,7 +296,7 @@ class BwrapProvider(Provider):
             "AGENT": agent,
             "SECCOMP": _seccomp.filter_path(),  # bwrap loads it into PID 1, the agent into every command
             "CMD_CGROUPS": str(cgroups.commands_dir),
-            "ID_MAP": f"0 {_rootfs.SHIFT} {_rootfs.ID_RANGE}",
+            "ID_MAP": f"0 {shift} {_rootfs.ID_RANGE}",
             "TIMEOUT_US": str(math.ceil(spec.timeout * 1e6)),
             "IDLE_US": str(math.ceil((spec.idle_timeout or 0) * 1e6)),
         }
@@ -379,7 +397,7 @@ class BwrapProvider(Provider):
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             path.mkdir()
-            os.chown(path, _rootfs.SHIFT, _rootfs.SHIFT)  # root inside owns it
+            _give_to_sandbox_root([path])  # root inside owns it
         except FileExistsError:
             raise SandboxError(
                 ErrorCode.ALREADY_EXISTS,
@@ -403,7 +421,7 @@ class BwrapProvider(Provider):
                 f"volume {name!r} is mounted by sandbox(es) {', '.join(users)}; close them first",
                 provider=PROVIDER,
             )
-        await anyio.to_thread.run_sync(shutil.rmtree, path)
+        await anyio.to_thread.run_sync(_remove_tree, path)
 
 
 class BwrapSandbox(SupervisedProcesses, SandboxHandle):
@@ -601,7 +619,9 @@ def _launch(
             disk = ["--disk", str(record.dir / _disk.IMAGE), str(_disk.mountpoint())] if capped else []
             mounts = [*disk, lower, *map(str, _disk.layer_dirs(record.dir, capped)), str(_registry.mountpoint())]
             inherited = [cfg, lock, *pipes]
-            argv = [launch, *mounts, host.tools["bash"], str(_supervisor.SCRIPT), str(record.dir), *map(str, inherited)]
+            prefix = [launch] if host.userns is None else host.userns.prefix(launch)
+            supervisor = [host.tools["bash"], str(_supervisor.SCRIPT), str(record.dir), *map(str, inherited)]
+            argv = [*prefix, *mounts, *supervisor]
             proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
@@ -652,19 +672,65 @@ def _terminate(record: Record) -> None:
 
 def _cleanup(record: Record) -> None:
     """What a dead supervisor left: processes, cgroups, the registry entry and writable layer."""
-    cgroups = sandbox_cgroups(record.id)
-    dirs = [str(d) for d in cgroups.all_dirs]
+    try:
+        dirs = [str(d) for d in sandbox_cgroups(record.id).all_dirs]
+    except RuntimeError:  # a rootless client that has lost its delegated cgroup: none of its cgroups is left
+        dirs = []
     _supervisor.kill_cgroups(dirs)
     _supervisor.remove_cgroups(dirs)
     _disk.release(record.dir)
-    shutil.rmtree(record.dir, ignore_errors=True)
+    _kill_mount_holders(record)
+    _remove_tree(record.dir)
+
+
+def _kill_mount_holders(record: Record) -> None:
+    """Kill what still holds a dead supervisor's mount namespace (its nap's ``sleep``, orphaned until the deadline).
+
+    Found by the sandbox's overlay in their mountinfo: only processes of that namespace show it.
+    """
+    upper = f",upperdir={record.dir}/upper,"
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/mountinfo") as f:
+                held = any(upper in line for line in f)
+            if held:
+                os.kill(int(pid), signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _remove_tree(path: Path) -> None:
+    """rm -rf; a rootless client removes what its sandboxes' root owns (its subordinate ids) in their namespace."""
+    host = probe()
+    if isinstance(host, Host) and host.userns is not None and path.exists():
+        try:
+            rm = [shutil.which("rm") or "/bin/rm", "-rf", "--", str(path)]
+            _userns.run(host.userns, _native.binary("launch"), rm)
+        except RuntimeError:
+            pass  # what is left is reported by the rmtree below (and found again by gc)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _give_to_sandbox_root(paths: Sequence[Path]) -> None:
+    """chown to root inside: SHIFT as root; a rootless client's first subordinate ids, in their namespace."""
+    host = require()
+    if host.userns is None:
+        for path in paths:
+            os.chown(path, _rootfs.SHIFT, _rootfs.SHIFT)
+        return
+    owner = f"{_userns.INNER_ROOT}:{_userns.INNER_ROOT}"
+    try:
+        chown = [shutil.which("chown") or "/bin/chown", owner, *map(str, paths)]
+        _userns.run(host.userns, _native.binary("launch"), chown)
+    except RuntimeError as exc:
+        raise OSError(str(exc)) from None
 
 
 def _resolv_conf(spec: SandboxSpec, options: BwrapOptions) -> str | None:
     return f"nameserver {SLIRP_DNS}\n" if not spec.block_network and options.network == "user" else None
 
 
-def _etc_layer(hostname: str, resolv_conf: str | None) -> Path:
+def _etc_layer(hostname: str, resolv_conf: str | None, host: Host, launch: str) -> Path:
     """A read-only layer over the image with ``/etc/hosts``, ``hostname`` (and ``resolv.conf``).
 
     One per hostname and network kind, made once and shared: a sandbox that edits them gets its
@@ -687,15 +753,16 @@ def _etc_layer(hostname: str, resolv_conf: str | None) -> Path:
         etc.mkdir()
         for name, text in files.items():
             (etc / name).write_text(text)
-        for path in (tmp, etc, *etc.iterdir()):  # root inside owns them
+        for path in (tmp, etc, *etc.iterdir()):
             os.chmod(path, 0o755 if path.is_dir() else 0o644)
-            os.chown(path, _rootfs.SHIFT, _rootfs.SHIFT)
+        _give_to_sandbox_root([tmp, etc, *etc.iterdir()])  # root inside owns them
         os.rename(tmp, layer)
     except OSError:
         if not layer.is_dir():
             raise
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp.exists():
+            _remove_tree(tmp)
     return layer
 
 
@@ -736,8 +803,11 @@ def _remove_orphans() -> None:
     known = {r.id for r in _registry.all_records()}
     root = _registry.sandboxes_dir()
     for path in root.glob("*.gone") if root.is_dir() else []:
-        shutil.rmtree(path, ignore_errors=True)
-    parent = sandbox_cgroups("x").commands_dir.parent
+        _remove_tree(path)
+    try:
+        parent = sandbox_cgroups("x").commands_dir.parent
+    except RuntimeError:  # a rootless client without a delegated cgroup has no sandbox cgroups
+        return
     for cgroup in parent.iterdir() if parent.is_dir() else []:
         if cgroup.is_dir() and _registry.ID.match(cgroup.name) and cgroup.name not in known:
             dirs = [str(d) for d in sandbox_cgroups(cgroup.name).all_dirs]

@@ -24,8 +24,9 @@ from pathlib import Path
 CACHE = Path(os.environ.get("SANDBOXKIT_VM_CACHE", "/var/cache/sandboxkit/vm"))
 BUSYBOX = Path("/bin/busybox")
 QEMU = "qemu-system-x86_64"
-#: what the init needs, loaded with their dependencies (the rest of Debian's kernel is built in)
-MODULES = ("virtio_pci", "9pnet_virtio", "9p", "overlay")
+#: what the init needs, loaded with their dependencies (the rest of Debian's kernel is built in); tun
+#: for slirp4netns (/dev/net/tun)
+MODULES = ("virtio_pci", "9pnet_virtio", "9p", "overlay", "tun")
 CMDLINE = "console=ttyS0 panic=-1 quiet rdinit=/init systemd.unified_cgroup_hierarchy=1 cgroup_no_v1=all"
 #: ``tcg`` (default: on this project's machines, Firecracker VMs, /dev/kvm is nested without hardware
 #: support and boots this kernel far slower than QEMU's own translator) or ``kvm``
@@ -83,7 +84,8 @@ def kernel() -> Path:
         raise RuntimeError(f"apt-cache names no kernel package behind linux-image-amd64: {meta.stdout}")
     package = found.group(1)
     dest = CACHE / package
-    if (dest / "modules.order").exists():
+    order = dest / "modules.order"
+    if order.exists() and set(MODULES) <= set(order.read_text().split()):
         return dest
     CACHE.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
@@ -95,10 +97,10 @@ def kernel() -> Path:
         staging = Path(tmp) / "out"
         staging.mkdir()
         shutil.copy(next(tree.glob("boot/vmlinuz-*")), staging / "vmlinuz")
-        order = _module_order(next(tree.glob("lib/modules/*/kernel")))
-        for name, path in order:
+        modules = _module_order(next(tree.glob("lib/modules/*/kernel")))
+        for name, path in modules:
             shutil.copy(path, staging / f"{name}.ko")
-        (staging / "modules.order").write_text("\n".join(name for name, _ in order) + "\n")
+        (staging / "modules.order").write_text("\n".join(name for name, _ in modules) + "\n")
         shutil.rmtree(dest, ignore_errors=True)
         os.rename(staging, dest)
     return dest

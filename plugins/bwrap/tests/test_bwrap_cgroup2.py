@@ -36,12 +36,22 @@ GUEST_TESTS = [
     "test_bwrap_lifetime.py::test_the_freezing_kill_empties_a_command_cgroup",
     "test_bwrap_processes.py::test_a_spawned_process_runs_inside_the_sandbox_and_ends_with_it",
 ]
+#: Then, in the same guest, the rootless tests as a non-root user (all but the host's root-only ones).
+ROOTLESS_FILE = "test_bwrap_rootless.py"
+ROOTLESS_DESELECT = [
+    "test_bwrap_rootless.py::test_a_non_root_client_on_cgroup_v1_is_refused_saying_why",
+    "test_bwrap_rootless.py::test_a_cache_entry_records_its_shift_and_refuses_ids_the_user_cannot_map",
+]
+ROOTLESS_PASSED = 14
+#: the rootless user's uid and subordinate ids (not 100000, root mode's shift), and its delegated cgroup
+RL_UID, RL_SUBID, RL_CGROUP = 1000, 200000, "/sys/fs/cgroup/rootless-delegated"
 #: the guest's hard limit (boot, tests, power-off), seconds
-VM_TIMEOUT = 360
+VM_TIMEOUT = 600
 
 
 def _script() -> str:
     tests = " ".join(f"plugins/bwrap/tests/{t}" for t in GUEST_TESTS)
+    deselect = " ".join(f"--deselect plugins/bwrap/tests/{t}" for t in ROOTLESS_DESELECT)
     return f"""
 set -u
 cd {REPO}
@@ -51,6 +61,36 @@ echo "GUEST-CGROUPS: $(grep -c ' cgroup ' /proc/mounts) v1 mounts; v2 controller
 .venv/bin/python -m pytest -q --color=no -p no:cacheprovider -o addopts= {tests}
 rc=$?
 echo "GUEST-LEFT: [$(find /sys/fs/cgroup/sandboxkit -mindepth 1 -type d 2>/dev/null)]"
+# rootless: a user with subordinate ids (uid {RL_UID}, the host's name for it if it has one) and a
+# cgroup delegated to it as systemd's Delegate=yes leaves one (controllers enabled by its parent;
+# it and its cgroup.procs, cgroup.subtree_control and cgroup.threads chowned to the user)
+name=$(getent passwd {RL_UID} | cut -d: -f1)
+if [ -z "$name" ]; then
+  name=rl
+  echo "rl:x:{RL_UID}:{RL_UID}:rootless:/home/rl:/bin/sh" >> /etc/passwd
+  echo "rl:x:{RL_UID}:" >> /etc/group
+fi
+echo "$name:{RL_SUBID}:65536" > /etc/subuid
+echo "$name:{RL_SUBID}:65536" > /etc/subgid
+for tool in newuidmap newgidmap; do  # setuid root: kept over 9p? else a copy in the guest's tmpfs
+  path=$(command -v $tool)
+  [ -u "$path" ] && continue
+  echo "GUEST-NOTE: $path lost its setuid bit" && cp "$path" /usr/local/bin/ && chmod 4755 /usr/local/bin/$tool
+done
+chmod 666 /dev/net/tun  # as udev's default rules do (the guest has no udev): slirp4netns opens it as the user
+chmod o+x /root  # the guest's copy only: the venv's python may live under /root (9p shows no ACLs)
+home=/tmp/rootless-home
+mkdir -p $home && chown {RL_UID}:{RL_UID} $home && chmod 700 $home
+echo "+memory +cpu +pids" > /sys/fs/cgroup/cgroup.subtree_control
+d={RL_CGROUP}
+mkdir -p $d && chown {RL_UID}:{RL_UID} $d $d/cgroup.procs $d/cgroup.subtree_control $d/cgroup.threads
+echo GUEST-ROOTLESS-BEGIN
+sh -c 'echo $$ > {RL_CGROUP}/cgroup.procs && exec setpriv --reuid {RL_UID} --regid {RL_UID} --init-groups \
+  env HOME='$home' SANDBOXKIT_TEST_SUBUID={RL_SUBID} .venv/bin/python -m pytest -q --color=no -p no:cacheprovider \
+  -o addopts= plugins/bwrap/tests/{ROOTLESS_FILE} {deselect}'
+rl_rc=$?
+echo "GUEST-ROOTLESS-LEFT: [$(find {RL_CGROUP}/sandboxkit -mindepth 1 -type d 2>/dev/null)]"
+[ $rc -eq 0 ] && rc=$rl_rc
 exit $rc
 """
 
@@ -68,7 +108,13 @@ def test_the_cgroup_tests_pass_on_a_cgroup_v2_only_kernel() -> None:
     cgroups = re.search(r"^GUEST-CGROUPS: (\d+) v1 mounts; v2 controllers: (.*)$", out, re.M)
     assert cgroups is not None, "the guest never ran its script"
     assert cgroups.group(1) == "0" and {"memory", "cpu", "pids"} <= set(cgroups.group(2).split()), cgroups.group(0)
-    summary = re.search(r"^=*\s*(\d+) passed(.*) in [\d.]+s", out, re.M)
-    assert guest.rc == 0 and summary is not None, f"the guest's pytest failed (rc {guest.rc})"
+    root, _, rootless = out.partition("GUEST-ROOTLESS-BEGIN")
+    summary = re.search(r"^=*\s*(\d+) passed(.*) in [\d.]+s", root, re.M)
+    assert summary is not None, f"the guest's pytest failed (rc {guest.rc})"
     assert int(summary.group(1)) == len(GUEST_TESTS) and "skipped" not in summary.group(2), summary.group(0)
     assert "GUEST-LEFT: []" in out, "the guest's tests left sandbox cgroups behind"
+    summary = re.search(r"^=*\s*(\d+) passed(.*) in [\d.]+s", rootless, re.M)
+    assert guest.rc == 0 and summary is not None, f"the guest's rootless pytest failed (rc {guest.rc})"
+    assert int(summary.group(1)) == ROOTLESS_PASSED, summary.group(0)
+    assert not re.search(r"skipped|failed|error", summary.group(2)), summary.group(0)
+    assert "GUEST-ROOTLESS-LEFT: []" in out, "the rootless tests left sandbox cgroups behind"
