@@ -11,6 +11,7 @@ from sandboxkit._capabilities import Capability
 from sandboxkit._errors import ErrorCode, FileOperationError, SandboxError, file_error
 from sandboxkit._gpu import GpuMode, gpu_env, gpu_hint, gpu_refusal, nvidia_smi_script, resolve_gpu_mode
 from sandboxkit._hookspecs import ProviderRecord, hookimpl
+from sandboxkit._linuxcaps import DEFAULT_CAPS, LINUX_CAPS, cap_mask
 from sandboxkit._network import HeaderInjection, NetworkPolicy
 from sandboxkit._processes import InSandboxProcesses, SupervisedProcesses
 from sandboxkit._provider import NoOptions, OutputCallback, Provider, SandboxHandle, not_implemented
@@ -32,6 +33,7 @@ from sandboxkit._types import (
 
 __all__ = [
     "Capability",
+    "DEFAULT_CAPS",
     "ErrorCode",
     "ExecExit",
     "ExecRequest",
@@ -39,6 +41,7 @@ __all__ = [
     "GpuMode",
     "HeaderInjection",
     "InSandboxProcesses",
+    "LINUX_CAPS",
     "NetworkEvent",
     "NetworkPolicy",
     "NoOptions",
@@ -58,6 +61,7 @@ __all__ = [
     "SupervisedProcesses",
     "Tunnel",
     "VolumeInfo",
+    "cap_mask",
     "file_error",
     "gpu_env",
     "gpu_hint",
