@@ -1,18 +1,19 @@
 /* The command agent of one bwrap sandbox; the contract is in _agent.py.
  *
  * Usage: agent INIT_PID SOCKET_PATH READY_FD. Started by the supervisor (host root, in the host's
- * namespaces) once the sandbox runs. It enters the sandbox's pid namespace for its children only
- * (setns: it stays in the host's pid namespace itself, so nothing in the sandbox can see, signal
- * or ptrace it), listens on SOCKET_PATH (a host directory the sandbox does not mount; mode 0600)
- * and writes "1" to READY_FD. Per connection: one request (a length, then NUL-terminated fields:
- * what to do, uid, gid, the capabilities root keeps (a hex mask), cwd, the cgroup.procs files to
- * join, argv, env) with the command's stdin,
- * stdout and stderr as SCM_RIGHTS; it forks once, and the child joins the cgroups, makes a cgroup
- * namespace rooted there, enters the sandbox's ipc, uts, net, mount and user namespaces and root,
- * reduces its capabilities to the mask (bounding set, permitted, effective; none inheritable or
- * ambient; no_new_privs), takes the ids (a user other than root keeps none), changes directory and execs the command ("x"), or copies a file to stdout ("r", read_file) or stdin
- * to a file ("w", write_file) itself, with no exec at all. When the command exits the agent writes its wait status ("%d\n") to the
- * connection and closes it. It dies with the supervisor (PR_SET_PDEATHSIG).
+ * namespaces) once the sandbox runs. It sets the sandbox's user.max_user_namespaces to 0, enters
+ * the sandbox's pid namespace for its children only (setns: it stays in the host's pid namespace
+ * itself, so nothing in the sandbox can see, signal or ptrace it), listens on SOCKET_PATH (a host
+ * directory the sandbox does not mount; mode 0600) and writes "1" to READY_FD. Per connection: one
+ * request (a length, then NUL-terminated fields: what to do, uid, gid, the capabilities root keeps
+ * (a hex mask), cwd, the cgroup.procs files to join, argv, env) with the command's stdin, stdout and
+ * stderr as SCM_RIGHTS; it forks once, and the child joins the cgroups, makes a cgroup namespace
+ * rooted there, enters the sandbox's ipc, uts, net, mount and user namespaces and root, reduces its
+ * capabilities to the mask (bounding, permitted, effective; none inheritable or ambient;
+ * no_new_privs), takes the ids (a user other than root keeps none), changes directory and execs the
+ * command ("x"), or copies a file to stdout ("r", read_file) or stdin to a file ("w", write_file)
+ * itself, with no exec at all. When the command exits the agent writes its wait status ("%d\n") to
+ * the connection and closes it. It dies with the supervisor (PR_SET_PDEATHSIG).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -112,6 +113,26 @@ static void keep_caps(uint64_t mask) {
     struct __user_cap_header_struct head = {_LINUX_CAPABILITY_VERSION_3, 0};
     struct __user_cap_data_struct data[2] = {{(uint32_t)mask, (uint32_t)mask, 0}, {(uint32_t)(mask >> 32), (uint32_t)(mask >> 32), 0}};
     if (syscall(SYS_capset, &head, data) < 0) fail(125, "cannot drop the command's capabilities", NULL);
+}
+
+/* Once, at start: no user namespace can be made inside the sandbox (a nested one would hand its
+ * maker every capability over it again; Docker's seccomp profile refuses them too). A child enters
+ * the sandbox's user namespace, where it may set that namespace's own user.max_user_namespaces;
+ * commands cannot raise it back (no CAP_SYS_RESOURCE). */
+static void no_user_namespaces(int userns) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = -1;
+        if (setns(userns, CLONE_NEWUSER) < 0 || (fd = open("/proc/sys/user/max_user_namespaces", O_WRONLY | O_CLOEXEC)) < 0 ||
+            write(fd, "0\n", 2) != 2)
+            _exit(1);
+        _exit(0);
+    }
+    int status;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || status != 0) {
+        errno = EPERM;
+        die("cannot keep user namespaces out of the sandbox (user.max_user_namespaces)");
+    }
 }
 
 /* read_file/write_file in the sandbox, as the command's user: the file to stdout, or stdin to the
@@ -271,6 +292,7 @@ int main(int argc, char **argv) {
         ns_fd[k] = open_proc(argv[1], what, O_RDONLY);
     }
     root_fd = open_proc(argv[1], "root", O_RDONLY | O_DIRECTORY);
+    no_user_namespaces(ns_fd[N_NS - 1]);
     int pid_ns = open_proc(argv[1], "ns/pid", O_RDONLY);
     if (setns(pid_ns, CLONE_NEWPID) < 0) die("entering the sandbox's pid namespace");
     close(pid_ns);

@@ -183,12 +183,14 @@ def test_root_cannot_mount_unshare_or_raise_a_dropped_capability(make: MakeSandb
         "mount --bind /tmp /mnt/t",
         "unshare -m true",
         "unshare -n true",
-        "unshare -Ur true",  # a user namespace of its own mapping root needs SETFCAP
+        "unshare -U true",  # a nested user namespace would hold every capability over itself
+        "echo 1 > /proc/sys/user/max_user_namespaces",  # and root cannot allow them back
         "ip link add dummy0 type dummy",  # NET_ADMIN
         "nsenter -t 1 -m true",
     ):
         result = sb.execute(attack)
         assert result.exit_code != 0, f"root inside ran `{attack}`: {result.output}"
+    assert sb.execute("unshare -U true", user="nobody").exit_code != 0, "a user made a user namespace"
     if image.startswith("sandboxkit/busybox"):
         return
     raise_back = "setpriv --inh-caps +sys_admin --ambient-caps +sys_admin grep CapEff /proc/self/status"
