@@ -19,6 +19,7 @@ apt_packages=(
   slirp4netns  # with its user-mode network
   gcc  # and its command agent, built once from C
   libc6-dev
+  libseccomp-dev  # (its seccomp filter is compiled with libseccomp)
   qemu-system-x86  # the bwrap provider's cgroup v2 lane: a guest VM on Debian's kernel (tests/test_bwrap_cgroup2.py)
   shellcheck  # scripts/check.sh lints the shell scripts
 )

@@ -1,7 +1,6 @@
 """The command agent of a sandbox (``agent.c``): built once, started by the supervisor, asked per command.
 
-One small C process per sandbox, started by the supervisor once the sandbox runs (it sets the
-sandbox's ``user.max_user_namespaces`` to 0 first: no nested user namespace inside). It stays in
+One small C process per sandbox, started by the supervisor once the sandbox runs. It stays in
 the host's namespaces (nothing in the sandbox can see, signal or ptrace it) except that its
 children are born in the sandbox's pid namespace; it listens on ``STATE_DIR/agent.sock`` (mode
 0600, in a host directory the sandbox does not mount), so any client of the host user reaches it

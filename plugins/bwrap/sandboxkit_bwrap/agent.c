@@ -1,19 +1,20 @@
 /* The command agent of one bwrap sandbox; the contract is in _agent.py.
  *
- * Usage: agent INIT_PID SOCKET_PATH READY_FD. Started by the supervisor (host root, in the host's
- * namespaces) once the sandbox runs. It sets the sandbox's user.max_user_namespaces to 0, enters
- * the sandbox's pid namespace for its children only (setns: it stays in the host's pid namespace
- * itself, so nothing in the sandbox can see, signal or ptrace it), listens on SOCKET_PATH (a host
- * directory the sandbox does not mount; mode 0600) and writes "1" to READY_FD. Per connection: one
- * request (a length, then NUL-terminated fields: what to do, uid, gid, the capabilities root keeps
- * (a hex mask), cwd, the cgroup.procs files to join, argv, env) with the command's stdin, stdout and
- * stderr as SCM_RIGHTS; it forks once, and the child joins the cgroups, makes a cgroup namespace
- * rooted there, enters the sandbox's ipc, uts, net, mount and user namespaces and root, reduces its
- * capabilities to the mask (bounding, permitted, effective; none inheritable or ambient;
- * no_new_privs), takes the ids (a user other than root keeps none), changes directory and execs the
- * command ("x"), or copies a file to stdout ("r", read_file) or stdin to a file ("w", write_file)
- * itself, with no exec at all. When the command exits the agent writes its wait status ("%d\n") to
- * the connection and closes it. It dies with the supervisor (PR_SET_PDEATHSIG).
+ * Usage: agent INIT_PID SOCKET_PATH READY_FD SECCOMP_BPF. Started by the supervisor (host root, in
+ * the host's namespaces) once the sandbox runs. It enters the sandbox's pid namespace for its
+ * children only (setns: it stays in the host's pid namespace itself, so nothing in the sandbox can
+ * see, signal or ptrace it), listens on SOCKET_PATH (a host directory the sandbox does not mount;
+ * mode 0600) and writes "1" to READY_FD. Per connection: one request (a length, then NUL-terminated
+ * fields: what to do, uid, gid, the capabilities root keeps (a hex mask), cwd, the cgroup.procs
+ * files to join, argv, env) with the command's stdin, stdout and stderr as SCM_RIGHTS; it forks
+ * once, and the child joins the cgroups, makes a cgroup namespace rooted there, enters the
+ * sandbox's ipc, uts, net, mount and user namespaces and root, loads the sandboxes' seccomp filter
+ * (SECCOMP_BPF, compiled by _seccomp.py; bwrap gives PID 1 the same), reduces its capabilities to
+ * the mask (bounding, permitted, effective; none inheritable or ambient; no_new_privs), takes the
+ * ids (a user other than root keeps none), changes directory and execs the command ("x"), or
+ * copies a file to stdout ("r", read_file) or stdin to a file ("w", write_file) itself, with no
+ * exec at all. When the command exits the agent writes its wait status ("%d\n") to the connection
+ * and closes it. It dies with the supervisor (PR_SET_PDEATHSIG).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -27,6 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/signalfd.h>
@@ -48,6 +51,7 @@ static const struct { const char *name; int type; } NAMESPACES[] = {
 #define N_NS (sizeof NAMESPACES / sizeof NAMESPACES[0])
 
 static int ns_fd[N_NS], root_fd, lfd, sfd;
+static struct sock_fprog seccomp_filter;
 static struct { pid_t pid; int conn; } running[MAX_RUNNING];
 
 static void die(const char *what) {
@@ -113,26 +117,6 @@ static void keep_caps(uint64_t mask) {
     struct __user_cap_header_struct head = {_LINUX_CAPABILITY_VERSION_3, 0};
     struct __user_cap_data_struct data[2] = {{(uint32_t)mask, (uint32_t)mask, 0}, {(uint32_t)(mask >> 32), (uint32_t)(mask >> 32), 0}};
     if (syscall(SYS_capset, &head, data) < 0) fail(125, "cannot drop the command's capabilities", NULL);
-}
-
-/* Once, at start: no user namespace can be made inside the sandbox (a nested one would hand its
- * maker every capability over it again; Docker's seccomp profile refuses them too). A child enters
- * the sandbox's user namespace, where it may set that namespace's own user.max_user_namespaces;
- * commands cannot raise it back (no CAP_SYS_RESOURCE). */
-static void no_user_namespaces(int userns) {
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = -1;
-        if (setns(userns, CLONE_NEWUSER) < 0 || (fd = open("/proc/sys/user/max_user_namespaces", O_WRONLY | O_CLOEXEC)) < 0 ||
-            write(fd, "0\n", 2) != 2)
-            _exit(1);
-        _exit(0);
-    }
-    int status;
-    if (pid < 0 || waitpid(pid, &status, 0) != pid || status != 0) {
-        errno = EPERM;
-        die("cannot keep user namespaces out of the sandbox (user.max_user_namespaces)");
-    }
 }
 
 /* read_file/write_file in the sandbox, as the command's user: the file to stdout, or stdin to the
@@ -204,6 +188,8 @@ static void start(char **fields, int n, int io[3]) {
     for (size_t k = 0; k < N_NS; k++)
         if (setns(ns_fd[k], NAMESPACES[k].type) < 0) fail(125, "cannot enter the sandbox's namespace", NAMESPACES[k].name);
     if (fchdir(root_fd) < 0 || chroot(".") < 0) fail(125, "cannot enter the sandbox's root", NULL);
+    /* root of the sandbox's user namespace here, so no no_new_privs is needed to load it */
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &seccomp_filter) < 0) fail(125, "cannot load the seccomp filter", NULL);
     bound_caps(caps);
     /* ids: first the namespace's root, so that a switch to another user drops every capability */
     if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(0, 0, 0) < 0 || setresuid(uid, uid, uid) < 0)
@@ -279,9 +265,25 @@ static void reap(void) {
             }
 }
 
+/* Read the compiled seccomp filter (a struct sock_filter array) once; every child loads it. */
+static void load_filter(const char *path) {
+    static struct sock_filter program[BPF_MAXINSNS];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) die(path);
+    ssize_t got = read(fd, program, sizeof program);
+    char extra;
+    if (got <= 0 || got % (ssize_t)sizeof program[0] != 0 || read(fd, &extra, 1) != 0) {
+        errno = EINVAL;
+        die(path);
+    }
+    close(fd);
+    seccomp_filter.len = (unsigned short)(got / (ssize_t)sizeof program[0]);
+    seccomp_filter.filter = program;
+}
+
 int main(int argc, char **argv) {
-    if (argc != 4) {
-        fprintf(stderr, "usage: agent INIT_PID SOCKET_PATH READY_FD\n");
+    if (argc != 5) {
+        fprintf(stderr, "usage: agent INIT_PID SOCKET_PATH READY_FD SECCOMP_BPF\n");
         return 2;
     }
     pid_t parent = getppid();
@@ -292,7 +294,7 @@ int main(int argc, char **argv) {
         ns_fd[k] = open_proc(argv[1], what, O_RDONLY);
     }
     root_fd = open_proc(argv[1], "root", O_RDONLY | O_DIRECTORY);
-    no_user_namespaces(ns_fd[N_NS - 1]);
+    load_filter(argv[4]);
     int pid_ns = open_proc(argv[1], "ns/pid", O_RDONLY);
     if (setns(pid_ns, CLONE_NEWPID) < 0) die("entering the sandbox's pid namespace");
     close(pid_ns);

@@ -46,7 +46,7 @@ from sandboxkit.spi import (
     VolumeInfo,
     file_error,
 )
-from sandboxkit_bwrap import _agent, _exec, _gpu, _native, _registry, _rootfs, _supervisor
+from sandboxkit_bwrap import _agent, _exec, _gpu, _native, _registry, _rootfs, _seccomp, _supervisor
 from sandboxkit_bwrap._cgroups import Kind, SandboxCgroups, sandbox_cgroups
 from sandboxkit_bwrap._host import PROVIDER, Host, require
 from sandboxkit_bwrap._registry import Record
@@ -123,6 +123,7 @@ class BwrapProvider(Provider):
         host = require()
         gpu = _gpu.for_spec(spec, options.gpu_mode)  # or refused, before anything is created
         agent, launch = _native.binary("agent"), _native.binary("launch")  # compiled once per machine
+        _seccomp.filter_path()  # compiled once per machine too
         if options.network == "user" and not spec.block_network and host.slirp4netns is None:
             raise SandboxError(
                 ErrorCode.PROVIDER_UNAVAILABLE,
@@ -261,6 +262,7 @@ class BwrapProvider(Provider):
         }
         scalars = {
             "AGENT": agent,
+            "SECCOMP": _seccomp.filter_path(),  # bwrap loads it into PID 1, the agent into every command
             "CMD_CGROUPS": str(cgroups.commands_dir),
             "ID_MAP": f"0 {_rootfs.SHIFT} {_rootfs.ID_RANGE}",
             "TIMEOUT_US": str(math.ceil(spec.timeout * 1e6)),

@@ -74,7 +74,7 @@ start_commands() {  # the command agent and the user-mode network, on the first 
   # bwrap configured the loopback device long ago; a command waits for both (the flock on $dir)
   # (a subshell that resets SIGINT and SIGQUIT: bash ignores both in a background command, and the
   # agent's commands would inherit that, so Ctrl-C on a terminal or kill -INT would do nothing)
-  (trap - INT QUIT; exec "$AGENT" "$init_pid" "$dir/agent.sock" 6) 6>&"$agent_w" </dev/null >/dev/null \
+  (trap - INT QUIT; exec "$AGENT" "$init_pid" "$dir/agent.sock" 6 "$SECCOMP") 6>&"$agent_w" </dev/null >/dev/null \
     {tick}<&- {tick_w}>&- {hold_w}>&- {info_r}<&- {ready}<&- {lock}<&- {agent_r}<&- {agent_w}>&- {net_r}<&- {net_w}>&- &
   agent_pid=$!
   if [ "${#NET[@]}" -gt 0 ]; then
@@ -125,8 +125,8 @@ ready=$out_r
 # waits on a pipe only this supervisor writes to: when the supervisor dies, it reads EOF and the
 # sandbox ends. It joins the sandbox's cgroups once create has returned (below): a first write to
 # cgroup.procs waits for an RCU grace period, which create does not pay for.
-"${AS_SHIFTED_ROOT[@]}" "${BWRAP[@]}" --unshare-user --uid 0 --gid 0 --userns-block-fd 6 --info-fd 5 \
-  -- /bin/sh -c 'echo ready; read -r x' <&"$hold_r" >&"$out_w" 5>&"$info_w" 6<&"$block_r" \
+"${AS_SHIFTED_ROOT[@]}" "${BWRAP[@]}" --unshare-user --uid 0 --gid 0 --userns-block-fd 6 --info-fd 5 --seccomp 7 \
+  -- /bin/sh -c 'echo ready; read -r x' <&"$hold_r" >&"$out_w" 5>&"$info_w" 6<&"$block_r" 7<"$SECCOMP" \
   {tick}<&- {tick_w}>&- {hold_r}<&- {hold_w}>&- {info_r}<&- {info_w}>&- {block_r}<&- {block_w}>&- \
   {out_r}<&- {out_w}>&- {agent_r}<&- {agent_w}>&- {net_r}<&- {net_w}>&- {lock}<&- &
 bw_pid=$!

@@ -184,7 +184,7 @@ def test_root_cannot_mount_unshare_or_raise_a_dropped_capability(make: MakeSandb
         "unshare -m true",
         "unshare -n true",
         "unshare -U true",  # a nested user namespace would hold every capability over itself
-        "echo 1 > /proc/sys/user/max_user_namespaces",  # and root cannot allow them back
+        "echo 1 > /proc/sys/user/max_user_namespaces",  # a namespaced sysctl, but it needs SYS_RESOURCE
         "ip link add dummy0 type dummy",  # NET_ADMIN
         "nsenter -t 1 -m true",
     ):
