@@ -211,6 +211,25 @@ def test_root_cannot_mount_unshare_or_raise_a_dropped_capability(make: MakeSandb
     assert done.stdout == "secret\n65534\nCapEff:\t0000000000000000\n", done.output
 
 
+def test_what_root_does_on_docker_still_works(make: MakeSandbox) -> None:
+    """With the Docker set: dpkg/apt install a local package (CHOWN, FOWNER; SETUID/SETGID for apt's
+    _apt user), useradd, root stops another user's processes (KILL), as in a Docker sandbox."""
+    sb = make(block_network=True)
+    control = "Package: sk-hello\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@example.com>\nDescription: t\n"
+    sb.write_file("/tmp/pkg/DEBIAN/control", control)
+    sb.write_file("/tmp/pkg/usr/share/sk-hello/greeting", "hello\n")
+    sb.execute("dpkg-deb --build /tmp/pkg /tmp/sk-hello.deb", check=True)
+    sb.execute("DEBIAN_FRONTEND=noninteractive apt-get install -y /tmp/sk-hello.deb", check=True, timeout=120)
+    assert sb.execute("dpkg -s sk-hello | grep Status").stdout.strip() == "Status: install ok installed"
+    sb.execute("useradd -m alice && chmod 700 /home/alice && echo from-root > /home/alice/note", check=True)
+    killed = sb.execute(
+        "su alice -c 'exec sleep 300' & pid=$!; until pgrep -u alice sleep >/dev/null; do sleep 0.1; done; "
+        "pkill -KILL -u alice sleep; wait $pid; echo rc=$?",
+        timeout=60,
+    )
+    assert killed.stdout.strip().endswith("rc=137"), killed.output
+
+
 def test_block_network_is_only_loopback_and_default_is_not_the_hosts(make: MakeSandbox) -> None:
     host_net = os.stat("/proc/self/ns/net").st_ino
     blocked = make(block_network=True)
