@@ -196,6 +196,12 @@ def test_root_cannot_mount_unshare_or_raise_a_dropped_capability(make: MakeSandb
     raise_back = "setpriv --inh-caps +sys_admin --ambient-caps +sys_admin grep CapEff /proc/self/status"
     result = sb.execute(raise_back)
     assert result.exit_code != 0 and "CapEff" not in result.stdout, f"setpriv raised SYS_ADMIN: {result.output}"
+    ptrace = sb.execute(
+        "su -s /bin/sh nobody -c 'exec sleep 300' & pid=$!; until pgrep -u nobody sleep >/dev/null; do sleep 0.1; done;"
+        " cat /proc/$(pgrep -u nobody sleep)/environ >/dev/null && echo TRACED; kill $pid",
+        timeout=60,
+    )
+    assert "TRACED" not in ptrace.stdout, "root read another user's process memory (SYS_PTRACE)"
     raw = sb.execute(["python3", "-c", "import socket; socket.socket(socket.AF_INET, socket.SOCK_RAW, 1)"])
     assert raw.exit_code != 0 and "Operation not permitted" in raw.stderr, f"a raw socket (NET_RAW): {raw.output}"
     # a setuid-root binary does not lift a user back to root's capabilities (no_new_privs, as on Docker)
