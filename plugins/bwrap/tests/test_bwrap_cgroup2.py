@@ -57,6 +57,7 @@ exit $rc
 """
 
 
+@pytest.mark.timeout(VM_TIMEOUT + 60)  # the guest's own limit ends it first (pytest's default is 300 s)
 def test_the_cgroup_tests_pass_on_a_cgroup_v2_only_kernel() -> None:
     reason = _vm.unavailable_reason()
     if reason is not None:
