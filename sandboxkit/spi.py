@@ -12,6 +12,7 @@ from sandboxkit._errors import ErrorCode, FileOperationError, SandboxError, file
 from sandboxkit._gpu import GpuMode, gpu_env, gpu_hint, gpu_refusal, nvidia_smi_script, resolve_gpu_mode
 from sandboxkit._hookspecs import ProviderRecord, hookimpl
 from sandboxkit._limits import DEFAULT_DISK_MIB, DEFAULT_MEMORY_MAX_MIB, default_cpu, default_memory_mib
+from sandboxkit._linuxcaps import DEFAULT_CAPS, LINUX_CAPS, cap_mask
 from sandboxkit._network import HeaderInjection, NetworkPolicy
 from sandboxkit._processes import InSandboxProcesses, SupervisedProcesses
 from sandboxkit._provider import NoOptions, OutputCallback, Provider, SandboxHandle, not_implemented
@@ -32,9 +33,10 @@ from sandboxkit._types import (
 )
 
 __all__ = [
+    "Capability",
+    "DEFAULT_CAPS",
     "DEFAULT_DISK_MIB",
     "DEFAULT_MEMORY_MAX_MIB",
-    "Capability",
     "ErrorCode",
     "ExecExit",
     "ExecRequest",
@@ -42,6 +44,7 @@ __all__ = [
     "GpuMode",
     "HeaderInjection",
     "InSandboxProcesses",
+    "LINUX_CAPS",
     "NetworkEvent",
     "NetworkPolicy",
     "NoOptions",
@@ -61,6 +64,7 @@ __all__ = [
     "SupervisedProcesses",
     "Tunnel",
     "VolumeInfo",
+    "cap_mask",
     "default_cpu",
     "default_memory_mib",
     "file_error",

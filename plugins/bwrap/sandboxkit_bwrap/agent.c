@@ -1,17 +1,20 @@
 /* The command agent of one bwrap sandbox; the contract is in _agent.py.
  *
- * Usage: agent INIT_PID SOCKET_PATH READY_FD SECCOMP_BPF. Started by the supervisor (host root, in the host's
- * namespaces) once the sandbox runs. It enters the sandbox's pid namespace for its children only
- * (setns: it stays in the host's pid namespace itself, so nothing in the sandbox can see, signal
- * or ptrace it), listens on SOCKET_PATH (a host directory the sandbox does not mount; mode 0600)
- * and writes "1" to READY_FD. Per connection: one request (a length, then NUL-terminated fields:
- * what to do, uid, gid, cwd, the cgroup.procs files to join, argv, env) with the command's stdin,
- * stdout and stderr as SCM_RIGHTS; it forks once, and the child joins the cgroups, makes a cgroup
- * namespace rooted there, enters the sandbox's ipc, uts, net, mount and user namespaces and root, loads the
- * sandboxes' seccomp filter (SECCOMP_BPF, compiled by _seccomp.py; bwrap gives PID 1 the same), takes the ids, changes
- * directory and execs the command ("x"), or copies a file to stdout ("r", read_file) or stdin
- * to a file ("w", write_file) itself, with no exec at all. When the command exits the agent writes its wait status ("%d\n") to the
- * connection and closes it. It dies with the supervisor (PR_SET_PDEATHSIG).
+ * Usage: agent INIT_PID SOCKET_PATH READY_FD SECCOMP_BPF. Started by the supervisor (host root, in
+ * the host's namespaces) once the sandbox runs. It enters the sandbox's pid namespace for its
+ * children only (setns: it stays in the host's pid namespace itself, so nothing in the sandbox can
+ * see, signal or ptrace it), listens on SOCKET_PATH (a host directory the sandbox does not mount;
+ * mode 0600) and writes "1" to READY_FD. Per connection: one request (a length, then NUL-terminated
+ * fields: what to do, uid, gid, the capabilities root keeps (a hex mask), cwd, the cgroup.procs
+ * files to join, argv, env) with the command's stdin, stdout and stderr as SCM_RIGHTS; it forks
+ * once, and the child joins the cgroups, makes a cgroup namespace rooted there, enters the
+ * sandbox's ipc, uts, net, mount and user namespaces and root, loads the sandboxes' seccomp filter
+ * (SECCOMP_BPF, compiled by _seccomp.py; bwrap gives PID 1 the same), reduces its capabilities to
+ * the mask (bounding, permitted, effective; none inheritable or ambient; no_new_privs), takes the
+ * ids (a user other than root keeps none), changes directory and execs the command ("x"), or
+ * copies a file to stdout ("r", read_file) or stdin to a file ("w", write_file) itself, with no
+ * exec at all. When the command exits the agent writes its wait status ("%d\n") to the connection
+ * and closes it. It dies with the supervisor (PR_SET_PDEATHSIG).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -24,9 +27,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -94,6 +99,26 @@ static int copy(int in, int out) {
     }
 }
 
+/* In the child, in the sandbox's user namespace (where it holds every capability): keep only the
+ * capabilities in MASK in the bounding set (so nothing it execs, setuid or with file capabilities,
+ * gets more), none inheritable or ambient, and set no_new_privs, as Docker's `no-new-privileges`.
+ * The permitted and effective sets follow in keep_caps, once the ids are taken. */
+static void bound_caps(uint64_t mask) {
+    for (int cap = 0; cap < 64; cap++)
+        if (!(mask >> cap & 1) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+            fail(125, "cannot drop the command's capabilities", NULL);
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+        fail(125, "cannot clear the ambient capabilities", NULL);
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail(125, "cannot set no_new_privs", NULL);
+}
+
+/* Root's permitted and effective sets: MASK; inheritable: none (capset(2), no libcap). */
+static void keep_caps(uint64_t mask) {
+    struct __user_cap_header_struct head = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2] = {{(uint32_t)mask, (uint32_t)mask, 0}, {(uint32_t)(mask >> 32), (uint32_t)(mask >> 32), 0}};
+    if (syscall(SYS_capset, &head, data) < 0) fail(125, "cannot drop the command's capabilities", NULL);
+}
+
 /* read_file/write_file in the sandbox, as the command's user: the file to stdout, or stdin to the
  * file (its missing parents made). Exit codes: 3 a directory, 4 missing, 6 bad parent, 7 denied. */
 static int read_file(const char *path) {
@@ -135,10 +160,11 @@ static void start(char **fields, int n, int io[3]) {
     close(sfd);
     for (int k = 0; k < MAX_RUNNING; k++)
         if (running[k].pid) close(running[k].conn);
-    if (n < 6) _exit(125);
+    if (n < 7) _exit(125);
     char op = fields[i++][0];
     uid_t uid = (uid_t)strtoul(fields[i++], NULL, 10);
     gid_t gid = (gid_t)strtoul(fields[i++], NULL, 10);
+    uint64_t caps = strtoull(fields[i++], NULL, 16);
     const char *cwd = fields[i++];
     int ncg = atoi(fields[i++]);
     for (int k = 0; k < 3; k++)
@@ -164,9 +190,11 @@ static void start(char **fields, int n, int io[3]) {
     if (fchdir(root_fd) < 0 || chroot(".") < 0) fail(125, "cannot enter the sandbox's root", NULL);
     /* root of the sandbox's user namespace here, so no no_new_privs is needed to load it */
     if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &seccomp_filter) < 0) fail(125, "cannot load the seccomp filter", NULL);
+    bound_caps(caps);
     /* ids: first the namespace's root, so that a switch to another user drops every capability */
     if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(0, 0, 0) < 0 || setresuid(uid, uid, uid) < 0)
         fail(125, "cannot switch to the command's user", NULL);
+    if (uid == 0) keep_caps(caps);
     if (chdir(cwd) < 0) fail(1, "cannot change to directory", cwd);
     if (op == 'r') _exit(read_file(argv[0]));
     if (op == 'w') _exit(write_file(argv[0]));

@@ -13,7 +13,7 @@ from sandboxkit_bwrap import _disk, _registry
 from sandboxkit_bwrap._cgroups import CPU_PERIOD_US, CgroupsV2, sandbox_cgroups
 
 from sandboxkit import ErrorCode, Sandbox, SandboxError
-from sandboxkit.spi import default_cpu, default_memory_mib
+from sandboxkit.spi import DEFAULT_CAPS, cap_mask, default_cpu, default_memory_mib
 
 MakeSandbox = Callable[..., Sandbox]
 
@@ -112,7 +112,7 @@ def test_background_processes_outlive_their_command(make: MakeSandbox) -> None:
 
 
 def test_devices_mounts_and_cgroups_are_out_of_reach(make: MakeSandbox) -> None:
-    """Root inside holds every capability of the sandbox's user namespace, which reaches none of these."""
+    """Root inside holds only the Docker allow-list of capabilities (no SYS_ADMIN, no MKNOD): none of these."""
     sb = make(block_network=True)
     assert sb.execute("mknod /tmp/disk b 8 0").exit_code != 0, "a block device node was made"
     disks = sb.execute("ls /dev").stdout.split()
@@ -121,6 +121,120 @@ def test_devices_mounts_and_cgroups_are_out_of_reach(make: MakeSandbox) -> None:
     assert sb.execute("test -e /sys/fs/cgroup/memory").exit_code != 0, "the host's cgroups are visible"
     assert sb.execute("nsenter -t 1 -C true").exit_code != 0, "a command entered another cgroup namespace"
     assert sb.execute("mount -t sysfs sys /mnt").exit_code != 0, "sysfs (the host's devices) was mounted"
+
+
+#: Root's capabilities in a sandbox (bounding, permitted, effective), as /proc/PID/status shows them: the
+#: Docker provider's allow-list, from the same constant.
+DOCKER_CAPS = f"{cap_mask(DEFAULT_CAPS):016x}"
+#: Each process's capability sets and no_new_privs, one line per process
+CAPS = "grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs)' /proc/{}/status | tr -s '\\t\\n' '  '; echo"
+
+
+def _caps(line: str) -> dict[str, str]:
+    words = line.split()
+    return dict(zip((w.rstrip(":") for w in words[::2]), words[1::2], strict=True))
+
+
+def _is_docker_root(line: str) -> bool:
+    sets = _caps(line)
+    return sets == {
+        "CapInh": "0" * 16,
+        "CapPrm": DOCKER_CAPS,
+        "CapEff": DOCKER_CAPS,
+        "CapBnd": DOCKER_CAPS,
+        "CapAmb": "0" * 16,
+        "NoNewPrivs": "1",
+    }
+
+
+def test_root_holds_only_the_docker_capability_set_wherever_it_runs(make: MakeSandbox) -> None:
+    """Every process root runs (a command, its background and setsid children, a spawned process, a PTY
+    command, a busybox root's command) holds the Docker provider's capabilities, no more, and
+    no_new_privs; the sandbox's PID 1 holds none."""
+    sb = make(block_network=True)
+    lines = sb.execute(CAPS.format("self"), check=True).stdout.splitlines()
+    sb.execute("sleep 300 >/dev/null 2>&1 & setsid sleep 301 >/dev/null 2>&1 &", check=True)
+    for args in ("sleep 300", "sleep 301"):
+        found = sb.execute(f"pgrep -xf '{args}'").stdout.split()
+        assert found, f"{args} is not running"
+        lines += sb.execute(CAPS.format(found[0])).stdout.splitlines()
+    spawned = sb.spawn(CAPS.format("self"))
+    lines += spawned.wait(timeout=60).stdout.splitlines()
+    pty = sb.spawn(CAPS.format("self"), pty=True)
+    lines += [line for line in pty.wait(timeout=60).stdout.splitlines() if line.strip()]
+    busybox = make(image="sandboxkit/busybox:latest", block_network=True)
+    lines += busybox.execute(CAPS.format("self"), check=True).stdout.splitlines()
+    assert len(lines) == 6, lines
+    for line in lines:
+        assert _is_docker_root(line), f"root holds more (or other) than the Docker set {DOCKER_CAPS}: {line}"
+    init = _caps(sb.execute(CAPS.format(1), check=True).stdout)
+    assert {k: v for k, v in init.items() if k != "NoNewPrivs"} == dict.fromkeys(
+        ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"), "0" * 16
+    ), f"the sandbox's PID 1 holds capabilities: {init}"
+
+
+@pytest.mark.parametrize("image", ["sandboxkit/base:bookworm", "sandboxkit/busybox:latest"])
+def test_root_cannot_mount_unshare_or_raise_a_dropped_capability(make: MakeSandbox, image: str) -> None:
+    sb = make(image=image, block_network=True)
+    sb.execute("mkdir -p /mnt/t", check=True)
+    for attack in (
+        "mount -t tmpfs none /mnt/t",
+        "mount -t proc proc /mnt/t",
+        "mount -t sysfs sys /mnt/t",
+        "mount --bind /tmp /mnt/t",
+        "unshare -m true",
+        "unshare -n true",
+        "unshare -U true",  # a nested user namespace would hold every capability over itself
+        "echo 1 > /proc/sys/user/max_user_namespaces",  # a namespaced sysctl, but it needs SYS_RESOURCE
+        "ip link add dummy0 type dummy",  # NET_ADMIN
+        "nsenter -t 1 -m true",
+    ):
+        result = sb.execute(attack)
+        assert result.exit_code != 0, f"root inside ran `{attack}`: {result.output}"
+    assert sb.execute("unshare -U true", user="nobody").exit_code != 0, "a user made a user namespace"
+    if image.startswith("sandboxkit/busybox"):
+        return
+    raise_back = "setpriv --inh-caps +sys_admin --ambient-caps +sys_admin grep CapEff /proc/self/status"
+    result = sb.execute(raise_back)
+    assert result.exit_code != 0 and "CapEff" not in result.stdout, f"setpriv raised SYS_ADMIN: {result.output}"
+    ptrace = sb.execute(
+        "su -s /bin/sh nobody -c 'exec sleep 300' & pid=$!; until pgrep -u nobody sleep >/dev/null; do sleep 0.1; done;"
+        " cat /proc/$(pgrep -u nobody sleep)/environ >/dev/null && echo TRACED; kill $pid",
+        timeout=60,
+    )
+    assert "TRACED" not in ptrace.stdout, "root read another user's process memory (SYS_PTRACE)"
+    raw = sb.execute(["python3", "-c", "import socket; socket.socket(socket.AF_INET, socket.SOCK_RAW, 1)"])
+    assert raw.exit_code != 0 and "Operation not permitted" in raw.stderr, f"a raw socket (NET_RAW): {raw.output}"
+    # a setuid-root binary does not lift a user back to root's capabilities (no_new_privs, as on Docker)
+    sb.execute("cp /usr/bin/cat /tmp/suid-cat && chmod 4755 /tmp/suid-cat", check=True)
+    sb.execute("echo secret > /root/only-root && chmod 600 /root/only-root", check=True)
+    result = sb.execute("/tmp/suid-cat /root/only-root", user="nobody")
+    assert "secret" not in result.stdout and result.exit_code != 0, "a setuid-root binary elevated a user"
+    # what root on Docker does still works: chown, other users' files, su to a user
+    done = sb.execute(
+        "chown nobody:nogroup /tmp/suid-cat && chmod 000 /root/only-root && cat /root/only-root"
+        " && su -s /bin/sh nobody -c 'id -u; grep CapEff /proc/self/status'",
+    )
+    assert done.stdout == "secret\n65534\nCapEff:\t0000000000000000\n", done.output
+
+
+def test_what_root_does_on_docker_still_works(make: MakeSandbox) -> None:
+    """With the Docker set: dpkg/apt install a local package (CHOWN, FOWNER; SETUID/SETGID for apt's
+    _apt user), useradd, root stops another user's processes (KILL), as in a Docker sandbox."""
+    sb = make(block_network=True)
+    control = "Package: sk-hello\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@example.com>\nDescription: t\n"
+    sb.write_file("/tmp/pkg/DEBIAN/control", control)
+    sb.write_file("/tmp/pkg/usr/share/sk-hello/greeting", "hello\n")
+    sb.execute("dpkg-deb --build /tmp/pkg /tmp/sk-hello.deb", check=True)
+    sb.execute("DEBIAN_FRONTEND=noninteractive apt-get install -y /tmp/sk-hello.deb", check=True, timeout=120)
+    assert sb.execute("dpkg -s sk-hello | grep Status").stdout.strip() == "Status: install ok installed"
+    sb.execute("useradd -m alice && chmod 700 /home/alice && echo from-root > /home/alice/note", check=True)
+    killed = sb.execute(
+        "su alice -c 'exec sleep 300' & pid=$!; until pgrep -u alice sleep >/dev/null; do sleep 0.1; done; "
+        "pkill -KILL -u alice sleep; wait $pid; echo rc=$?",
+        timeout=60,
+    )
+    assert killed.stdout.strip().endswith("rc=137"), killed.output
 
 
 def test_block_network_is_only_loopback_and_default_is_not_the_hosts(make: MakeSandbox) -> None:

@@ -108,7 +108,8 @@ def test_every_process_in_the_sandbox_is_filtered(make: MakeSandbox) -> None:
 
 
 def test_ordinary_work_still_runs(make: MakeSandbox) -> None:
-    """Threads, fork, background jobs, pipes, chroot and ptrace of its own child are not refused."""
+    """Threads, fork, background jobs, pipes and ptrace of its own child are not refused (chroot is, by the
+    capabilities: SYS_CHROOT is not among the Docker provider's, which root keeps here too)."""
     sb = make(block_network=True)
     script = (
         "import os, threading, subprocess\n"
@@ -123,7 +124,7 @@ def test_ordinary_work_still_runs(make: MakeSandbox) -> None:
     jailed = sb.execute(
         "python3 -c \"import os; os.makedirs('/tmp/jail'); os.chroot('/tmp/jail'); print(os.listdir('/'))\""
     )
-    assert jailed.stdout.strip() == "[]", jailed.stderr
+    assert jailed.exit_code != 0 and "Operation not permitted" in jailed.stderr, jailed.output
     traced = sb.execute('python3 -c "import ctypes; print(ctypes.CDLL(None).ptrace(0, 0, 0, 0))"')
     assert traced.stdout.strip() == "0", traced.stderr  # PTRACE_TRACEME: allowed, as on Docker
 

@@ -1,5 +1,6 @@
-"""Hardened container defaults: every capability dropped but a short allow-list, no new privileges,
-and the OCI runtime (runc, or gVisor's runsc) the engine must offer.
+"""Hardened container defaults: every capability dropped but a short allow-list (core's
+``DEFAULT_CAPS``, which the bwrap provider keeps too), no new privileges, and the OCI runtime
+(runc, or gVisor's runsc) the engine must offer.
 
 The allow-list is what root needs for the workflows users expect, measured on the default image:
 ``apt-get install ./x.deb`` and ``dpkg`` (CHOWN, FOWNER; SETUID and SETGID for apt's ``_apt``
@@ -18,23 +19,11 @@ from typing import Any
 
 import docker.types
 
-from sandboxkit.spi import ErrorCode, SandboxError
+from sandboxkit.spi import DEFAULT_CAPS, LINUX_CAPS, ErrorCode, SandboxError
 from sandboxkit_docker._errors import PROVIDER
 
-#: What every sandbox keeps; ``cap_add``/``cap_drop`` change it per sandbox.
-DEFAULT_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETGID", "SETUID")
-
 #: Linux capabilities by name (capability(7)), without the CAP_ prefix.
-KNOWN_CAPS = frozenset(
-    {
-        "AUDIT_CONTROL", "AUDIT_READ", "AUDIT_WRITE", "BLOCK_SUSPEND", "BPF", "CHECKPOINT_RESTORE", "CHOWN",
-        "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "IPC_LOCK", "IPC_OWNER", "KILL", "LEASE",
-        "LINUX_IMMUTABLE", "MAC_ADMIN", "MAC_OVERRIDE", "MKNOD", "NET_ADMIN", "NET_BIND_SERVICE",
-        "NET_BROADCAST", "NET_RAW", "PERFMON", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYSLOG", "SYS_ADMIN",
-        "SYS_BOOT", "SYS_CHROOT", "SYS_MODULE", "SYS_NICE", "SYS_PACCT", "SYS_PTRACE", "SYS_RAWIO",
-        "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "WAKE_ALARM",
-    }
-)  # fmt: skip
+KNOWN_CAPS = frozenset(LINUX_CAPS)
 
 #: The environment variable naming the runtime when ``provider_options`` does not.
 RUNTIME_ENV = "SANDBOXKIT_DOCKER_RUNTIME"
