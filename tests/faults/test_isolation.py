@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -39,7 +40,7 @@ def test_oom_and_fork_bomb_stay_in_their_sandbox(docker_engine: Any) -> None:
         # or, when the bomb took the last pid before the command's own shell forked, that shell fails
         # first and the command is reported as stopped by the pids limit; either way the bomb is gone
         assert err.value.code in (ErrorCode.COMMAND_TIMEOUT, ErrorCode.RESOURCE_LIMIT_EXCEEDED), err.value
-        assert noisy.execute("echo still here").stdout == "still here\n"
+        assert _recovers(noisy), "the sandbox stayed at its process limit: the bomb outlived its command"
         left = noisy.execute("ps -e --no-headers | wc -l").stdout.strip()
         assert int(left) < 10, f"{left} processes left in the sandbox after the bomb was killed"
 
@@ -48,3 +49,16 @@ def test_oom_and_fork_bomb_stay_in_their_sandbox(docker_engine: Any) -> None:
         assert result.exit_code == 0
         assert result.stdout.split() == [str(i) for i in range(1, 21)]
         assert neighbour.execute("echo fine").stdout == "fine\n"
+
+
+def _recovers(sandbox: sandboxkit.Sandbox, seconds: float = 30.0) -> bool:
+    """Whether a command runs again within ``seconds`` (the killed bomb's pids are freed as its
+    members are reaped, which on a loaded machine can trail the kill by a moment); bounded."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return sandbox.execute("echo still here").stdout == "still here\n"
+        except SandboxError as exc:
+            if exc.code is not ErrorCode.RESOURCE_LIMIT_EXCEEDED or time.monotonic() > deadline:
+                return False
+            time.sleep(0.5)

@@ -81,9 +81,16 @@ for tool in newuidmap newgidmap; do  # setuid root: kept over 9p? else a copy in
   echo "GUEST-NOTE: $path lost its setuid bit" && cp "$path" /usr/local/bin/ && chmod 4755 /usr/local/bin/$tool
 done
 chmod 666 /dev/net/tun  # as udev's default rules do (the guest has no udev): slirp4netns opens it as the user
-chmod o+x /root  # the guest's copy only: the venv's python may live under /root (9p shows no ACLs)
+# the guest's copy only (copy-up into its tmpfs): the user must reach this checkout and the venv's
+# python wherever they are (a clone under a 0700 directory, an interpreter under /root)
+for p in {REPO} "$(dirname "$(readlink -f .venv/bin/python)")"; do
+  while [ "$p" != / ]; do chmod o+x "$p"; p=$(dirname "$p"); done
+done
+chmod o+rx {REPO}
 home=/tmp/rootless-home
-mkdir -p $home && chown {RL_UID}:{RL_UID} $home && chmod 700 $home
+# a tmpfs of its own: the user's state holds overlay upper directories, which may not live on the
+# guest's root overlay (where /tmp is when the checkout is under /tmp and kept visible)
+mkdir -p $home && mount -t tmpfs -o size=1g rootless-home $home && chown {RL_UID}:{RL_UID} $home && chmod 700 $home
 echo "+memory +cpu +pids" > /sys/fs/cgroup/cgroup.subtree_control
 d={RL_CGROUP}
 mkdir -p $d && chown {RL_UID}:{RL_UID} $d $d/cgroup.procs $d/cgroup.subtree_control $d/cgroup.threads

@@ -266,7 +266,10 @@ def test_a_non_root_client_on_cgroup_v1_is_refused_saying_why(tmp_path: Path) ->
     )
     tmp_path.chmod(0o777)
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONDONTWRITEBYTECODE": "1"}
-    argv = ["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups", sys.executable, "-c", code]
+    # nobody keeps CAP_DAC_READ_SEARCH alone (ambient), so it can read this checkout and its .venv
+    # wherever they are (a clone under a 0700 directory, /root/...); the provider decides by its uid
+    reader = ["--inh-caps", "+dac_read_search", "--ambient-caps", "+dac_read_search"]
+    argv = ["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups", *reader, sys.executable, "-c", code]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
     assert out.stdout.startswith(ErrorCode.PROVIDER_UNAVAILABLE.value), out.stdout + out.stderr[-2000:]
     assert "cgroup v1, which has no safe delegation" in out.stdout and "run it as root" in out.stdout
